@@ -1,0 +1,59 @@
+# The two commands: `make dev` (install, then run the whole local system) and `make test` (install, then
+# run every check). Everything is installed into the project: .venv (Python), .tools (uv),
+# .venv-checkov (checkov has its own dependency tree), tests/emulators/node_modules (Firestore emulator).
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+CHECKOV_VERSION := 3.3.30
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+EMULATOR := tests/emulators/node_modules/@firestore-emulator/server/package.json
+CHECKOV := .venv-checkov/bin/checkov
+PYTEST_ARGS ?=
+
+.PHONY: install dev test check lint typecheck imports unit requirements clean
+
+install: $(VENV)/.installed $(EMULATOR) $(CHECKOV)
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	touch $@
+
+$(EMULATOR): tests/emulators/package.json tests/emulators/package-lock.json
+	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKOV): .ci/checkov-requirements.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r .ci/checkov-requirements.txt
+	touch $@
+
+dev: install
+	$(BIN)/spotgate dev --config examples/fleet.yaml
+
+test: install check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: lint typecheck imports
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+imports:
+	$(BIN)/lint-imports
+
+# functions/requirements.txt is what Cloud Functions installs; it is generated from uv.lock.
+requirements: $(VENV)/.installed
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --quiet -o functions/requirements.txt
+
+clean:
+	rm -rf .venv .tools .venv-checkov tests/emulators/node_modules .spotgate .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,404 @@
+"""Configuration: the fleet (what pools exist) and the settings (how this process runs).
+
+``FleetConfig`` is loaded from YAML or JSON (a file, or inline JSON in ``SPOTGATE_FLEET``) and is the single
+source of truth shared with Terraform (``infra/`` renders the same pools to JSON). ``Settings`` come from
+``SPOTGATE_*`` environment variables. This module is the only reader of ``os.environ`` in spotgate.
+
+Durations accept seconds (``90``) or a string with units (``"90s"``, ``"15m"``, ``"1h30m"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spotgate.domain import ProvisioningModel
+from spotgate.errors import ConfigError
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+GCE_NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+ZONE = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"
+REGION = r"^[a-z]+-[a-z]+[0-9]+$"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_duration(value: object) -> timedelta:
+    """Turn ``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"1h30m"`` or a timedelta into a timedelta.
+
+    Raises ValueError for anything else, including negative values.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ValueError("a duration is seconds or a string like '90s', '15m', '1h30m'")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        elif re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", text):
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+        else:
+            raise ValueError(f"invalid duration {value!r}: use seconds or units like '90s', '15m', '1h30m'")
+    else:
+        raise ValueError("a duration is seconds or a string like '90s', '15m', '1h30m'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Window(_Strict):
+    """Active on ``days`` from ``start`` to ``end`` local time; ``end <= start`` crosses midnight.
+
+    A window crossing midnight belongs to the day it starts on: ``fri 22:00-02:00`` covers Saturday 01:00.
+    """
+
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = DAYS  # type: ignore[assignment]
+    start: time
+    end: time
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _lower_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return tuple(str(d).strip().lower()[:3] for d in value)
+        return value
+
+
+class ActiveHours(_Strict):
+    """When a pool should be able to serve from its VMs; outside, desired ready VMs is 0."""
+
+    timezone: str = "UTC"
+    windows: tuple[Window, ...] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown IANA time zone {value!r}") from e
+        return value
+
+
+class VmSpec(_Strict):
+    """One existing VM of a pool (Terraform creates it; spotgate only starts and stops it)."""
+
+    name: str = Field(pattern=GCE_NAME)
+    zone: str = Field(pattern=ZONE)
+    provisioning_model: ProvisioningModel = ProvisioningModel.SPOT
+
+
+class SpotGroup(_Strict):
+    """Generate SPOT VMs ``<prefix>-<zone suffix>-<n>`` as zones x per_zone (an alternative to listing)."""
+
+    zones: tuple[Annotated[str, Field(pattern=ZONE)], ...] = Field(min_length=1)
+    per_zone: int = Field(default=1, ge=1, le=16)
+    name_prefix: str | None = Field(default=None, pattern=r"^[a-z][-a-z0-9]{0,40}$")
+
+
+class EngineSpec(_Strict):
+    """The inference engine on every VM of the pool."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    health_path: str = Field(default="/health", pattern=r"^/[A-Za-z0-9/_.-]*$")
+
+
+class FallbackSpec(_Strict):
+    """Start the pool's STANDARD VM when no SPOT VM could be started for ``after``."""
+
+    enabled: bool = False
+    after: Duration = timedelta(minutes=5)
+
+
+class OverflowSpec(_Strict):
+    """The pool's Cloud Run GPU service: warm (min instances 1) during gaps, else scaled to zero."""
+
+    service: str = Field(pattern=GCE_NAME)
+    url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$")
+    audience: str | None = None  # ID-token audience; defaults to ``url``
+    cooldown: Duration = timedelta(minutes=10)
+    region: str | None = Field(default=None, pattern=REGION)
+
+
+class PoolSpec(_Strict):
+    """A pool: one model, its VMs, and the rules for how many of them should be ready."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    model: str = Field(min_length=1, max_length=200)
+    aliases: tuple[str, ...] = ()
+    vms: tuple[VmSpec, ...] = ()
+    spot: SpotGroup | None = None
+    engine: EngineSpec = EngineSpec()
+    min_ready: int = Field(default=0, ge=0)
+    max_ready: int = Field(default=1, ge=1)
+    target_inflight: int = Field(default=8, ge=1)
+    idle_timeout: Duration = timedelta(minutes=15)
+    drain_grace: Duration = timedelta(seconds=30)
+    boot_timeout: Duration = timedelta(minutes=10)
+    wake_hold: Duration = timedelta(seconds=30)
+    stockout_cooldown: Duration = timedelta(minutes=5)
+    active_hours: ActiveHours | None = None
+    fallback: FallbackSpec = FallbackSpec()
+    overflow: OverflowSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_spot_group(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or not data.get("spot"):
+            return data
+        group = SpotGroup.model_validate(data["spot"])
+        prefix = group.name_prefix or str(data.get("name", "pool"))
+        generated = [
+            {"name": f"{prefix}-{zone.rsplit('-', 1)[-1]}-{n}", "zone": zone, "provisioning_model": "SPOT"}
+            for zone in group.zones
+            for n in range(1, group.per_zone + 1)
+        ]
+        return {**data, "vms": [*generated, *list(data.get("vms") or [])]}
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> PoolSpec:
+        if not self.vms:
+            raise ValueError("a pool needs at least one VM (vms or spot)")
+        if self.min_ready > self.max_ready:
+            raise ValueError(f"min_ready ({self.min_ready}) must not exceed max_ready ({self.max_ready})")
+        if self.max_ready > len(self.vms):
+            raise ValueError(f"max_ready ({self.max_ready}) exceeds the pool's {len(self.vms)} VMs")
+        names = [vm.name for vm in self.vms]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate VM names in vms: {', '.join(dupes)}")
+        if self.fallback.enabled and not self.standard_vms:
+            raise ValueError("fallback.enabled needs a VM with provisioning_model STANDARD in vms")
+        return self
+
+    @property
+    def spot_vms(self) -> tuple[VmSpec, ...]:
+        return tuple(vm for vm in self.vms if vm.provisioning_model is ProvisioningModel.SPOT)
+
+    @property
+    def standard_vms(self) -> tuple[VmSpec, ...]:
+        return tuple(vm for vm in self.vms if vm.provisioning_model is ProvisioningModel.STANDARD)
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(vm.zone for vm in self.vms))
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """Every ``model`` value that routes to this pool."""
+        return (self.model, *self.aliases)
+
+    def vm(self, name: str) -> VmSpec | None:
+        return next((vm for vm in self.vms if vm.name == name), None)
+
+
+class Prices(_Strict):
+    """USD per GPU-hour, used for cost reports. Defaults: published L4 rates (us-central1)."""
+
+    spot_per_hour: float = Field(default=0.28, ge=0)
+    standard_per_hour: float = Field(default=0.71, ge=0)
+    overflow_per_hour: float = Field(default=0.80, ge=0)
+
+
+class SandboxSpec(_Strict):
+    """How the local sandbox simulates this fleet (ignored in GCP). Delays are in simulated time."""
+
+    speedup: float = Field(default=1.0, ge=1.0, le=1000.0)  # 30 makes a 60 s boot take 2 s
+    boot_delay: Duration = timedelta(seconds=60)  # TERMINATED -> RUNNING
+    load_delay: Duration = timedelta(seconds=30)  # RUNNING -> /health 200
+    stop_delay: Duration = timedelta(seconds=10)  # STOPPING -> TERMINATED
+    preempt_notice: Duration = timedelta(seconds=30)  # preemption: RUNNING -> STOPPING -> TERMINATED
+    time_to_first_token: Duration = timedelta(milliseconds=200)
+    tokens_per_second: float = Field(default=50.0, gt=0)
+    overflow_cold_start: Duration = timedelta(seconds=20)
+
+
+class FleetConfig(_Strict):
+    """The whole fleet: every pool, plus project-wide facts."""
+
+    project: str = Field(default="spotgate-local", pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    region: str = Field(default="us-central1", pattern=REGION)
+    pools: tuple[PoolSpec, ...] = Field(min_length=1)
+    prices: Prices = Prices()
+    sandbox: SandboxSpec = SandboxSpec()
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> FleetConfig:
+        _reject_duplicates("pools", [p.name for p in self.pools])
+        owners: dict[str, str] = {}
+        for pool in self.pools:
+            for vm in pool.vms:
+                if vm.name in owners:
+                    raise ValueError(
+                        f"pools.{pool.name}.vms: VM {vm.name!r} already belongs to pool {owners[vm.name]!r}"
+                    )
+                owners[vm.name] = pool.name
+        _reject_duplicates("model names and aliases", [m for p in self.pools for m in p.model_names])
+        for pool in self.pools:
+            wrong = [z for z in pool.zones if not z.startswith(self.region + "-")]
+            if wrong:
+                raise ValueError(f"pools.{pool.name}.vms: zone {wrong[0]!r} is not in region {self.region!r}")
+        return self
+
+    def pool(self, name: str) -> PoolSpec | None:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def pool_for_model(self, model: str) -> PoolSpec | None:
+        return next((p for p in self.pools if model in p.model_names), None)
+
+    def pool_of_instance(self, instance: str) -> PoolSpec | None:
+        return next((p for p in self.pools if p.vm(instance) is not None), None)
+
+
+def _reject_duplicates(what: str, values: list[str]) -> None:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line per problem, each naming the field path (``pools.0.min_ready: …``)."""
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid fleet config {source}:\n" + "\n".join(lines)
+
+
+def parse_fleet(data: object, source: str = "(inline)") -> FleetConfig:
+    """Validate already-decoded YAML/JSON. Raises ConfigError naming each bad field."""
+    try:
+        return FleetConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(source, e)) from None
+
+
+def load_fleet(path: str | Path) -> FleetConfig:
+    """Read a YAML or JSON fleet file. Raises ConfigError (unreadable, malformed, or invalid)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read fleet config {file}: {e.strerror}") from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"fleet config {file} is not valid {file.suffix.lstrip('.') or 'YAML'}: {e}") from None
+    return parse_fleet(data, str(file))
+
+
+class Settings(BaseSettings):
+    """How this process runs, from ``SPOTGATE_*`` environment variables (see README, Configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPOTGATE_", extra="ignore", frozen=True)
+
+    mode: Literal["gcp", "sandbox"] = "gcp"
+    project: str = ""  # defaults to the fleet's project
+    fleet: str | None = None  # inline JSON fleet (Terraform passes this to functions and gateway)
+    fleet_file: Path | None = None
+
+    store: Literal["sqlite", "firestore"] = "firestore"
+    sqlite_path: Path = Path(".spotgate/spotgate.db")
+    firestore_database: str = "(default)"
+    store_prefix: str = "spotgate"  # collection name prefix, so several fleets can share a database
+
+    compute_endpoint: str | None = None  # e.g. http://127.0.0.1:8089 for the sandbox; None = Google
+    run_endpoint: str | None = None
+    control_topic: str = "spotgate-control"
+    compute_topic: str = "spotgate-compute"
+
+    event_max_age: Duration = timedelta(minutes=30)  # older deliveries are acked and ignored
+    lease_ttl: Duration = timedelta(seconds=60)
+    operation_timeout: Duration = timedelta(seconds=120)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def load_fleet(self) -> FleetConfig:
+        """The fleet from ``SPOTGATE_FLEET`` (inline JSON) or ``SPOTGATE_FLEET_FILE``; ConfigError if neither."""
+        if self.fleet:
+            try:
+                data = json.loads(self.fleet)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"SPOTGATE_FLEET is not valid JSON: {e}") from None
+            return parse_fleet(data, "SPOTGATE_FLEET")
+        if self.fleet_file:
+            return load_fleet(self.fleet_file)
+        raise ConfigError("no fleet configured: set SPOTGATE_FLEET (inline JSON) or SPOTGATE_FLEET_FILE")
+
+    def project_id(self, fleet: FleetConfig) -> str:
+        return self.project or fleet.project
+
+
+class GatewaySettings(BaseSettings):
+    """Gateway-only settings (``SPOTGATE_GATEWAY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPOTGATE_GATEWAY_", extra="ignore", frozen=True)
+
+    url: str = ""  # the gateway's own URL: the default accepted ID-token audience
+    audiences: tuple[str, ...] = ()  # extra accepted ID-token audiences
+    allowed_principals: tuple[str, ...] = ()  # emails, or "@example.com" for a whole domain
+    certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    activity_flush: Duration = timedelta(seconds=5)
+    wake_debounce: Duration = timedelta(seconds=15)
+    eject_after_failures: int = Field(default=2, ge=1)
+    eject_for: Duration = timedelta(seconds=10)
+    connect_timeout: Duration = timedelta(seconds=3)
+    read_timeout: Duration = timedelta(seconds=600)
+    heartbeat: Duration = timedelta(seconds=10)
+
+
+def read_settings() -> Settings:
+    """Settings from the environment. Raises ConfigError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError(_settings_error("SPOTGATE_", e)) from None
+
+
+def read_gateway_settings() -> GatewaySettings:
+    """Gateway settings from the environment. Raises ConfigError naming the variable."""
+    try:
+        return GatewaySettings()
+    except ValidationError as e:
+        raise ConfigError(_settings_error("SPOTGATE_GATEWAY_", e)) from None
+
+
+def environment() -> dict[str, str]:
+    """A copy of the process environment, for the few callers that must hand it on (child processes)."""
+    return dict(os.environ)
+
+
+def _settings_error(prefix: str, error: ValidationError) -> str:
+    parts = [f"{prefix}{str(item['loc'][0]).upper()}: {item['msg']}" for item in error.errors() if item["loc"]]
+    return "invalid settings: " + "; ".join(parts)

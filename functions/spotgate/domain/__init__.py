@@ -1,0 +1,55 @@
+"""Domain values: frozen dataclasses and enums shared by every layer.
+
+Nothing here does I/O, reads a clock or imports a cloud library. Raw external JSON is converted into
+these types at the adapter boundary, and everything inward of the adapters speaks only these types.
+"""
+
+from __future__ import annotations
+
+from spotgate.domain.actions import Action, Plan, SetOverflow, SetRoute, StartInstance, StopInstance
+from spotgate.domain.activity import Activity
+from spotgate.domain.events import (
+    ComputeEvent,
+    ComputeEventKind,
+    ControlKind,
+    ControlMessage,
+    DecisionRecord,
+    Envelope,
+    Ignored,
+    InboundEvent,
+)
+from spotgate.domain.instance import Instance, InstanceStatus, ProvisioningModel
+from spotgate.domain.keys import ApiKey
+from spotgate.domain.pool_state import Notice, NoticeKind, Override, OverrideKind, PoolState, Preemption
+from spotgate.domain.route import BackendKind, Route, RouteState
+
+__all__ = [
+    "Action",
+    "Activity",
+    "ApiKey",
+    "BackendKind",
+    "ComputeEvent",
+    "ComputeEventKind",
+    "ControlKind",
+    "ControlMessage",
+    "DecisionRecord",
+    "Envelope",
+    "Ignored",
+    "InboundEvent",
+    "Instance",
+    "InstanceStatus",
+    "Notice",
+    "NoticeKind",
+    "Override",
+    "OverrideKind",
+    "Plan",
+    "PoolState",
+    "Preemption",
+    "ProvisioningModel",
+    "Route",
+    "RouteState",
+    "SetOverflow",
+    "SetRoute",
+    "StartInstance",
+    "StopInstance",
+]

@@ -1,0 +1,134 @@
+"""The seams between the pure core and the outside world.
+
+Every I/O dependency of the services and the gateway is one of these Protocols. Production adapters wrap
+the Google client libraries; tests and local runs use the same adapters pointed at the sandbox, or the
+SQLite store. Implementations raise only ``spotgate.errors`` types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from spotgate.domain import Activity, ApiKey, DecisionRecord, Instance, PoolState, Route
+
+
+class Clock(Protocol):
+    """The one source of time. ``now()`` is timezone-aware UTC."""
+
+    def now(self) -> datetime: ...
+
+
+class Compute(Protocol):
+    """Start and stop existing VMs; never create or delete them (Terraform owns what exists)."""
+
+    def list_instances(self, pool: str) -> list[Instance]:
+        """Every VM labelled ``spotgate-pool=<pool>`` across all zones of the project."""
+        ...
+
+    def start(self, zone: str, instance: str) -> None:
+        """Start a VM and wait for the operation; a no-op if it is already running.
+
+        Raises CapacityError (SPOT stockout, with zones_available hints), QuotaError, NotFoundError,
+        ConflictError (e.g. still STOPPING) or UnavailableError.
+        """
+        ...
+
+    def stop(self, zone: str, instance: str) -> None:
+        """Stop a VM and wait for the operation; a no-op if it is already stopped."""
+        ...
+
+
+class Overflow(Protocol):
+    """A pool's Cloud Run GPU overflow service, by its short service name."""
+
+    def get_min_instances(self, service: str) -> int:
+        """The service-level ``scaling.minInstanceCount``."""
+        ...
+
+    def set_min_instances(self, service: str, count: int) -> None:
+        """Set service-level min instances (takes effect without a new revision)."""
+        ...
+
+
+class Publisher(Protocol):
+    """Publish spotgate control messages (JSON objects) to a Pub/Sub topic by short name."""
+
+    def publish(self, topic: str, message: Mapping[str, Any]) -> str:
+        """Publish and return the message id. Raises UnavailableError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the gateway serves from memory: every route and key, as of ``version``."""
+
+    routes: tuple[Route, ...]
+    keys: tuple[ApiKey, ...]
+    version: int
+
+
+class Subscription(Protocol):
+    def close(self) -> None:
+        """Stop delivering changes; idempotent."""
+        ...
+
+
+class RouteStore(Protocol):
+    """Routing table, pool state, activity, the audit trail and API keys.
+
+    Writers (decision in DESIGN §2.1): the control plane writes routes, pool state and events; the gateway
+    writes only activity; the CLI writes only keys.
+    """
+
+    # routes (control plane writes, gateway reads)
+    def list_routes(self, pool: str | None = None) -> list[Route]: ...
+    def put_routes(self, routes: Sequence[Route]) -> None:
+        """Upsert these routes (by ``Route.key``)."""
+        ...
+
+    def delete_routes(self, keys: Sequence[str]) -> None: ...
+
+    # pool state (control plane)
+    def get_pool_state(self, pool: str) -> PoolState:
+        """The committed state, or a fresh ``PoolState(pool)`` with generation 0."""
+        ...
+
+    def commit_pool_state(self, state: PoolState, expected_generation: int) -> PoolState:
+        """Store ``state`` with generation ``expected_generation + 1`` and return it.
+
+        Raises ConflictError if the stored generation is not ``expected_generation``.
+        """
+        ...
+
+    # lease: serialises reconciles of one pool across processes
+    def acquire_lease(self, pool: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take the pool's lease if it is free, expired or already ours; True on success."""
+        ...
+
+    def release_lease(self, pool: str, holder: str) -> None: ...
+
+    # activity (gateway writes)
+    def record_activity(self, activity: Activity) -> None:
+        """Merge a flush: newest ``last_request_at`` wins, ``requests_total`` adds, ``inflight`` replaces."""
+        ...
+
+    def get_activity(self, pool: str) -> Activity: ...
+
+    # audit trail (control plane writes; bounded)
+    def append_events(self, records: Sequence[DecisionRecord]) -> None: ...
+    def recent_events(self, pool: str | None = None, limit: int = 50) -> list[DecisionRecord]:
+        """Newest first."""
+        ...
+
+    # keys (CLI writes, gateway reads)
+    def put_key(self, key: ApiKey) -> None: ...
+    def list_keys(self) -> list[ApiKey]: ...
+
+    # change feed for the gateway
+    def snapshot(self) -> Snapshot: ...
+    def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:
+        """Call ``on_change`` with a full snapshot now and after routes or keys change."""
+        ...
