@@ -25,5 +25,5 @@ def test_wrong_audience_expired_and_foreign_key_are_rejected() -> None:
     old = issuer.sign_id_token("https://svc.example", "a@b.c", now=datetime.now(UTC) - timedelta(hours=3))
     with pytest.raises(ValueError, match="expired"):
         jwt.decode(old, certs=issuer.certs_json(), audience="https://svc.example")
-    with pytest.raises(ValueError, match="kid|signature|Certificate"):
+    with pytest.raises(ValueError, match=r"kid|signature|Certificate"):
         jwt.decode(token, certs=Identity.generate().certs_json(), audience="https://svc.example")

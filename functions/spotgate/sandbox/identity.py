@@ -68,7 +68,8 @@ class Identity:
             "iat": issued,
             "exp": issued + int(lifetime.total_seconds()),
         }
-        return jwt.encode(self.signer, payload).decode("ascii")
+        token: bytes = jwt.encode(self.signer, payload)
+        return token.decode("ascii")
 
     def certs_json(self) -> dict[str, str]:
         """``{kid: PEM certificate}``, the format of Google's oauth2/v1/certs."""
