@@ -1,0 +1,65 @@
+"""``ports.Overflow`` over google-cloud-run v2: read and set a service's service-level min instances.
+
+Service-level scaling (``Service.scaling.min_instance_count``) takes effect without deploying a revision,
+which is what warming an overflow service for a gap needs (reference §5.2). The REST transport is used so
+that a local endpoint (the sandbox) works with the same code; it sends enums as integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import run_v2
+from google.protobuf import field_mask_pb2
+
+from spotgate.adapters.gce_compute import translate_api_error
+from spotgate.errors import SpotgateError
+
+
+class CloudRunOverflow:
+    """Cloud Run services of one project and region, addressed by short service name."""
+
+    def __init__(
+        self,
+        project: str,
+        region: str,
+        *,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        operation_timeout: timedelta = timedelta(seconds=120),
+    ) -> None:
+        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+        creds = credentials or (AnonymousCredentials() if endpoint else None)
+        self._client = run_v2.ServicesClient(transport="rest", client_options=options, credentials=creds)
+        self._parent = f"projects/{project}/locations/{region}"
+        self._timeout = operation_timeout.total_seconds()
+
+    def get_min_instances(self, service: str) -> int:
+        with _translated(f"read overflow service {service}"):
+            found = self._client.get_service(name=f"{self._parent}/services/{service}")
+        return int(found.scaling.min_instance_count)
+
+    def set_min_instances(self, service: str, count: int) -> None:
+        update = run_v2.UpdateServiceRequest(
+            service=run_v2.Service(
+                name=f"{self._parent}/services/{service}",
+                scaling=run_v2.ServiceScaling(min_instance_count=count),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["scaling.min_instance_count"]),
+        )
+        with _translated(f"set min instances of {service} to {count}"):
+            self._client.update_service(request=update).result(timeout=self._timeout)
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except SpotgateError:
+        raise
+    except Exception as e:
+        raise translate_api_error(doing, e) from e

@@ -1,0 +1,163 @@
+"""``ports.Compute`` over google-cloud-compute: list a pool's VMs, start and stop them, wait on operations.
+
+Two facts about the client library shape this adapter (DESIGN §4):
+
+* ``ExtendedOperation.result()`` polls through an internal ``ZoneOperationsClient`` that ignores
+  ``client_options``, so against any endpoint but Google's it would poll the wrong host. We call
+  ``start_unary``/``stop_unary`` and wait with our own ``ZoneOperationsClient`` built with the same options.
+* A SPOT stockout is not an HTTP error on the ``start`` call: the operation finishes ``DONE`` with
+  ``error.errors[0].code = ZONE_RESOURCE_POOL_EXHAUSTED[_WITH_DETAILS]``. We read the operation's errors
+  ourselves and raise ``CapacityError`` carrying GCE's ``zonesAvailable`` hint when it sent one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import compute_v1
+
+from spotgate.domain import Instance, InstanceStatus, ProvisioningModel
+from spotgate.errors import (
+    CapacityError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    PermissionDeniedError,
+    QuotaError,
+    SpotgateError,
+    UnavailableError,
+)
+
+POOL_LABEL = "spotgate-pool"
+_STOCKOUT = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"})
+_QUOTA = frozenset({"QUOTA_EXCEEDED", "QUOTA_LIMIT"})
+# RESOURCE_NOT_READY: still STOPPING; UNSUPPORTED_OPERATION: preempted while starting (SkyPilot's finding).
+_RETRYABLE = frozenset({"RESOURCE_NOT_READY", "UNSUPPORTED_OPERATION", "RESOURCE_OPERATION_RATE_EXCEEDED"})
+
+
+class GceCompute:
+    """Compute Engine for one project. ``endpoint`` (e.g. the sandbox's URL) implies anonymous credentials."""
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        operation_timeout: timedelta = timedelta(seconds=120),
+    ) -> None:
+        options = {"api_endpoint": endpoint} if endpoint else None
+        creds = credentials or (AnonymousCredentials() if endpoint else None)
+        self._project = project
+        self._instances = compute_v1.InstancesClient(credentials=creds, client_options=options)
+        self._operations = compute_v1.ZoneOperationsClient(credentials=creds, client_options=options)
+        self._timeout = operation_timeout.total_seconds()
+
+    def list_instances(self, pool: str) -> list[Instance]:
+        request = compute_v1.AggregatedListInstancesRequest(
+            project=self._project, filter=f'labels.{POOL_LABEL} = "{pool}"'
+        )
+        with _translated(f"list instances of pool {pool}"):
+            pages = self._instances.aggregated_list(request=request)
+            found = [to_instance(vm) for _, scoped in pages for vm in scoped.instances]
+        # Filters are evaluated server-side; re-check so a lax server can never hand us another pool's VM.
+        return sorted((vm for vm in found if vm.labels.get(POOL_LABEL) == pool), key=lambda vm: vm.name)
+
+    def start(self, zone: str, instance: str) -> None:
+        with _translated(f"start {instance} in {zone}"):
+            operation = self._instances.start_unary(project=self._project, zone=zone, instance=instance)
+            self._wait(zone, operation, instance)
+
+    def stop(self, zone: str, instance: str) -> None:
+        with _translated(f"stop {instance} in {zone}"):
+            operation = self._instances.stop_unary(project=self._project, zone=zone, instance=instance)
+            self._wait(zone, operation, instance)
+
+    def _wait(self, zone: str, operation: compute_v1.Operation, instance: str) -> None:
+        deadline = time.monotonic() + self._timeout
+        while operation.status != compute_v1.Operation.Status.DONE:
+            if time.monotonic() >= deadline:
+                return  # still running: the next reconcile observes the VM's real status
+            operation = self._operations.wait(project=self._project, zone=zone, operation=operation.name)
+        raise_for_operation(operation, zone, instance)
+
+
+def raise_for_operation(operation: compute_v1.Operation, zone: str, instance: str) -> None:
+    """Raise the spotgate error a finished operation's ``error`` describes; return if it succeeded."""
+    errors = list(operation.error.errors) if operation.error else []
+    if not errors:
+        return
+    first = errors[0]
+    message = f"{instance} in {zone}: {first.code}: {first.message}"
+    if first.code in _STOCKOUT:
+        raise CapacityError(message, zone=zone, code=first.code, zones_available=zones_available(first))
+    if first.code in _QUOTA:
+        raise QuotaError(message)
+    if first.code in _RETRYABLE:
+        raise ConflictError(message)
+    if first.code in ("RESOURCE_NOT_FOUND", "NOT_FOUND"):
+        raise NotFoundError(message)
+    if operation.http_error_status_code and operation.http_error_status_code >= 500:
+        raise UnavailableError(message)
+    raise PermanentError(message)
+
+
+def zones_available(error: compute_v1.Errors) -> tuple[str, ...]:
+    """Zones GCE named as still having capacity (``errorInfo.metadatas["zonesAvailable"]``), if any."""
+    for detail in error.error_details:
+        hint = detail.error_info.metadatas.get("zonesAvailable", "") if detail.error_info else ""
+        if hint:
+            return tuple(z.strip().rsplit("/", 1)[-1] for z in hint.split(",") if z.strip())
+    return ()
+
+
+def to_instance(vm: compute_v1.Instance) -> Instance:
+    """Convert the client's ``Instance`` proto into the domain value (short zone name, parsed times)."""
+    nics = list(vm.network_interfaces)
+    return Instance(
+        name=vm.name,
+        zone=vm.zone.rsplit("/", 1)[-1],
+        status=InstanceStatus(vm.status),
+        provisioning_model=ProvisioningModel(vm.scheduling.provisioning_model or "STANDARD"),
+        network_ip=nics[0].network_i_p if nics and nics[0].network_i_p else None,
+        instance_id=str(vm.id) if vm.id else "",
+        labels=dict(vm.labels),
+        last_start=_timestamp(vm.last_start_timestamp),
+        last_stop=_timestamp(vm.last_stop_timestamp),
+    )
+
+
+def _timestamp(value: str) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """Turn google.api_core errors raised inside into spotgate errors that say what we were doing."""
+    try:
+        yield
+    except SpotgateError:
+        raise
+    except Exception as e:
+        raise translate_api_error(doing, e) from e
+
+
+def translate_api_error(doing: str, error: Exception) -> SpotgateError:
+    """Map a google.api_core / transport exception to the spotgate error tree."""
+    text = f"{doing}: {error}"
+    if isinstance(error, gexc.NotFound):
+        return NotFoundError(text)
+    if isinstance(error, gexc.Forbidden | gexc.Unauthorized):
+        return PermissionDeniedError(text)
+    if isinstance(error, gexc.TooManyRequests):
+        return QuotaError(text)
+    if isinstance(error, gexc.Conflict | gexc.PreconditionFailed | gexc.BadRequest) and "NOT_READY" in str(error):
+        return ConflictError(text)
+    if isinstance(error, gexc.ClientError):
+        return PermanentError(text)
+    return UnavailableError(text)
