@@ -20,6 +20,7 @@ from spotgate.domain.events import (
 )
 from spotgate.domain.instance import Instance, InstanceStatus, ProvisioningModel
 from spotgate.domain.keys import ApiKey
+from spotgate.domain.observed import Observed
 from spotgate.domain.pool_state import Notice, NoticeKind, Override, OverrideKind, PoolState, Preemption
 from spotgate.domain.route import BackendKind, Route, RouteState
 
@@ -40,6 +41,7 @@ __all__ = [
     "InstanceStatus",
     "Notice",
     "NoticeKind",
+    "Observed",
     "Override",
     "OverrideKind",
     "Plan",
