@@ -1,0 +1,362 @@
+"""A fake OpenAI-compatible inference engine: what runs on a simulated GPU VM or Cloud Run overflow service.
+
+It is a process of its own (``python -m spotgate.sandbox.engine``) so that killing it behaves like losing a
+VM: open streams are cut by the kernel, not politely closed. It serves with gevent's ``pywsgi`` (the
+monkey-patching happens only in ``main``, inside this process), because one engine must hold thousands of
+concurrent SSE streams cheaply for the gateway benchmarks; a greenlet per stream costs a few kilobytes.
+
+Playing a VM engine: ``/health`` answers 503 until the model-load delay has passed, then 200. Playing a
+Cloud Run service (``--audience``/``--certs-url``/``--invoker``): every request needs a Google ID token for
+the audience signed by a key from the certs URL and naming an allowed invoker, like Cloud Run IAM (401 when
+missing or invalid, 403 for another principal). ``--cold-start`` plays scale-to-zero: while min instances
+is 0 and the service has been idle for ``--scale-down-after``, the next request first waits the cold start
+(concurrent requests share one cold start). ``POST /_sandbox/scaling {"min_instances": n}`` sets min
+instances; with 1 or more the service is warm at once (the sandbox models the warm-up as instantaneous).
+Every response carries ``x-spotgate-backend`` so tests can tell which backend answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from spotgate.sandbox import completion
+from spotgate.sandbox.completion import Completion
+
+if TYPE_CHECKING:  # google-auth pulls in ssl; import it only after gevent has patched (see main)
+    from google.auth import transport
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden"}
+_STATUS |= {404: "404 Not Found", 405: "405 Method Not Allowed", 503: "503 Service Unavailable"}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How the engine behaves. Durations are real seconds (the sandbox has already applied its speedup)."""
+
+    model: str
+    name: str = "engine"
+    aliases: tuple[str, ...] = ()
+    load_delay: float = 0.0
+    ttft: float = 0.0
+    tokens_per_second: float = 1000.0
+    cold_start: float = 0.0
+    scale_down_after: float = 60.0
+    min_instances: int = 0
+    audience: str | None = None
+    certs_url: str | None = None
+    invokers: tuple[str, ...] = ()
+
+
+class HttpError(Exception):
+    """An OpenAI-shaped error response, raised anywhere in request handling."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", **extra: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = completion.error_body(message, kind, extra.get("param"), extra.get("code"))
+
+
+@dataclass(slots=True)
+class ScaleState:
+    """Scale-to-zero bookkeeping: when the last request touched the service and when a cold start ends."""
+
+    min_instances: int
+    last_active: float = float("-inf")
+    ready_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Engine:
+    """The WSGI application. Create one per process; ``started`` anchors the model-load delay."""
+
+    def __init__(self, options: EngineOptions, started: float | None = None) -> None:
+        self.options = options
+        self.started = time.monotonic() if started is None else started
+        self.scale = ScaleState(min_instances=options.min_instances)
+        self._verifier = _TokenVerifier(options) if options.audience else None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            status, headers, body = self._dispatch(environ)
+        except HttpError as e:
+            status, headers, body = e.status, [], [_json(e.body)]
+        headers = [*headers, ("x-spotgate-backend", self.options.name)]
+        if isinstance(body, list):
+            headers.append(("content-length", str(sum(len(b) for b in body))))
+        start_response(_STATUS.get(status, f"{status} Error"), headers)
+        return body
+
+    def _dispatch(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
+        if path == "/health":
+            return self._health()
+        if path == "/_sandbox/scaling":
+            return self._scaling(environ, method)
+        if self._verifier is not None:
+            self._verifier.check(environ.get("HTTP_AUTHORIZATION", ""))
+        self._await_instance()
+        routes: dict[str, Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], Iterable[bytes]]]] = {
+            "/v1/chat/completions": self._chat,
+            "/v1/completions": self._text,
+            "/v1/embeddings": self._embeddings,
+        }
+        if path == "/v1/models":
+            return _json_response(200, self._models())
+        if path not in routes:
+            raise HttpError(404, f"Unknown path {path}", code="not_found")
+        if method != "POST":
+            raise HttpError(405, f"Use POST for {path}", code="method_not_allowed")
+        try:
+            return routes[path](_read_json(environ))
+        finally:
+            self.scale.last_active = time.monotonic()
+
+    def _health(self) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        if time.monotonic() - self.started < self.options.load_delay:
+            return _json_response(503, {"status": "loading", "model": self.options.model})
+        return _json_response(200, {"status": "ok", "model": self.options.model})
+
+    def _scaling(self, environ: dict[str, Any], method: str) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        if not str(environ.get("REMOTE_ADDR", "")).startswith("127."):
+            raise HttpError(403, "scaling is set by the sandbox over loopback only", "permission_error")
+        if method == "POST":
+            value = _read_json(environ).get("min_instances")
+            if not isinstance(value, int) or value < 0:
+                raise HttpError(400, "min_instances must be a non-negative integer", param="min_instances")
+            self.scale.min_instances = value
+        return _json_response(200, {"min_instances": self.scale.min_instances, "warm": self._warm()})
+
+    def _warm(self) -> bool:
+        now = time.monotonic()
+        if self.scale.min_instances > 0 or self.options.cold_start <= 0:
+            return True
+        return now - self.scale.last_active < self.options.scale_down_after or now < self.scale.ready_at
+
+    def _await_instance(self) -> None:
+        """Wait out a cold start when the service is scaled to zero; requests during one share it."""
+        with self.scale.lock:
+            if not self._warm():
+                self.scale.ready_at = time.monotonic() + self.options.cold_start
+            self.scale.last_active = time.monotonic()
+            wait = self.scale.ready_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+    def _models(self) -> dict[str, Any]:
+        names = (self.options.model, *self.options.aliases)
+        data = [{"id": n, "object": "model", "created": int(self.started), "owned_by": "spotgate"} for n in names]
+        return {"object": "list", "data": data}
+
+    def _check_model(self, body: dict[str, Any]) -> str:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise HttpError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
+        if model not in (self.options.model, *self.options.aliases):
+            raise HttpError(404, f"The model `{model}` does not exist.", param="model", code="model_not_found")
+        return model
+
+    def _chat(self, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        model = self._check_model(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise HttpError(
+                400, "'messages' is a required property", param="messages", code="missing_required_parameter"
+            )
+        return self._answer(body, completion.complete("chat", model, completion.chat_prompt(messages), *_limits(body)))
+
+    def _text(self, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        model = self._check_model(body)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = "\n".join(str(p) for p in prompt)
+        if not isinstance(prompt, str):
+            raise HttpError(400, "'prompt' is a required property", param="prompt", code="missing_required_parameter")
+        return self._answer(body, completion.complete("text", model, prompt, *_limits(body)))
+
+    def _embeddings(self, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        model = self._check_model(body)
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(inputs, list) or not inputs:
+            raise HttpError(400, "'input' is a required property", param="input", code="missing_required_parameter")
+        dimensions = body.get("dimensions", completion.EMBEDDING_DIMENSIONS)
+        if not isinstance(dimensions, int) or not 1 <= dimensions <= 4096:
+            raise HttpError(400, "dimensions must be an integer from 1 to 4096", param="dimensions")
+        return _json_response(200, completion.embeddings_body(model, [str(i) for i in inputs], dimensions))
+
+    def _answer(self, body: dict[str, Any], c: Completion) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
+        if body.get("stream") is True:
+            options = body.get("stream_options") or {}
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+            return 200, headers, self._stream(c, usage)
+        self._pace(len(c.words))
+        return _json_response(200, completion.response_body(c))
+
+    def _pace(self, tokens: int) -> None:
+        time.sleep(self.options.ttft + max(0, tokens - 1) / self.options.tokens_per_second)
+
+    def _stream(self, c: Completion, usage: bool) -> Iterator[bytes]:
+        time.sleep(self.options.ttft)
+        yield completion.stream_chunk(c, None, with_usage=usage)
+        for index in range(len(c.words)):
+            if index:
+                time.sleep(1 / self.options.tokens_per_second)
+            yield completion.stream_chunk(c, index, with_usage=usage)
+        yield completion.stream_chunk(c, None, final=True, with_usage=usage)
+        if usage:
+            yield completion.usage_chunk(c)
+        yield completion.DONE
+        self.scale.last_active = time.monotonic()
+
+
+class _TokenVerifier:
+    """Cloud Run IAM in miniature: a valid Google ID token for the audience, from an allowed invoker."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        from google.auth.transport import requests as google_requests
+
+        self.options = options
+        self.certs_url = options.certs_url or ""
+        self._request = cast("transport.Request", _CachingRequest(google_requests.Request()))
+
+    def check(self, authorization: str) -> None:
+        from google.auth.exceptions import GoogleAuthError
+        from google.oauth2 import id_token
+
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HttpError(
+                401, "Missing Authorization: Bearer <ID token>", "authentication_error", code="unauthorized"
+            )
+        try:
+            claims = id_token.verify_token(
+                token, self._request, audience=self.options.audience, certs_url=self.certs_url
+            )
+        except (ValueError, GoogleAuthError) as e:
+            raise HttpError(401, f"Invalid ID token: {e}", "authentication_error", code="invalid_token") from e
+        email = str(claims.get("email", ""))
+        if email not in self.options.invokers:
+            raise HttpError(403, f"{email or 'The caller'} may not invoke this service", "permission_error")
+
+
+class _CachingRequest:
+    """A google-auth transport that remembers certs responses for a minute (verify_token fetches every call)."""
+
+    def __init__(self, inner: transport.Request) -> None:
+        self._inner = inner
+        self._cache: dict[str, tuple[float, transport.Response]] = {}
+
+    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> transport.Response:
+        hit = self._cache.get(url)
+        if method == "GET" and hit and time.monotonic() - hit[0] < 60:
+            return hit[1]
+        response: transport.Response = self._inner(url, method=method, **kwargs)
+        if method == "GET" and response.status == 200:
+            self._cache[url] = (time.monotonic(), response)
+        return response
+
+
+def _limits(body: dict[str, Any]) -> tuple[int, int]:
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is None:
+        max_tokens = completion.DEFAULT_MAX_TOKENS
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise HttpError(400, "max_tokens must be a positive integer", param="max_tokens", code="invalid_value")
+    return max_tokens, int(time.time())
+
+
+def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read()
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HttpError(400, f"We could not parse the JSON body of your request: {e}", code="invalid_json") from e
+    if not isinstance(body, dict):
+        raise HttpError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _json_response(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], list[bytes]]:
+    return status, [("content-type", "application/json")], [_json(body)]
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
+    p = argparse.ArgumentParser(prog="python -m spotgate.sandbox.engine", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--alias", action="append", default=[], help="another model name this engine answers to")
+    p.add_argument("--name", default=None, help="backend name for x-spotgate-backend (default host:port)")
+    p.add_argument("--load-delay", type=float, default=0.0)
+    p.add_argument("--ttft", type=float, default=0.0)
+    p.add_argument("--tokens-per-second", type=float, default=1000.0)
+    p.add_argument("--cold-start", type=float, default=0.0)
+    p.add_argument("--scale-down-after", type=float, default=60.0)
+    p.add_argument("--min-instances", type=int, default=0)
+    p.add_argument("--audience")
+    p.add_argument("--certs-url")
+    p.add_argument("--invoker", action="append", default=[])
+    a = p.parse_args(argv)
+    if bool(a.audience) != bool(a.certs_url):
+        p.error("--audience and --certs-url go together")
+    if a.tokens_per_second <= 0:
+        p.error("--tokens-per-second must be positive")
+    options = EngineOptions(
+        model=a.model,
+        name=a.name or f"{a.host}:{a.port}",
+        aliases=tuple(a.alias),
+        load_delay=a.load_delay,
+        ttft=a.ttft,
+        tokens_per_second=a.tokens_per_second,
+        cold_start=a.cold_start,
+        scale_down_after=a.scale_down_after,
+        min_instances=a.min_instances,
+        audience=a.audience,
+        certs_url=a.certs_url,
+        invokers=tuple(a.invoker),
+    )
+    return a.host, a.port, options
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the process that started us is gone (a backstop to PR_SET_PDEATHSIG)."""
+    import gevent
+
+    while os.getppid() == parent:
+        gevent.sleep(0.5)
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+    from gevent.pywsgi import WSGIServer
+
+    host, port, options = parse_args(argv)
+    gevent.spawn(_watch_parent, os.getppid())
+    server = WSGIServer((host, port), Engine(options), log=None, spawn=10_000)
+    server.start()  # binds now, so --port 0 reports the real port; the first stdout line is the readiness signal
+    url = f"http://{host}:{server.server_port}"
+    print(json.dumps({"severity": "INFO", "message": "engine listening", "url": url}), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,169 @@
+"""Engine child processes: start one, know when it listens, and make sure it dies with the sandbox.
+
+A simulated VM or overflow service is a real process so that a preemption is a real SIGKILL. Children
+must never outlive the sandbox, even when the sandbox itself is killed: on Linux each child asks the kernel
+for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and the engine also watches its parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from spotgate.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EngineArgs:
+    """Command-line options of ``python -m spotgate.sandbox.engine`` (durations in real seconds)."""
+
+    host: str
+    port: int
+    model: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    load_delay: float = 0.0
+    ttft: float = 0.0
+    tokens_per_second: float = 1000.0
+    cold_start: float = 0.0
+    scale_down_after: float = 60.0
+    audience: str | None = None
+    certs_url: str | None = None
+    invokers: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        args = [sys.executable, "-m", "spotgate.sandbox.engine", "--host", self.host, "--port", str(self.port)]
+        args += ["--model", self.model, "--name", self.name, "--load-delay", f"{self.load_delay:.3f}"]
+        args += ["--ttft", f"{self.ttft:.3f}", "--tokens-per-second", str(self.tokens_per_second)]
+        args += ["--cold-start", f"{self.cold_start:.3f}", "--scale-down-after", f"{self.scale_down_after:.3f}"]
+        for alias in self.aliases:
+            args += ["--alias", alias]
+        if self.audience and self.certs_url:
+            args += ["--audience", self.audience, "--certs-url", self.certs_url]
+        for invoker in self.invokers:
+            args += ["--invoker", invoker]
+        return args
+
+
+def _death_signal_setter() -> Callable[[], None]:
+    """A preexec_fn asking the kernel to SIGKILL the child when its parent thread exits.
+
+    libc is loaded here, in the parent: only the already-resolved ``prctl`` call runs between fork and exec.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return die_with_parent
+
+
+class EngineProcess:
+    """One running engine. ``url`` is known once the engine has printed its listening line."""
+
+    def __init__(self, args: EngineArgs, popen: subprocess.Popen[bytes], url: str) -> None:
+        self.args = args
+        self.url = url
+        self._popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, like a VM losing power: open connections are cut, not closed politely."""
+        with contextlib.suppress(ProcessLookupError):
+            self._popen.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=5)
+        if self._popen.stdout is not None:
+            self._popen.stdout.close()
+
+
+class EngineLauncher:
+    """Starts engines from one long-lived thread and kills every engine it started on ``close``.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not the process; forking from
+    short-lived timer threads would kill engines at random. So every fork happens on this launcher's single
+    worker thread, which lives as long as the sandbox. Waiting for the listening line happens in the caller.
+    """
+
+    def __init__(self) -> None:
+        self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-launcher")
+        self._children: list[EngineProcess] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._preexec = _death_signal_setter()
+
+    def launch(self, args: EngineArgs, timeout: float = 15.0) -> EngineProcess:
+        """Start an engine and return once it listens. Raises UnavailableError if it exits or stays silent."""
+        with self._lock:
+            if self._closed:
+                raise UnavailableError("the sandbox is stopping; no new engines")
+            popen = self._forker.submit(_fork, args, self._preexec).result()
+        line = _first_line(popen, timeout)
+        try:
+            url = str(json.loads(line)["url"])
+        except (ValueError, KeyError, TypeError) as e:
+            EngineProcess(args, popen, "").kill()
+            raise UnavailableError(f"engine {args.name} on {args.host}:{args.port} did not start: {line!r}") from e
+        child = EngineProcess(args, popen, url)
+        if not self._adopt(child):  # close() ran while we waited for the line: do not leak this one
+            child.kill()
+            raise UnavailableError("the sandbox is stopping; no new engines")
+        log.debug("engine started", extra={"engine": args.name, "url": url, "pid": popen.pid})
+        return child
+
+    def _adopt(self, child: EngineProcess) -> bool:
+        with self._lock:
+            self._children = [c for c in self._children if c.alive()] + [child]
+            return not self._closed
+
+    def close(self) -> None:
+        """Kill every engine still running and stop the launcher thread. Idempotent."""
+        with self._lock:
+            self._closed = True
+            children, self._children = self._children, []
+        for child in children:
+            child.kill()
+        self._forker.shutdown(wait=True)
+
+    def children(self) -> list[EngineProcess]:
+        with self._lock:
+            return [c for c in self._children if c.alive()]
+
+
+def _fork(args: EngineArgs, preexec: Callable[[], None]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args.argv(),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec,  # noqa: PLW1509 - it only calls prctl (async-signal-safe), resolved before fork
+    )
+
+
+def _first_line(popen: subprocess.Popen[bytes], timeout: float) -> str:
+    """The child's first stdout line, or "" if it exits or says nothing within ``timeout``."""
+    result: list[bytes] = []
+    stdout = popen.stdout
+    if stdout is None:
+        return ""
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0].decode(errors="replace").strip() if result else ""
