@@ -1,0 +1,359 @@
+"""The RouteStore on one SQLite file: what local runs, the sandbox and tests use instead of Firestore.
+
+Why SQLite: the functions and the gateway are separate processes on one machine in local runs, and a WAL
+database file gives them transactions, a shared lease and a change feed with no server to run. Every write
+that needs a read-compare-write (pool state generation, activity merge, schema) runs under ``BEGIN
+IMMEDIATE``, which takes SQLite's single write lock up front, so two processes cannot interleave; the lease
+is one conditional upsert. Contention waits up to ``busy_timeout``; after that (and on I/O errors) callers
+get ``UnavailableError``, a transient error they may retry.
+
+Change feed guarantees (``watch``):
+- ``on_change`` is called once with a full ``Snapshot`` before ``watch`` returns, then from a daemon thread
+  whenever the ``meta`` version counter has moved. The counter is bumped in the same transaction as every
+  route or key write that changed a row, so a delivered snapshot is always consistent with its version.
+- Deliveries are coalesced: several writes between two polls (``poll_interval``) produce one snapshot of
+  the latest state. Every delivery is a full snapshot, never a diff, so a missed one loses nothing.
+- Eventually consistent: a change is seen within about ``poll_interval``. If the file is briefly
+  unreadable the poll is retried on the next interval and the caller keeps its last snapshot.
+- ``close()`` stops the thread and waits for it; no call starts after ``close()`` returns (unless
+  ``close`` is called from inside ``on_change`` itself, which cannot wait for its own thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from spotgate.adapters.activity_merge import merge_activity
+from spotgate.adapters.codec import format_time, from_document, to_document
+from spotgate.domain import Activity, ApiKey, DecisionRecord, PoolState, Route
+from spotgate.errors import ConflictError, PermanentError, UnavailableError
+from spotgate.ports import Snapshot, Subscription
+
+_log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_SECONDS = 5.0
+
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
+CREATE TABLE IF NOT EXISTS routes (key TEXT PRIMARY KEY, pool TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pool_state (pool TEXT PRIMARY KEY, generation INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (pool TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS activity (pool TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_pool_time ON events (pool, at);
+CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+COMMIT;
+"""
+
+
+class SqliteStore:
+    """``RouteStore`` over a SQLite file shared by every process of a local deployment."""
+
+    def __init__(self, path: Path, *, events_limit: int = 500, poll_interval: float = 0.5) -> None:
+        self._path = Path(path)
+        self._events_limit = events_limit
+        self._poll_interval = poll_interval
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._conn_pid = 0
+
+    def close(self) -> None:
+        """Close this process's connection (watch subscriptions have their own and close separately)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # routes
+    def list_routes(self, pool: str | None = None) -> list[Route]:
+        with self._read() as db:
+            if pool is None:
+                rows = db.execute("SELECT doc FROM routes ORDER BY key").fetchall()
+            else:
+                rows = db.execute("SELECT doc FROM routes WHERE pool = ? ORDER BY key", (pool,)).fetchall()
+        return [from_document(Route, json.loads(doc)) for (doc,) in rows]
+
+    def put_routes(self, routes: Sequence[Route]) -> None:
+        rows = [(r.key, r.pool, _dump(r)) for r in routes]
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO routes (key, pool, doc) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET pool = excluded.pool, doc = excluded.doc WHERE routes.doc != excluded.doc",
+                rows,
+            )
+            _bump_version_if_changed(db, before)
+
+    def delete_routes(self, keys: Sequence[str]) -> None:
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany("DELETE FROM routes WHERE key = ?", [(k,) for k in keys])
+            _bump_version_if_changed(db, before)
+
+    # pool state
+    def get_pool_state(self, pool: str) -> PoolState:
+        with self._read() as db:
+            row = db.execute("SELECT generation, doc FROM pool_state WHERE pool = ?", (pool,)).fetchone()
+        if row is None:
+            return PoolState(pool=pool)
+        return replace(from_document(PoolState, json.loads(row[1])), generation=row[0])
+
+    def commit_pool_state(self, state: PoolState, expected_generation: int) -> PoolState:
+        committed = replace(state, generation=expected_generation + 1)
+        with self._write() as db:
+            row = db.execute("SELECT generation FROM pool_state WHERE pool = ?", (state.pool,)).fetchone()
+            stored = 0 if row is None else int(row[0])
+            if stored != expected_generation:
+                raise ConflictError(
+                    f"pool {state.pool!r} is at generation {stored}, not {expected_generation}; reload and retry"
+                )
+            db.execute(
+                "INSERT INTO pool_state (pool, generation, doc) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE"
+                " SET generation = excluded.generation, doc = excluded.doc",
+                (state.pool, committed.generation, _dump(committed)),
+            )
+        return committed
+
+    # lease
+    def acquire_lease(self, pool: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        # One conditional upsert: SQLite runs a statement atomically, so no separate read is needed.
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO leases (pool, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE"
+                " SET holder = excluded.holder, expires_at = excluded.expires_at"
+                " WHERE leases.holder = excluded.holder OR leases.expires_at <= ?",
+                (pool, holder, (now + ttl).timestamp(), now.timestamp()),
+            )
+            return cursor.rowcount == 1
+
+    def release_lease(self, pool: str, holder: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM leases WHERE pool = ? AND holder = ?", (pool, holder))
+
+    # activity
+    def record_activity(self, activity: Activity) -> None:
+        with self._write() as db:
+            merged = merge_activity(_load_activity(db, activity.pool), activity)
+            db.execute(
+                "INSERT INTO activity (pool, doc) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET doc = excluded.doc",
+                (activity.pool, _dump(merged)),
+            )
+
+    def get_activity(self, pool: str) -> Activity:
+        with self._read() as db:
+            return _load_activity(db, pool)
+
+    # audit trail
+    def append_events(self, records: Sequence[DecisionRecord]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO events (pool, at, doc) VALUES (?, ?, ?)",
+                [(r.pool, format_time(r.at), _dump(r)) for r in records],
+            )
+            for pool in {r.pool for r in records}:
+                db.execute(
+                    "DELETE FROM events WHERE pool = ? AND id NOT IN"
+                    " (SELECT id FROM events WHERE pool = ? ORDER BY at DESC, id DESC LIMIT ?)",
+                    (pool, pool, self._events_limit),
+                )
+
+    def recent_events(self, pool: str | None = None, limit: int = 50) -> list[DecisionRecord]:
+        where, args = ("", ()) if pool is None else ("WHERE pool = ?", (pool,))
+        query = f"SELECT doc FROM events {where} ORDER BY at DESC, id DESC LIMIT ?"  # noqa: S608 -- fixed text
+        with self._read() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [from_document(DecisionRecord, json.loads(doc)) for (doc,) in rows]
+
+    # keys
+    def put_key(self, key: ApiKey) -> None:
+        with self._write() as db:
+            before = db.total_changes
+            db.execute(
+                "INSERT INTO keys (key_id, doc) VALUES (?, ?) ON CONFLICT (key_id) DO UPDATE"
+                " SET doc = excluded.doc WHERE keys.doc != excluded.doc",
+                (key.key_id, _dump(key)),
+            )
+            _bump_version_if_changed(db, before)
+
+    def list_keys(self) -> list[ApiKey]:
+        with self._read() as db:
+            rows = db.execute("SELECT doc FROM keys ORDER BY key_id").fetchall()
+        return [from_document(ApiKey, json.loads(doc)) for (doc,) in rows]
+
+    # change feed
+    def snapshot(self) -> Snapshot:
+        with self._read() as db:
+            return _read_snapshot(db)
+
+    def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:
+        first = self.snapshot()
+        on_change(first)
+        with _translated(self._path):
+            conn = _connect(self._path)
+        watcher = _Watcher(conn, on_change, self._poll_interval, self._path, seen=first.version)
+        watcher.start()
+        return watcher
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _translated(self._path):
+            db = self._connection()
+            db.execute("BEGIN")  # one read transaction: every SELECT inside sees the same state
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _translated(self._path):
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:  # SQLite already rolled back on some I/O errors
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection must not cross a fork (gunicorn preloads): reopen in a child process.
+        if self._conn is None or self._conn_pid != os.getpid():
+            self._conn = _connect(self._path)
+            self._conn_pid = os.getpid()
+        return self._conn
+
+
+class _Watcher:
+    """A daemon thread that polls the version counter on its own connection."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        on_change: Callable[[Snapshot], None],
+        interval: float,
+        path: Path,
+        *,
+        seen: int,
+    ) -> None:
+        self._conn = conn
+        self._on_change = on_change
+        self._interval = interval
+        self._path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spotgate-sqlite-watch", daemon=True)
+        self._seen = seen  # the version the caller already has
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._interval):
+                self._poll()
+        finally:
+            self._conn.close()
+
+    def _poll(self) -> None:
+        try:
+            with _translated(self._path):
+                if _read_version(self._conn) == self._seen:
+                    return
+                self._conn.execute("BEGIN")
+                try:
+                    snapshot = _read_snapshot(self._conn)
+                finally:
+                    self._conn.execute("COMMIT")
+        except UnavailableError as e:
+            _log.warning("route store poll failed; keeping the last snapshot", extra={"error": str(e)})
+            return
+        self._seen = snapshot.version
+        if not self._stop.is_set():
+            try:
+                self._on_change(snapshot)
+            except Exception:
+                _log.exception("route store change handler failed", extra={"version": snapshot.version})
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as e:  # locked past busy_timeout, I/O error, cannot open
+        raise UnavailableError(f"SQLite store {path} is unavailable: {e}") from e
+    except sqlite3.DatabaseError as e:  # corrupt file, not a database
+        raise PermanentError(f"SQLite store {path} is unusable: {e}") from e
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        _enable_wal(db)
+        db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; WAL keeps it consistent
+        db.executescript(_SCHEMA)  # idempotent; BEGIN IMMEDIATE inside, so concurrent openers queue
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL once; every later opener finds it set (the mode is stored in the file).
+
+    Changing the journal mode can fail with "locked" without consulting the busy handler while another
+    process opens or switches the same file, so the switch is retried for up to the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _read_version(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    return int(row[0])
+
+
+def _read_snapshot(db: sqlite3.Connection) -> Snapshot:
+    routes = [from_document(Route, json.loads(d)) for (d,) in db.execute("SELECT doc FROM routes ORDER BY key")]
+    keys = [from_document(ApiKey, json.loads(d)) for (d,) in db.execute("SELECT doc FROM keys ORDER BY key_id")]
+    return Snapshot(routes=tuple(routes), keys=tuple(keys), version=_read_version(db))
+
+
+def _bump_version_if_changed(db: sqlite3.Connection, changes_before: int) -> None:
+    if db.total_changes != changes_before:
+        db.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
+
+
+def _load_activity(db: sqlite3.Connection, pool: str) -> Activity:
+    row = db.execute("SELECT doc FROM activity WHERE pool = ?", (pool,)).fetchone()
+    return Activity(pool=pool) if row is None else from_document(Activity, json.loads(row[0]))
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(to_document(value), separators=(",", ":"), sort_keys=True)

@@ -1,0 +1,320 @@
+"""The RouteStore contract: every adapter stores, merges, bounds and publishes changes the same way.
+
+The ``store`` fixture (conftest) is parametrised over the adapters; a test here is a promise the control
+plane, the gateway or the CLI relies on, whichever store a deployment uses.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spotgate.adapters.sqlite_store import SqliteStore
+from spotgate.domain import (
+    Activity,
+    ApiKey,
+    BackendKind,
+    DecisionRecord,
+    Notice,
+    NoticeKind,
+    Override,
+    OverrideKind,
+    PoolState,
+    Preemption,
+    Route,
+    RouteState,
+)
+from spotgate.errors import ConflictError
+from spotgate.ports import RouteStore, Snapshot, Subscription
+from tests.contract.conftest import EVENTS_LIMIT
+
+T0 = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+TTL = timedelta(seconds=30)
+WATCH_WAIT_SECONDS = 15.0
+
+
+def a_route(backend: str = "chat-a", pool: str = "chat", **changes: Any) -> Route:
+    route = Route(
+        pool=pool,
+        backend=backend,
+        kind=BackendKind.VM,
+        address="http://127.0.0.7:8000",
+        state=RouteState.READY,
+        reason="engine healthy",
+        updated_at=T0,
+        zone="us-central1-a",
+    )
+    return replace(route, **changes)
+
+
+def a_key(key_id: str = "k-one", **changes: Any) -> ApiKey:
+    key = ApiKey(key_id=key_id, name="team one", secret_hash="ab" * 32, created_at=T0, pools=("chat",), rpm=60)
+    return replace(key, **changes)
+
+
+def a_record(target: str, at: datetime, pool: str = "chat") -> DecisionRecord:
+    return DecisionRecord(pool=pool, at=at, action="start", target=target, reason="below desired", generation=1)
+
+
+def a_full_pool_state(pool: str = "chat") -> PoolState:
+    """Every field of PoolState set to a non-default value."""
+    return PoolState(
+        pool=pool,
+        generation=0,
+        notices={"chat-a": Notice(NoticeKind.READY, T0), "chat-b": Notice(NoticeKind.DRAINING, T0)},
+        stockouts={"us-central1-b": T0 + timedelta(minutes=10)},
+        zones_available=("us-central1-c", "us-central1-f"),
+        preemptions=(Preemption("chat-b", "us-central1-b", T0),),
+        override=Override(OverrideKind.SLEEP, until=T0 + timedelta(hours=8), at=T0),
+        last_wake_at=T0,
+        start_attempts={"chat-a": T0},
+        spot_unavailable_since=T0,
+        gap_since=T0,
+        gap_closed_at=T0 + timedelta(minutes=1),
+        overflow_warm=True,
+        updated_at=T0,
+    )
+
+
+# routes
+
+
+def test_routes_upsert_by_key_list_filter_by_pool_and_delete(store: RouteStore) -> None:
+    chat_a, chat_b, embed_a = a_route("chat-a"), a_route("chat-b"), a_route("embed-a", pool="embed")
+    store.put_routes([chat_a, chat_b, embed_a])
+    draining = replace(chat_a, state=RouteState.DRAINING, reason="preempted")
+    store.put_routes([draining])
+
+    assert sorted(store.list_routes(), key=lambda r: r.key) == [draining, chat_b, embed_a]
+    assert sorted(store.list_routes("chat"), key=lambda r: r.key) == [draining, chat_b]
+
+    store.delete_routes([chat_b.key, "chat.never-existed"])
+    assert sorted(store.list_routes(), key=lambda r: r.key) == [draining, embed_a]
+    assert store.list_routes("nobody") == []
+
+
+# pool state
+
+
+def test_pool_state_of_a_new_pool_is_fresh_with_generation_zero(store: RouteStore) -> None:
+    assert store.get_pool_state("chat") == PoolState(pool="chat", generation=0)
+
+
+def test_commit_increments_generation_and_stores_every_field(store: RouteStore) -> None:
+    first = store.commit_pool_state(a_full_pool_state(), expected_generation=0)
+    second = store.commit_pool_state(replace(first, overflow_warm=False), expected_generation=1)
+
+    assert first == replace(a_full_pool_state(), generation=1)
+    assert second.generation == 2
+    assert store.get_pool_state("chat") == second
+    assert store.get_pool_state("embed").generation == 0
+
+
+@pytest.mark.parametrize("expected", [pytest.param(0, id="stale"), pytest.param(2, id="ahead")])
+def test_commit_with_a_wrong_generation_conflicts_and_keeps_the_stored_state(store: RouteStore, expected: int) -> None:
+    committed = store.commit_pool_state(PoolState(pool="chat", overflow_warm=True), expected_generation=0)
+    with pytest.raises(ConflictError):
+        store.commit_pool_state(PoolState(pool="chat"), expected_generation=expected)
+    assert store.get_pool_state("chat") == committed
+
+
+# lease
+
+
+def test_lease_is_exclusive_reentrant_and_released_only_by_its_holder(store: RouteStore) -> None:
+    assert store.acquire_lease("chat", "tick-1", T0, TTL)
+    assert not store.acquire_lease("chat", "event-2", T0 + timedelta(seconds=1), TTL)
+    assert store.acquire_lease("chat", "tick-1", T0 + timedelta(seconds=2), TTL)
+    assert store.acquire_lease("embed", "event-2", T0, TTL), "leases are per pool"
+
+    store.release_lease("chat", "event-2")
+    assert not store.acquire_lease("chat", "event-2", T0 + timedelta(seconds=3), TTL)
+    store.release_lease("chat", "tick-1")
+    assert store.acquire_lease("chat", "event-2", T0 + timedelta(seconds=4), TTL)
+
+
+def test_expired_lease_can_be_taken_and_renewal_extends_it(store: RouteStore) -> None:
+    assert store.acquire_lease("chat", "crashed", T0, TTL)
+    assert store.acquire_lease("chat", "crashed", T0 + timedelta(seconds=20), TTL)  # renew: now until +50 s
+    assert not store.acquire_lease("chat", "next", T0 + timedelta(seconds=40), TTL)
+    assert store.acquire_lease("chat", "next", T0 + timedelta(seconds=50), TTL)
+    assert not store.acquire_lease("chat", "crashed", T0 + timedelta(seconds=51), TTL)
+
+
+def _race_for_lease(path: str, holder: str, barrier: Any, results: Any) -> None:
+    """Runs in a spawned process: one contender of the lease race."""
+    store = SqliteStore(Path(path))
+    try:
+        barrier.wait(timeout=30)
+        results.put((holder, store.acquire_lease("chat", holder, T0, TTL)))
+    except Exception as e:  # report, so the parent fails at once with the reason instead of timing out
+        results.put((holder, repr(e)))
+    finally:
+        store.close()
+
+
+def test_sqlite_lease_race_between_processes_has_exactly_one_winner(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    SqliteStore(path).close()  # create the schema once, so the race is about the lease alone
+    ctx = multiprocessing.get_context("spawn")
+    contenders = 3
+    barrier, results = ctx.Barrier(contenders), ctx.Queue()
+    procs = [
+        ctx.Process(target=_race_for_lease, args=(str(path), f"proc-{i}", barrier, results)) for i in range(contenders)
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        outcomes = dict(results.get(timeout=60) for _ in procs)
+        for proc in procs:
+            proc.join(timeout=30)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    assert sorted(map(repr, outcomes.values())) == ["False"] * (contenders - 1) + ["True"]
+    winner = next(holder for holder, won in outcomes.items() if won)
+    after = SqliteStore(path)
+    try:
+        assert after.acquire_lease("chat", winner, T0, TTL)
+        assert not after.acquire_lease("chat", "latecomer", T0, TTL)
+    finally:
+        after.close()
+
+
+# activity
+
+
+def test_activity_of_a_quiet_pool_is_empty(store: RouteStore) -> None:
+    assert store.get_activity("chat") == Activity(pool="chat")
+
+
+def test_activity_flushes_merge_newest_wins_counts_add_inflight_replaces(store: RouteStore) -> None:
+    t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
+    store.record_activity(
+        Activity("chat", t2, inflight=4, requests_total=10, backend_last_request={"chat-a": t2}, updated_at=t2)
+    )
+    # A late flush from another gateway instance: older times must not win, counts still add.
+    store.record_activity(
+        Activity(
+            "chat", t1, inflight=1, requests_total=3, backend_last_request={"chat-a": t1, "chat-b": t1}, updated_at=t1
+        )
+    )
+    assert store.get_activity("chat") == Activity(
+        "chat", t2, inflight=1, requests_total=13, backend_last_request={"chat-a": t2, "chat-b": t1}, updated_at=t2
+    )
+    assert store.get_activity("embed") == Activity(pool="embed")
+
+
+# audit trail
+
+
+def test_events_come_newest_first_filtered_and_limited(store: RouteStore) -> None:
+    store.append_events([a_record("chat-a", T0), a_record("chat-c", T0 + timedelta(seconds=2))])
+    store.append_events([a_record("chat-b", T0 + timedelta(seconds=1)), a_record("embed-a", T0, pool="embed")])
+
+    assert [r.target for r in store.recent_events("chat")] == ["chat-c", "chat-b", "chat-a"]
+    assert [r.target for r in store.recent_events(limit=2)] == ["chat-c", "chat-b"]
+    assert store.recent_events("embed") == [a_record("embed-a", T0, pool="embed")]
+
+
+def test_events_are_bounded_per_pool_dropping_the_oldest(store: RouteStore) -> None:
+    store.append_events([a_record(f"old-{i}", T0 + timedelta(seconds=i)) for i in range(EVENTS_LIMIT)])
+    store.append_events([a_record("embed-a", T0, pool="embed")])
+    store.append_events([a_record("new", T0 + timedelta(minutes=1))])
+
+    chat = store.recent_events("chat", limit=100)
+    assert len(chat) == EVENTS_LIMIT
+    assert chat[0].target == "new"
+    assert "old-0" not in {r.target for r in chat}
+    assert [r.target for r in store.recent_events("embed")] == ["embed-a"]
+
+
+# keys
+
+
+def test_keys_are_stored_listed_and_revoked_by_update(store: RouteStore) -> None:
+    one, two = a_key("k-one"), a_key("k-two", pools=(), expires_at=T0 + timedelta(days=30))
+    store.put_key(one)
+    store.put_key(two)
+    store.put_key(replace(one, disabled=True))
+
+    assert sorted(store.list_keys(), key=lambda k: k.key_id) == [replace(one, disabled=True), two]
+
+
+# change feed
+
+
+class Deliveries:
+    """Collects ``on_change`` calls and waits (bounded) for one that satisfies a condition."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[Snapshot] = queue.Queue()
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        self.calls.put(snapshot)
+
+    def wait_for(self, condition: Callable[[Snapshot], bool]) -> Snapshot:
+        deadline = datetime.now(UTC) + timedelta(seconds=WATCH_WAIT_SECONDS)
+        while (left := (deadline - datetime.now(UTC)).total_seconds()) > 0:
+            try:
+                snapshot = self.calls.get(timeout=left)
+            except queue.Empty:
+                break
+            if condition(snapshot):
+                return snapshot
+        raise AssertionError(f"no snapshot matched within {WATCH_WAIT_SECONDS} s")
+
+
+@contextmanager
+def watching(store: RouteStore, deliveries: Deliveries) -> Iterator[Subscription]:
+    subscription = store.watch(deliveries)
+    try:
+        yield subscription
+    finally:
+        subscription.close()
+
+
+def test_watch_delivers_the_current_table_at_once(store: RouteStore) -> None:
+    store.put_routes([a_route()])
+    store.put_key(a_key())
+    deliveries = Deliveries()
+    with watching(store, deliveries):
+        first = deliveries.calls.get_nowait()  # delivered before watch() returned
+    assert first.routes == (a_route(),)
+    assert first.keys == (a_key(),)
+    assert first == replace(store.snapshot(), version=first.version)
+
+
+def test_watch_delivers_route_and_key_changes_with_growing_versions(store: RouteStore) -> None:
+    deliveries = Deliveries()
+    with watching(store, deliveries):
+        initial = deliveries.wait_for(lambda s: True)
+        store.put_routes([a_route()])
+        routed = deliveries.wait_for(lambda s: s.routes == (a_route(),))
+        store.put_key(a_key(disabled=True))
+        keyed = deliveries.wait_for(lambda s: s.keys == (a_key(disabled=True),))
+        store.delete_routes([a_route().key])
+        emptied = deliveries.wait_for(lambda s: s.routes == ())
+    assert initial.version < routed.version < keyed.version < emptied.version
+    assert emptied.keys == (a_key(disabled=True),)
+
+
+def test_closed_watch_delivers_nothing_more(store: RouteStore) -> None:
+    closed, witness = Deliveries(), Deliveries()
+    with watching(store, closed):
+        closed.wait_for(lambda s: True)
+    with watching(store, witness):
+        store.put_routes([a_route()])
+        # Once a live watcher has seen the change, a closed one that still listened would have too.
+        witness.wait_for(lambda s: s.routes == (a_route(),))
+    assert closed.calls.empty()
