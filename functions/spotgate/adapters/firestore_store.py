@@ -1,0 +1,324 @@
+"""The RouteStore on Firestore: the production store shared by the functions, the gateway and the CLI.
+
+Why Firestore: it is serverless (nothing to run or pay for while idle), its transactions serialise the
+control plane's read-compare-write steps, and its listeners push routing changes to every gateway instance
+in about a second. Collections (``prefix`` keeps deployments and tests apart):
+
+- ``{prefix}_routes``   one document per route, id ``Route.key``
+- ``{prefix}_pools``    one per pool: ``state`` (the PoolState document), ``generation``, and the lease
+  (``lease_holder``, ``lease_expires_at``); commits and leases run in transactions and update only their
+  own fields, so they never overwrite each other
+- ``{prefix}_activity`` one per pool, merged in a transaction
+- ``{prefix}_events``   the audit trail, queried newest first by ``at``; trimmed to ``events_limit`` per pool
+  after each append (which reads the ids of the pool's retained events: appends happen per decision, not
+  per tick). Querying one pool needs the composite index (``pool`` ASC, ``at`` DESC).
+- ``{prefix}_keys``     one per API key, id ``key_id``
+
+Change feed guarantees (``watch``):
+- ``on_change`` is called once with a full ``Snapshot`` (read with ordinary queries) before ``watch``
+  returns; after that, from Firestore's listener threads, with a full snapshot after each change the
+  listeners on the routes and keys collections report. Deliveries are serialised and never overlap.
+- At least once and coalesced: Firestore may batch several writes into one listener event, and may
+  resend the same state after a reconnect; a delivery whose routes and keys equal the previous one is
+  dropped. Every delivery is a full snapshot, never a diff, so a missed or merged event loses nothing.
+- Eventually consistent: routes and keys come from two listeners, so a snapshot may show a route change
+  before a key change written earlier. ``version`` is a counter local to this store object that
+  increases with every snapshot it produces; it is not comparable across processes.
+- ``close()`` unsubscribes both listeners; no call starts after ``close()`` returns. When a listener
+  stream breaks, the client library reconnects on its own; meanwhile the caller keeps its last snapshot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from spotgate.adapters.activity_merge import merge_activity
+from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
+from spotgate.domain import Activity, ApiKey, DecisionRecord, PoolState, Route
+from spotgate.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    PermissionDeniedError,
+    UnavailableError,
+)
+from spotgate.ports import Snapshot, Subscription
+
+_log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 500  # Firestore's maximum number of writes in one batch
+
+
+class FirestoreStore:
+    """``RouteStore`` over Firestore collections named ``{prefix}_…``."""
+
+    def __init__(self, client: firestore.Client, *, prefix: str = "spotgate", events_limit: int = 500) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._events_limit = events_limit
+        self._versions = itertools.count(1)
+        self._versions_lock = threading.Lock()
+
+    # routes
+    def list_routes(self, pool: str | None = None) -> list[Route]:
+        query: Any = self._collection("routes")
+        if pool is not None:
+            query = query.where(filter=firestore.FieldFilter("pool", "==", pool))
+        with _translated("list routes"):
+            return _sorted_routes(from_document(Route, d.to_dict()) for d in query.stream())
+
+    def put_routes(self, routes: Sequence[Route]) -> None:
+        routes_ref = self._collection("routes")
+        self._write_batches([(routes_ref.document(r.key), to_document(r)) for r in routes], "put routes")
+
+    def delete_routes(self, keys: Sequence[str]) -> None:
+        routes_ref = self._collection("routes")
+        self._write_batches([(routes_ref.document(k), None) for k in keys], "delete routes")
+
+    # pool state
+    def get_pool_state(self, pool: str) -> PoolState:
+        with _translated("get pool state"):
+            snap = self._collection("pools").document(pool).get()
+        return _pool_state_of(pool, snap.to_dict() if snap.exists else None)
+
+    def commit_pool_state(self, state: PoolState, expected_generation: int) -> PoolState:
+        committed = replace(state, generation=expected_generation + 1)
+        ref = self._collection("pools").document(state.pool)
+
+        @firestore.transactional
+        def commit(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            stored = int((snap.to_dict() or {}).get("generation", 0)) if snap.exists else 0
+            if stored != expected_generation:
+                raise ConflictError(
+                    f"pool {state.pool!r} is at generation {stored}, not {expected_generation}; reload and retry"
+                )
+            _write_fields(transaction, ref, snap, {"state": to_document(committed), "generation": committed.generation})
+
+        with _translated("commit pool state"):
+            commit(self._client.transaction())
+        return committed
+
+    # lease
+    def acquire_lease(self, pool: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        ref = self._collection("pools").document(pool)
+
+        @firestore.transactional
+        def acquire(transaction: Any) -> bool:
+            snap = ref.get(transaction=transaction)
+            fields = snap.to_dict() or {}
+            current, expires = fields.get("lease_holder"), fields.get("lease_expires_at")
+            if current not in (None, holder) and expires is not None and parse_time(expires) > now:
+                return False
+            lease = {"lease_holder": holder, "lease_expires_at": format_time(now + ttl)}
+            _write_fields(transaction, ref, snap, lease)
+            return True
+
+        with _translated("acquire lease"):
+            taken: bool = acquire(self._client.transaction())
+        return taken
+
+    def release_lease(self, pool: str, holder: str) -> None:
+        ref = self._collection("pools").document(pool)
+
+        @firestore.transactional
+        def release(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            if snap.exists and (snap.to_dict() or {}).get("lease_holder") == holder:
+                transaction.update(ref, {"lease_holder": None, "lease_expires_at": None})
+
+        with _translated("release lease"):
+            release(self._client.transaction())
+
+    # activity
+    def record_activity(self, activity: Activity) -> None:
+        ref = self._collection("activity").document(activity.pool)
+
+        @firestore.transactional
+        def merge(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            stored = from_document(Activity, snap.to_dict()) if snap.exists else Activity(pool=activity.pool)
+            transaction.set(ref, to_document(merge_activity(stored, activity)))
+
+        with _translated("record activity"):
+            merge(self._client.transaction())
+
+    def get_activity(self, pool: str) -> Activity:
+        with _translated("get activity"):
+            snap = self._collection("activity").document(pool).get()
+        return from_document(Activity, snap.to_dict()) if snap.exists else Activity(pool=pool)
+
+    # audit trail
+    def append_events(self, records: Sequence[DecisionRecord]) -> None:
+        events = self._collection("events")
+        # Ids sort like the records within one batch, so equal ``at`` values list newest-appended first.
+        batch_id = secrets.token_hex(4)
+        writes = [(events.document(_event_id(r, batch_id, i)), to_document(r)) for i, r in enumerate(records)]
+        self._write_batches(writes, "append events")
+        for pool in sorted({r.pool for r in records}):
+            self._trim_events(pool)
+
+    def recent_events(self, pool: str | None = None, limit: int = 50) -> list[DecisionRecord]:
+        with _translated("list events"):
+            docs = self._events_query(pool).limit(limit).stream()
+            return [from_document(DecisionRecord, d.to_dict()) for d in docs]
+
+    # keys
+    def put_key(self, key: ApiKey) -> None:
+        with _translated("put key"):
+            self._collection("keys").document(key.key_id).set(to_document(key))
+
+    def list_keys(self) -> list[ApiKey]:
+        with _translated("list keys"):
+            keys = [from_document(ApiKey, d.to_dict()) for d in self._collection("keys").stream()]
+        return sorted(keys, key=lambda k: k.key_id)
+
+    # change feed
+    def snapshot(self) -> Snapshot:
+        return Snapshot(routes=tuple(self.list_routes()), keys=tuple(self.list_keys()), version=self.next_version())
+
+    def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:
+        first = self.snapshot()
+        on_change(first)
+        feed = _Feed(first, on_change, self.next_version)
+        try:
+            with _translated("watch"):
+                feed.listen(self._collection("routes"), self._collection("keys"))
+        except BaseException:
+            feed.close()  # do not leak the first listener if the second could not start
+            raise
+        return feed
+
+    def next_version(self) -> int:
+        """The next value of this store's local snapshot counter (strictly increasing, thread-safe)."""
+        with self._versions_lock:
+            return next(self._versions)
+
+    def _collection(self, kind: str) -> Any:
+        return self._client.collection(f"{self._prefix}_{kind}")
+
+    def _events_query(self, pool: str | None) -> Any:
+        query: Any = self._collection("events")
+        if pool is not None:
+            query = query.where(filter=firestore.FieldFilter("pool", "==", pool))
+        return query.order_by("at", direction=firestore.Query.DESCENDING)
+
+    def _trim_events(self, pool: str) -> None:
+        # Skips in the client rather than with ``offset``: Firestore bills skipped documents as reads
+        # either way, and the emulator the tests use ignores ``offset``.
+        with _translated("trim events"):
+            docs = self._events_query(pool).select([]).stream()
+            stale = [d.reference for i, d in enumerate(docs) if i >= self._events_limit]
+        self._write_batches([(ref, None) for ref in stale], "trim events")
+
+    def _write_batches(self, writes: Sequence[tuple[Any, dict[str, Any] | None]], what: str) -> None:
+        """Set (or delete, for ``None``) documents, in as few batches as Firestore allows."""
+        for start in range(0, len(writes), BATCH_LIMIT):
+            batch = self._client.batch()
+            for ref, document in writes[start : start + BATCH_LIMIT]:
+                if document is None:
+                    batch.delete(ref)
+                else:
+                    batch.set(ref, document)
+            with _translated(what):
+                batch.commit()
+
+
+class _Feed:
+    """Two collection listeners folded into one stream of full snapshots."""
+
+    def __init__(self, first: Snapshot, on_change: Callable[[Snapshot], None], next_version: Callable[[], int]) -> None:
+        self._on_change = on_change
+        self._next_version = next_version
+        self._lock = threading.RLock()  # re-entrant: on_change may call close()
+        self._closed = False
+        self._routes, self._keys = first.routes, first.keys
+        self._watches: list[Any] = []
+
+    def listen(self, routes: Any, keys: Any) -> None:
+        self._watches.append(routes.on_snapshot(self._on_routes))
+        self._watches.append(keys.on_snapshot(self._on_keys))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        # Unsubscribe outside the lock: a listener thread may be waiting for it to deliver.
+        for watch in self._watches:
+            watch.unsubscribe()
+
+    def _on_routes(self, docs: list[Any], _changes: Any, _read_time: Any) -> None:
+        self._deliver(routes=_sorted_routes(from_document(Route, d.to_dict()) for d in docs))
+
+    def _on_keys(self, docs: list[Any], _changes: Any, _read_time: Any) -> None:
+        self._deliver(keys=sorted((from_document(ApiKey, d.to_dict()) for d in docs), key=lambda k: k.key_id))
+
+    def _deliver(self, routes: list[Route] | None = None, keys: list[ApiKey] | None = None) -> None:
+        with self._lock:
+            new_routes = self._routes if routes is None else tuple(routes)
+            new_keys = self._keys if keys is None else tuple(keys)
+            if self._closed or (new_routes, new_keys) == (self._routes, self._keys):
+                return
+            self._routes, self._keys = new_routes, new_keys
+            snapshot = Snapshot(routes=new_routes, keys=new_keys, version=self._next_version())
+            try:
+                self._on_change(snapshot)
+            except Exception:
+                _log.exception("route store change handler failed", extra={"version": snapshot.version})
+
+
+def _pool_state_of(pool: str, fields: dict[str, Any] | None) -> PoolState:
+    if not fields or fields.get("state") is None:
+        return PoolState(pool=pool)  # never committed (the document may hold only a lease)
+    return replace(from_document(PoolState, fields["state"]), generation=int(fields.get("generation", 0)))
+
+
+def _write_fields(transaction: Any, ref: Any, snap: Any, fields: dict[str, Any]) -> None:
+    # ``update`` replaces whole top-level fields (a merge would keep stale keys inside nested maps) but
+    # needs the document to exist; a first write creates it.
+    if snap.exists:
+        transaction.update(ref, fields)
+    else:
+        transaction.set(ref, fields)
+
+
+def _event_id(record: DecisionRecord, batch_id: str, index: int) -> str:
+    return f"{record.pool}.{format_time(record.at)}.{batch_id}.{index:05d}"
+
+
+def _sorted_routes(routes: Iterable[Route]) -> list[Route]:
+    return sorted(routes, key=lambda r: r.key)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Map google.api_core errors onto spotgate's tree (transient vs permanent)."""
+    try:
+        yield
+    except (gexc.Aborted, gexc.AlreadyExists, gexc.FailedPrecondition) as e:
+        raise ConflictError(f"Firestore {what}: a concurrent writer won: {e}") from e
+    except gexc.NotFound as e:
+        raise NotFoundError(f"Firestore {what}: {e}") from e
+    except (gexc.PermissionDenied, gexc.Unauthenticated) as e:
+        raise PermissionDeniedError(f"Firestore {what}: {e}") from e
+    except (gexc.InvalidArgument, gexc.OutOfRange) as e:
+        raise PermanentError(f"Firestore {what}: {e}") from e
+    except gexc.GoogleAPIError as e:  # unavailable, deadline, internal, exhausted …
+        raise UnavailableError(f"Firestore {what} did not answer: {e}") from e
+    except ValueError as e:
+        # ``@firestore.transactional`` raises ValueError once its retries on contention are used up.
+        if "attempts" not in str(e):
+            raise
+        raise ConflictError(f"Firestore {what}: {e}") from e
