@@ -44,7 +44,7 @@ class Receiver:
         self.failures = failures
         self._lock = threading.Lock()
         self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -252,7 +252,7 @@ def test_a_functions_framework_cloudevent_function_decodes_the_delivery(pubsub: 
     )
     app = functions_framework.create_app(target="on_control", source=str(source))
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         pubsub.subscribe_push("control", f"http://127.0.0.1:{server.server_port}/")
