@@ -1,0 +1,86 @@
+"""Which stopped VM to start next: the zone choice for SPOT capacity.
+
+SPOT reclaims are correlated within a zone (co-interruptions cluster within minutes), so the pool is spread
+over zones first. Zones that just stocked out are skipped until their cooldown ends, because asking again at
+once only returns the same error. Among the rest, zones GCE itself named in its last ``zonesAvailable`` hint
+come first, then zones that preempted less recently; the VM name breaks ties so the answer is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from spotgate.domain import Instance, PoolState, ProvisioningModel
+
+# How long a preemption counts against its zone (and is kept in PoolState). Long enough to see a pattern,
+# short enough that a zone recovers its standing within a working day.
+PREEMPTION_MEMORY = timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A VM chosen to start, and why it (and not another) was chosen."""
+
+    instance: Instance
+    why: str
+
+
+def stocked_out(state: PoolState, now: datetime) -> dict[str, datetime]:
+    """Zones whose stockout cooldown has not ended yet, with the end of each cooldown."""
+    return {zone: until for zone, until in state.stockouts.items() if until > now}
+
+
+def recent_preemptions(state: PoolState, now: datetime) -> Counter[str]:
+    """Preemptions per zone within ``PREEMPTION_MEMORY`` before ``now``."""
+    return Counter(p.zone for p in state.preemptions if now - p.at <= PREEMPTION_MEMORY)
+
+
+def choose_starts(
+    candidates: Sequence[Instance],
+    count: int,
+    *,
+    live: Sequence[Instance],
+    state: PoolState,
+    now: datetime,
+) -> list[Placement]:
+    """Up to ``count`` of ``candidates`` (stopped VMs) to start, best first; fewer if zones are stocked out.
+
+    SPOT before STANDARD; then the zone with the fewest live VMs of the pool (counting earlier picks), the
+    ``zonesAvailable`` hint, fewer recent preemptions, and the VM name.
+    """
+    blocked = stocked_out(state, now)
+    pool = [c for c in candidates if c.zone not in blocked or c.provisioning_model is ProvisioningModel.STANDARD]
+    per_zone = Counter(vm.zone for vm in live)
+    preempted = recent_preemptions(state, now)
+    # The hint describes the moment of the last stockout; once every cooldown has ended it is stale.
+    hint = set(state.zones_available) if blocked else set()
+    chosen: list[Placement] = []
+    while pool and len(chosen) < count:
+        best = min(pool, key=lambda vm: _rank(vm, per_zone, hint, preempted))
+        pool.remove(best)
+        per_zone[best.zone] += 1
+        chosen.append(Placement(best, _explain(best, per_zone, hint, preempted)))
+    return chosen
+
+
+def _rank(
+    vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str]
+) -> tuple[int, int, int, int, str]:
+    is_standard = int(vm.provisioning_model is ProvisioningModel.STANDARD)
+    outside_hint = int(bool(hint) and vm.zone not in hint)
+    return (is_standard, per_zone[vm.zone], outside_hint, preempted[vm.zone], vm.name)
+
+
+def _explain(vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str]) -> str:
+    parts = [f"{per_zone[vm.zone] - 1} other live VM(s) in {vm.zone}"]
+    if vm.zone in hint:
+        parts.append("zone named in the last zonesAvailable hint")
+    parts.append(f"{preempted[vm.zone]} preemption(s) there in the last {_hours(PREEMPTION_MEMORY)}")
+    return ", ".join(parts)
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g}h"

@@ -1,0 +1,227 @@
+"""The reconciler's brain: from a pool's spec, what was observed and what it remembers, decide what to do.
+
+Level-triggered (DESIGN §2.3): the plan depends only on the current picture, never on which event woke the
+reconciler, so a missed event is repaired by the next tick and a duplicated one plans the same actions again
+(which the shell applies idempotently). Pure: no I/O, no clock, no logging; every action says why.
+
+In pools with ``fallback.enabled`` the STANDARD VMs are a stopgap, not members: SPOT VMs are started toward
+``D`` as usual, and a STANDARD VM runs only while SPOT could not be had for ``fallback.after`` and is stopped
+once enough SPOT VMs are *ready* (so the swap back never opens a gap). Elsewhere every VM is a member and
+placement simply prefers SPOT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from spotgate.config import PoolSpec
+from spotgate.core.demand import Demand, desired_ready
+from spotgate.core.instants import clock, zulu
+from spotgate.core.lifecycle import Phase, Vm, boot_started, classify
+from spotgate.core.overflow import overflow_actions
+from spotgate.core.placement import Placement, choose_starts, stocked_out
+from spotgate.core.pruning import pruned
+from spotgate.core.routing import route_changes
+from spotgate.domain import (
+    Action,
+    Activity,
+    Observed,
+    Plan,
+    PoolState,
+    ProvisioningModel,
+    StartInstance,
+    StopInstance,
+)
+
+# While a VM boots or stops, look again this soon even if no event arrives (the agent's notice may be late).
+IN_MOTION_POLL = timedelta(seconds=30)
+_IN_MOTION = (Phase.PENDING, Phase.BOOTING, Phase.STOPPING, Phase.DRAINING)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Picture:
+    """Everything one planning pass reads, computed once."""
+
+    spec: PoolSpec
+    state: PoolState
+    activity: Activity
+    vms: tuple[Vm, ...]
+    demand: Demand
+    now: datetime
+
+    def count(self, *phases: Phase, spot: bool | None = None) -> int:
+        return sum(1 for vm in self.vms if vm.phase in phases and (spot is None or vm.is_spot == spot))
+
+    @property
+    def ready(self) -> int:
+        return self.count(Phase.READY)
+
+
+def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) -> Plan:
+    """Actions to reach the pool's desired state now, the state to commit, and when to plan again.
+
+    ``next_state`` keeps the input's ``generation`` (the store increments it on commit) and already records
+    the starts planned here, so a plan repeated before they show up does not start the same VMs twice.
+    """
+    picture = _picture(spec, observed, state, now)
+    starts, since = _member_starts(picture)
+    picture = replace(picture, state=replace(state, spot_unavailable_since=since))
+    fallback_starts, fallback_stops = _fallback(picture)
+    starts += fallback_starts
+    stops = [*_stuck_stops(picture), *_member_stops(picture), *fallback_stops]
+    routes = route_changes(spec, picture.vms, observed.routes, {stop.instance for stop in stops}, now)
+    overflow, after = overflow_actions(
+        spec, picture.state, observed.overflow_min_instances, ready=picture.ready, desired=picture.demand.count, now=now
+    )
+    next_state = pruned(after, spec, picture.vms, now)
+    attempts = {**next_state.start_attempts, **{start.instance: now for start in starts}}
+    next_state = replace(next_state, start_attempts=attempts)
+    actions: tuple[Action, ...] = (*stops, *starts, *routes, *overflow)
+    return Plan(actions, next_state, _requeue_after(picture, next_state, moving=bool(starts or stops)))
+
+
+def _picture(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) -> _Picture:
+    """Classify the pool's own VMs (a VM of the same name in another zone is not ours) and compute ``D``."""
+    vms = tuple(
+        classify(instance, state, spec, now)
+        for instance in sorted(observed.instances, key=lambda i: i.name)
+        if (vm := spec.vm(instance.name)) is not None and vm.zone == instance.zone
+    )
+    ready = sum(1 for vm in vms if vm.phase is Phase.READY)
+    demand = desired_ready(spec, observed.activity, state, ready, now)
+    return _Picture(spec, state, observed.activity, vms, demand, now)
+
+
+def _members(p: _Picture) -> list[Vm]:
+    """The VMs that make up ``D``: all of them, or only the SPOT ones when STANDARD is the fallback."""
+    return [vm for vm in p.vms if vm.is_spot or not p.spec.fallback.enabled]
+
+
+def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
+    """Starts toward ``D`` via placement, and the updated "no SPOT VM could be started since" timer."""
+    members = _members(p)
+    live = [vm for vm in members if vm.counts_as_live]
+    need = p.demand.count - len(live)
+    candidates = [vm.instance for vm in members if vm.phase is Phase.STOPPED]
+    placements = choose_starts(candidates, max(need, 0), live=[vm.instance for vm in live], state=p.state, now=p.now)
+    starts = [_start(p, placement) for placement in placements]
+    return starts, _spot_unavailable_since(p, starts)
+
+
+def _spot_unavailable_since(p: _Picture, starts: list[StartInstance]) -> datetime | None:
+    """Set while SPOT VMs are short and none could be started; cleared once enough are observed live."""
+    wanted = p.demand.count
+    if wanted == 0 or p.count(Phase.BOOTING, Phase.READY, spot=True) >= wanted:
+        return None
+    spot_need = wanted - p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True)
+    spot_started = sum(1 for start in starts if start.provisioning_model is ProvisioningModel.SPOT)
+    if spot_started < spot_need:
+        return p.state.spot_unavailable_since or p.now
+    return p.state.spot_unavailable_since
+
+
+def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartInstance:
+    vm = placement.instance
+    parts = [f"start {vm.name} ({vm.provisioning_model}, {vm.zone}): {p.ready} of {p.demand.count} desired ready"]
+    parts[0] += f" ({why or p.demand.why})"
+    parts.append(placement.why)
+    previous = p.state.start_attempts.get(vm.name)
+    if previous is not None:
+        parts.append(f"previous start at {clock(previous)} did not bring it up within {p.spec.boot_timeout}")
+    parts += [f"{zone} stocked out until {clock(until)}" for zone, until in sorted(stocked_out(p.state, p.now).items())]
+    return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts))
+
+
+def _fallback(p: _Picture) -> tuple[list[StartInstance], list[StopInstance]]:
+    """Start STANDARD while SPOT has been unavailable for ``fallback.after``; stop it once SPOT is ready."""
+    if not p.spec.fallback.enabled:
+        return [], []
+    wanted, since = p.demand.count, p.state.spot_unavailable_since
+    due = since is not None and p.now - since >= p.spec.fallback.after
+    start_target = max(0, wanted - p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True)) if due else 0
+    ready_spot = p.count(Phase.READY, spot=True)
+    keep = max(start_target, wanted - ready_spot if wanted > 0 else 0)
+    standard = [vm for vm in p.vms if not vm.is_spot]
+    live = [vm for vm in standard if vm.counts_as_live]
+    candidates = [vm.instance for vm in standard if vm.phase is Phase.STOPPED]
+    placements = choose_starts(candidates, start_target - len(live), live=[], state=p.state, now=p.now)
+    why = f"on-demand fallback, no SPOT VM could be started since {zulu(since)}" if since else ""
+    starts = [_start(p, placement, why) for placement in placements]
+    stop_why = f"re-optimise to SPOT, {ready_spot} SPOT VM(s) ready" if wanted > 0 else f"scale to zero, {p.demand.why}"
+    stops = _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - keep, stop_why)
+    return starts, stops
+
+
+def _member_stops(p: _Picture) -> list[StopInstance]:
+    """Stops above ``D`` (all live VMs when ``D`` is 0)."""
+    live = [vm for vm in _members(p) if vm.counts_as_live]
+    wanted = p.demand.count
+    why = f"scale to zero, {p.demand.why}" if wanted == 0 else f"{len(live)} live for {wanted} desired ({p.demand.why})"
+    return _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - wanted, why)
+
+
+def _stuck_stops(p: _Picture) -> list[StopInstance]:
+    """A VM not ready ``boot_timeout`` after its start is considered failed: stop it, start another."""
+    return [
+        StopInstance(
+            vm.name,
+            vm.instance.zone,
+            f"stop {vm.name}: {vm.instance.status} but not ready within "
+            f"boot_timeout {p.spec.boot_timeout} of its start at {clock(started)}",
+        )
+        for vm in p.vms
+        if vm.phase is Phase.STUCK and (started := boot_started(vm.instance, p.state)) is not None
+    ]
+
+
+def _choose_stops(p: _Picture, stoppable: list[Vm], count: int, why: str) -> list[StopInstance]:
+    """Up to ``count`` VMs to stop: STANDARD first, then not yet ready, then the longest idle.
+
+    A VM that received traffic within ``drain_grace`` is never stopped; it is looked at again after.
+    """
+    chosen: list[StopInstance] = []
+    for vm in sorted(stoppable, key=lambda vm: _stop_rank(p, vm)):
+        if len(chosen) >= count:
+            break
+        last = p.activity.backend_last_request.get(vm.name)
+        if last is not None and p.now - last < p.spec.drain_grace:
+            continue
+        idle = f"idle since {clock(last)}" if last else "no traffic recorded"
+        model = vm.instance.provisioning_model
+        chosen.append(
+            StopInstance(vm.name, vm.instance.zone, f"stop {vm.name} ({model}, {vm.instance.zone}): {why}; {idle}")
+        )
+    return chosen
+
+
+def _stop_rank(p: _Picture, vm: Vm) -> tuple[bool, bool, datetime, str]:
+    last = p.activity.backend_last_request.get(vm.name) or _NEVER
+    return (vm.is_spot, vm.phase is Phase.READY, last, vm.name)
+
+
+def _requeue_after(p: _Picture, state: PoolState, *, moving: bool) -> timedelta | None:
+    """How soon something will change without an event: a timer expiring, or a VM booting or stopping."""
+    times = [p.demand.changes_at, *state.stockouts.values(), *_grace_ends(p)]
+    if moving or any(vm.phase in _IN_MOTION for vm in p.vms):
+        times.append(p.now + IN_MOTION_POLL)
+    times += [
+        started + p.spec.boot_timeout
+        for vm in p.vms
+        if vm.phase is Phase.BOOTING and (started := boot_started(vm.instance, p.state))
+    ]
+    if p.spec.fallback.enabled and state.spot_unavailable_since is not None:
+        times.append(state.spot_unavailable_since + p.spec.fallback.after)
+    if p.spec.overflow is not None and state.overflow_warm and state.gap_closed_at is not None:
+        times.append(state.gap_closed_at + p.spec.overflow.cooldown)
+    future = [t for t in times if t is not None and t > p.now]
+    return min(future) - p.now if future else None
+
+
+def _grace_ends(p: _Picture) -> list[datetime]:
+    """When held-back stops become possible (only if there is something to stop)."""
+    if p.count(Phase.PENDING, Phase.BOOTING, Phase.READY) <= p.demand.count:
+        return []
+    last_requests = (p.activity.backend_last_request.get(vm.name) for vm in p.vms if vm.is_up)
+    return [last + p.spec.drain_grace for last in last_requests if last is not None]

@@ -1,0 +1,39 @@
+"""What a pool's memory may forget after a reconcile, so ``PoolState`` stays small and never misleads.
+
+Notices from a VM's previous boot, ended cooldowns and overrides, preemptions older than placement looks
+at, and start attempts past their boot timeout carry no information any more; keeping them would only make
+the document grow and invite a stale fact to be read as a fresh one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from spotgate.config import PoolSpec
+from spotgate.core.lifecycle import Vm, current_notice
+from spotgate.core.placement import PREEMPTION_MEMORY, stocked_out
+from spotgate.domain import PoolState
+
+
+def pruned(state: PoolState, spec: PoolSpec, vms: Sequence[Vm], now: datetime) -> PoolState:
+    """``state`` without facts that can no longer matter at ``now``; stamped ``updated_at=now``."""
+    observed = {vm.name: vm for vm in vms}
+    stockouts = stocked_out(state, now)
+    override = state.override if state.override is not None and state.override.until > now else None
+    return replace(
+        state,
+        notices={
+            name: notice
+            for name, notice in state.notices.items()
+            if spec.vm(name) is not None
+            and (name not in observed or current_notice(observed[name].instance, state) is not None)
+        },
+        stockouts=stockouts,
+        zones_available=state.zones_available if stockouts else (),
+        preemptions=tuple(p for p in state.preemptions if now - p.at <= PREEMPTION_MEMORY),
+        override=override,
+        start_attempts={name: at for name, at in state.start_attempts.items() if now - at <= spec.boot_timeout},
+        updated_at=now,
+    )

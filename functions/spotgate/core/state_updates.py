@@ -1,0 +1,154 @@
+"""Fold what happened into a pool's memory: inbound events, and the outcome of start calls.
+
+Pub/Sub delivers at least once and out of order, so every fold here is idempotent and keeps the newest
+fact: a notice never replaces a newer one for the same VM, a duplicate preemption is recorded once, and an
+override only yields to a newer override. What cannot be observed again (notices, stockouts, overrides,
+wake times) lives in ``PoolState``; everything else is re-read by the next reconcile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from spotgate.config import PoolSpec
+from spotgate.core.placement import PREEMPTION_MEMORY
+from spotgate.domain import (
+    ComputeEvent,
+    ComputeEventKind,
+    ControlKind,
+    ControlMessage,
+    InboundEvent,
+    Notice,
+    NoticeKind,
+    Override,
+    OverrideKind,
+    PoolState,
+    Preemption,
+    ProvisioningModel,
+    StartInstance,
+)
+from spotgate.errors import CapacityError, QuotaError
+
+# A sleep without ``until`` lasts until the next wake (a request, or an operator's wake).
+FOREVER = datetime.max.replace(tzinfo=UTC)
+
+# System events after which the VM is going away: stop routing to it at once.
+_GOING_AWAY = frozenset(
+    {
+        ComputeEventKind.PREEMPTED,
+        ComputeEventKind.HOST_ERROR,
+        ComputeEventKind.TERMINATE_ON_HOST_MAINTENANCE,
+        ComputeEventKind.GUEST_TERMINATE,
+    }
+)
+
+
+def apply_event(state: PoolState, event: InboundEvent, spec: PoolSpec) -> PoolState:
+    """``state`` with the event folded in; unchanged for ticks, ignored events and VMs of other pools."""
+    if isinstance(event, ComputeEvent):
+        if spec.vm(event.instance) is None:
+            return state
+        return _apply_compute_event(state, event)
+    if isinstance(event, ControlMessage):
+        if event.instance and spec.vm(event.instance) is None:
+            return state
+        return _apply_control_message(state, event)
+    return state
+
+
+def is_going_away(event: InboundEvent) -> bool:
+    """True for a system event or agent notice after which the VM stops serving (the fast path's trigger)."""
+    if isinstance(event, ComputeEvent):
+        return event.kind in _GOING_AWAY
+    return isinstance(event, ControlMessage) and event.kind is ControlKind.DRAINING
+
+
+def record_start_issued(state: PoolState, action: StartInstance, now: datetime) -> PoolState:
+    """Remember that a start was issued, so the planner does not issue it again while the VM boots."""
+    return replace(state, start_attempts={**state.start_attempts, action.instance: now})
+
+
+def record_start_failure(
+    state: PoolState, action: StartInstance, error: Exception, now: datetime, spec: PoolSpec
+) -> PoolState:
+    """``state`` after a failed start: the attempt is forgotten so the VM may be chosen again later.
+
+    A SPOT stockout (``CapacityError``) blocks its zone for ``stockout_cooldown`` and keeps GCE's
+    ``zonesAvailable`` hint; a SPOT ``QuotaError`` blocks every zone of the pool (quotas are regional). Either
+    starts the fallback timer. STANDARD failures block nothing: the fallback VM is tried again next time.
+    """
+    attempts = {name: at for name, at in state.start_attempts.items() if name != action.instance}
+    state = replace(state, start_attempts=attempts)
+    if action.provisioning_model is not ProvisioningModel.SPOT:
+        return state
+    until = now + spec.stockout_cooldown
+    if isinstance(error, CapacityError):
+        state = replace(
+            state,
+            stockouts={**state.stockouts, error.zone or action.zone: until},
+            zones_available=error.zones_available or state.zones_available,
+        )
+    elif isinstance(error, QuotaError):
+        state = replace(state, stockouts={**state.stockouts, **dict.fromkeys(spec.zones, until)})
+    else:
+        return state
+    return replace(state, spot_unavailable_since=state.spot_unavailable_since or now)
+
+
+def _apply_compute_event(state: PoolState, event: ComputeEvent) -> PoolState:
+    if event.kind not in _GOING_AWAY:
+        # automaticRestart: the VM boots again; its new lastStartTimestamp already outdates old notices.
+        return state
+    state = _with_notice(state, event.instance, Notice(NoticeKind.DRAINING, event.at))
+    if event.kind is ComputeEventKind.PREEMPTED:
+        state = _with_preemption(state, Preemption(event.instance, event.zone, event.at))
+    return state
+
+
+def _apply_control_message(state: PoolState, message: ControlMessage) -> PoolState:
+    if message.kind in (ControlKind.READY, ControlKind.DRAINING) and message.instance:
+        return _with_notice(state, message.instance, Notice(NoticeKind(message.kind.value), message.at))
+    if message.kind is ControlKind.WAKE and message.until is None:
+        return _with_wake(state, message.at)
+    if message.kind in (ControlKind.WAKE, ControlKind.SLEEP):
+        until = message.until or FOREVER
+        return _with_override(state, Override(OverrideKind(message.kind.value), until, message.at))
+    return state
+
+
+def _with_notice(state: PoolState, instance: str, notice: Notice) -> PoolState:
+    current = state.notices.get(instance)
+    if current is not None and _outranks(current, notice):
+        return state
+    return replace(state, notices={**state.notices, instance: notice})
+
+
+def _outranks(current: Notice, new: Notice) -> bool:
+    """Older notices never win; at the same instant ``draining`` wins, because it is the safe answer."""
+    if current.at != new.at:
+        return current.at > new.at
+    return current.kind is NoticeKind.DRAINING or current == new
+
+
+def _with_preemption(state: PoolState, preemption: Preemption) -> PoolState:
+    if preemption in state.preemptions:
+        return state
+    kept = tuple(p for p in state.preemptions if preemption.at - p.at <= PREEMPTION_MEMORY)
+    return replace(state, preemptions=tuple(sorted((*kept, preemption), key=lambda p: (p.at, p.instance))))
+
+
+def _with_wake(state: PoolState, at: datetime) -> PoolState:
+    """The gateway's wake: restarts the idle timer, and ends an open-ended sleep sent before it."""
+    if state.last_wake_at is not None and state.last_wake_at >= at:
+        return state
+    override = state.override
+    if override is not None and override.kind is OverrideKind.SLEEP and override.until == FOREVER and override.at < at:
+        override = None
+    return replace(state, last_wake_at=at, override=override)
+
+
+def _with_override(state: PoolState, override: Override) -> PoolState:
+    if state.override is not None and state.override.at >= override.at:
+        return state
+    return replace(state, override=override)
