@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# spotgate VM agent, startup half. Compute Engine runs this as root on EVERY boot (first boot and each
+# restart after a preemption), so every step is idempotent:
+#   1. install once (marker file): gcsfuse, Docker and the NVIDIA container toolkit, if the image lacks them;
+#   2. mount the models bucket with gcsfuse and copy this pool's weights to the boot disk once (paths are
+#      versioned and immutable, so a finished copy never goes stale and restarts load from local disk);
+#   3. wait until the GPU works inside Docker (the driver may still be installing on first boot);
+#   4. (re)start the engine container if it is not already running with this exact configuration;
+#   5. wait for the engine's health endpoint, then publish "ready" to the control topic.
+# Settings come from instance metadata attributes spotgate-* (written by Terraform, infra/modules/gpu_pool).
+set -euo pipefail
+
+readonly MD="http://metadata.google.internal/computeMetadata/v1"
+readonly STATE_DIR="/var/lib/spotgate"
+readonly INSTALLED_MARKER="${STATE_DIR}/installed-v1"
+readonly MOUNT_DIR="/mnt/spotgate-bucket"
+readonly MODELS_DIR="${STATE_DIR}/models"
+readonly ENGINE_CACHE="${STATE_DIR}/engine-cache"
+readonly CONTAINER="spotgate-engine"
+readonly GPU_ATTEMPTS=60   # x 10 s: the first-boot driver install takes a few minutes
+readonly HEALTH_ATTEMPTS=180  # x 5 s: pulling a large image and loading weights
+
+log() {
+  local severity="$1"; shift
+  printf '{"severity":"%s","message":"%s","component":"spotgate-agent"}\n' "${severity}" "$*"
+}
+
+metadata() {
+  curl -fsS --retry 5 --retry-connrefused -H "Metadata-Flavor: Google" "${MD}/$1"
+}
+
+attribute() {
+  metadata "instance/attributes/$1"
+}
+
+install_once() {
+  if [[ -f "${INSTALLED_MARKER}" ]]; then
+    return 0
+  fi
+  log INFO "first boot: installing missing packages"
+  export DEBIAN_FRONTEND=noninteractive
+  local codename
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME}")"
+  if ! command -v gcsfuse >/dev/null; then
+    curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg -o /usr/share/keyrings/cloud.google.asc
+    echo "deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt gcsfuse-${codename} main" \
+      >/etc/apt/sources.list.d/gcsfuse.list
+  fi
+  if ! command -v nvidia-ctk >/dev/null; then
+    curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
+      | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit.gpg
+    curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+      | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit.gpg] https://#' \
+      >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+  fi
+  apt-get update -q
+  command -v gcsfuse >/dev/null || apt-get install -yq gcsfuse
+  command -v docker >/dev/null || apt-get install -yq docker.io
+  command -v nvidia-ctk >/dev/null || apt-get install -yq nvidia-container-toolkit
+  nvidia-ctk runtime configure --runtime=docker
+  systemctl restart docker
+  mkdir -p "${STATE_DIR}"
+  touch "${INSTALLED_MARKER}"
+  log INFO "install complete"
+}
+
+mount_bucket() {
+  local bucket="$1"
+  mkdir -p "${MOUNT_DIR}"
+  if mountpoint -q "${MOUNT_DIR}"; then
+    return 0
+  fi
+  gcsfuse --implicit-dirs -o ro "${bucket}" "${MOUNT_DIR}"
+}
+
+cache_weights() {
+  local model_path="$1"
+  local target="${MODELS_DIR}/${model_path}"
+  if [[ -f "${target}/.spotgate-complete" ]]; then
+    log INFO "weights ${model_path} already on the boot disk"
+    return 0
+  fi
+  log INFO "copying weights ${model_path} from the models bucket to the boot disk"
+  rm -rf "${target}.partial"
+  mkdir -p "$(dirname "${target}")"
+  cp -r "${MOUNT_DIR}/${model_path}" "${target}.partial"
+  touch "${target}.partial/.spotgate-complete"
+  rm -rf "${target}"
+  mv "${target}.partial" "${target}"
+}
+
+wait_for_gpu() {
+  local image="$1" attempt
+  for ((attempt = 1; attempt <= GPU_ATTEMPTS; attempt++)); do
+    if docker run --rm --gpus all --entrypoint nvidia-smi "${image}" -L >/dev/null 2>&1; then
+      log INFO "GPU visible inside Docker"
+      return 0
+    fi
+    log INFO "GPU not usable in Docker yet (attempt ${attempt}/${GPU_ATTEMPTS})"
+    sleep 10
+  done
+  log ERROR "GPU never became usable inside Docker"
+  return 1
+}
+
+run_engine() {
+  local image="$1" port="$2" config_hash="$3"; shift 3
+  local running_hash
+  running_hash="$(docker inspect -f '{{ index .Config.Labels "spotgate.config" }}' "${CONTAINER}" 2>/dev/null || true)"
+  if [[ "${running_hash}" == "${config_hash}" ]] && [[ "$(docker inspect -f '{{.State.Running}}' "${CONTAINER}")" == "true" ]]; then
+    log INFO "engine already running with this configuration"
+    return 0
+  fi
+  docker rm -f "${CONTAINER}" >/dev/null 2>&1 || true
+  mkdir -p "${ENGINE_CACHE}"
+  # --ipc=host gives the engine the host's /dev/shm (PyTorch workers exchange tensors through shared
+  # memory; Docker's 64 MB default breaks them). The weights are mounted read-only at /models, the same path
+  # the Cloud Run overflow service mounts the bucket at, so one set of engine flags serves both.
+  docker run -d --name "${CONTAINER}" \
+    --label "spotgate.config=${config_hash}" \
+    --restart unless-stopped \
+    --gpus all \
+    --ipc=host \
+    --ulimit memlock=-1 \
+    -p "${port}:${port}" \
+    -v "${MODELS_DIR}:/models:ro" \
+    -v "${ENGINE_CACHE}:/root/.cache" \
+    "${image}" "$@" >/dev/null
+  log INFO "engine container started"
+}
+
+wait_for_health() {
+  local port="$1" path="$2" attempt
+  for ((attempt = 1; attempt <= HEALTH_ATTEMPTS; attempt++)); do
+    if curl -fsS --max-time 3 "http://127.0.0.1:${port}${path}" >/dev/null 2>&1; then
+      log INFO "engine healthy on port ${port}"
+      return 0
+    fi
+    if [[ "$(docker inspect -f '{{.State.Status}}' "${CONTAINER}" 2>/dev/null)" == "exited" ]]; then
+      log ERROR "engine container exited: $(docker logs --tail 20 "${CONTAINER}" 2>&1 | tr '\n"' ' ')"
+      return 1
+    fi
+    sleep 5
+  done
+  log ERROR "engine not healthy after ${HEALTH_ATTEMPTS} checks"
+  return 1
+}
+
+publish() {
+  local kind="$1" project="$2" topic="$3" pool="$4"
+  local name zone at message token attempt
+  name="$(metadata instance/name)"
+  zone="$(metadata instance/zone)"
+  zone="${zone##*/}"
+  at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  message="$(printf '{"v":1,"kind":"%s","pool":"%s","instance":"%s","zone":"%s","at":"%s"}' \
+    "${kind}" "${pool}" "${name}" "${zone}" "${at}" | base64 -w0)"
+  token="$(metadata instance/service-accounts/default/token \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+  for attempt in 1 2 3 4 5; do
+    if curl -fsS --max-time 10 -X POST \
+      -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" \
+      -d "{\"messages\":[{\"data\":\"${message}\"}]}" \
+      "https://pubsub.googleapis.com/v1/projects/${project}/topics/${topic}:publish" >/dev/null; then
+      log INFO "published ${kind} for ${name}"
+      return 0
+    fi
+    log WARNING "publish ${kind} failed (attempt ${attempt}/5)"
+    sleep "${attempt}"
+  done
+  return 1
+}
+
+main() {
+  local project topic pool port health image bucket model_path config_hash
+  project="$(attribute spotgate-project)"
+  topic="$(attribute spotgate-control-topic)"
+  pool="$(attribute spotgate-pool)"
+  port="$(attribute spotgate-port)"
+  health="$(attribute spotgate-health-path)"
+  image="$(attribute spotgate-engine-image)"
+  bucket="$(attribute spotgate-models-bucket)"
+  model_path="$(attribute spotgate-model-path)"
+  local -a args=()
+  mapfile -t args < <(attribute spotgate-engine-args)
+
+  install_once
+  mount_bucket "${bucket}"
+  cache_weights "${model_path}"
+  docker pull -q "${image}" >/dev/null
+  wait_for_gpu "${image}"
+  config_hash="$(printf '%s\n' "${image}" "${port}" "${args[@]}" | sha256sum | cut -c1-16)"
+  run_engine "${image}" "${port}" "${config_hash}" "${args[@]}"
+  wait_for_health "${port}" "${health}"
+  publish ready "${project}" "${topic}" "${pool}"
+}
+
+main "$@"

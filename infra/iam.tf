@@ -1,0 +1,190 @@
+# Identities and their grants, in one file so the whole access model reads top to bottom (README.md lists
+# every role with its reason). No primitive roles; resource-level grants wherever the API allows them.
+
+locals {
+  # Project-level roles a service account cannot do without, keyed "<account>/<purpose>" so addresses stay
+  # stable (the values hold emails that are unknown until the accounts exist).
+  project_roles = {
+    "vm/logging"         = { account = google_service_account.vm.email, role = "roles/logging.logWriter" }
+    "vm/monitoring"      = { account = google_service_account.vm.email, role = "roles/monitoring.metricWriter" }
+    "controller/logging" = { account = google_service_account.controller.email, role = "roles/logging.logWriter" }
+    "controller/fleet"   = { account = google_service_account.controller.email, role = google_project_iam_custom_role.fleet_observer.id }
+    "gateway/logging"    = { account = google_service_account.gateway.email, role = "roles/logging.logWriter" }
+    "overflow/logging"   = { account = google_service_account.overflow.email, role = "roles/logging.logWriter" }
+    "builder/logging"    = { account = google_service_account.builder.email, role = "roles/logging.logWriter" }
+    # The service creates the gcf-artifacts repository and the gcf-v2-sources bucket on first deploy, so
+    # these two cannot be narrowed to resources Terraform knows.
+    "builder/images"     = { account = google_service_account.builder.email, role = "roles/artifactregistry.writer" }
+    "builder/sources"    = { account = google_service_account.builder.email, role = "roles/storage.objectViewer" }
+    "deployer/functions" = { account = google_service_account.deployer.email, role = "roles/cloudfunctions.developer" }
+    "deployer/run"       = { account = google_service_account.deployer.email, role = "roles/run.developer" }
+    "deployer/logging"   = { account = google_service_account.deployer.email, role = "roles/logging.logWriter" }
+  }
+
+  # Firestore roles exist only at project level; an IAM condition narrows them to spotgate's database.
+  datastore_users = {
+    controller = google_service_account.controller.email
+    gateway    = google_service_account.gateway.email
+  }
+  datastore_condition = "resource.name == \"${module.store.database_resource}\""
+}
+
+resource "google_service_account" "vm" {
+  project      = var.project
+  account_id   = "${var.name}-vm"
+  display_name = "spotgate GPU VMs (agent: publish ready/draining, read weights)"
+}
+
+resource "google_service_account" "controller" {
+  project      = var.project
+  account_id   = "${var.name}-controller"
+  display_name = "spotgate control plane (functions: start/stop VMs, scale overflow, write routes)"
+}
+
+resource "google_service_account" "trigger" {
+  project      = var.project
+  account_id   = "${var.name}-trigger"
+  display_name = "spotgate Eventarc triggers (invoke the two functions)"
+}
+
+resource "google_service_account" "gateway" {
+  project      = var.project
+  account_id   = "${var.name}-gateway"
+  display_name = "spotgate gateway (read routes/keys, write activity, publish wake, call overflow)"
+}
+
+resource "google_service_account" "overflow" {
+  project      = var.project
+  account_id   = "${var.name}-overflow"
+  display_name = "spotgate Cloud Run GPU overflow services (read weights)"
+}
+
+resource "google_service_account" "builder" {
+  project      = var.project
+  account_id   = "${var.name}-fn-builder"
+  display_name = "spotgate Cloud Functions builds"
+}
+
+resource "google_service_account" "deployer" {
+  project      = var.project
+  account_id   = "${var.name}-deployer"
+  display_name = "spotgate Cloud Build pipeline (test, push image, deploy)"
+}
+
+# Read-side of the fleet: list instances by label and poll zone operations. Start/stop are granted per VM
+# (instance_operator below), so the controller can observe the project but only act on spotgate's VMs.
+resource "google_project_iam_custom_role" "fleet_observer" {
+  project     = var.project
+  role_id     = "${replace(var.name, "-", "_")}FleetObserver"
+  title       = "spotgate fleet observer"
+  description = "List instances and read zone and Cloud Run operations."
+  permissions = [
+    "compute.instances.list",
+    "compute.zoneOperations.get",
+    "run.operations.get",
+  ]
+}
+
+resource "google_project_iam_custom_role" "instance_operator" {
+  project     = var.project
+  role_id     = "${replace(var.name, "-", "_")}InstanceOperator"
+  title       = "spotgate instance operator"
+  description = "Get, start and stop one VM (granted per instance)."
+  permissions = [
+    "compute.instances.get",
+    "compute.instances.start",
+    "compute.instances.stop",
+  ]
+}
+
+resource "google_project_iam_custom_role" "overflow_scaler" {
+  project     = var.project
+  role_id     = "${replace(var.name, "-", "_")}OverflowScaler"
+  title       = "spotgate overflow scaler"
+  description = "Read a Cloud Run service and update its service-level min instances (granted per service)."
+  permissions = [
+    "run.services.get",
+    "run.services.update",
+  ]
+}
+
+resource "google_project_iam_member" "project" {
+  for_each = local.project_roles
+
+  project = var.project
+  role    = each.value.role
+  member  = "serviceAccount:${each.value.account}"
+}
+
+resource "google_project_iam_member" "datastore" {
+  for_each = local.datastore_users
+
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${each.value}"
+
+  condition {
+    title       = "spotgate-database-only"
+    description = "Only the spotgate Firestore database."
+    expression  = local.datastore_condition
+  }
+}
+
+# Weights: VMs and overflow services read them; nobody but operators writes.
+resource "google_storage_bucket_iam_member" "models_reader" {
+  for_each = {
+    vm       = google_service_account.vm.email
+    overflow = google_service_account.overflow.email
+  }
+
+  bucket = module.artifacts.models_bucket
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${each.value}"
+}
+
+# Cloud Build pushes the gateway image to this repository only.
+resource "google_artifact_registry_repository_iam_member" "deployer_writer" {
+  project    = var.project
+  location   = var.region
+  repository = module.artifacts.repository_id
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# The gateway (a Cloud Run service) and the overflow services pull from the repository.
+resource "google_artifact_registry_repository_iam_member" "runtime_reader" {
+  for_each = {
+    gateway  = google_service_account.gateway.email
+    overflow = google_service_account.overflow.email
+  }
+
+  project    = var.project
+  location   = var.region
+  repository = module.artifacts.repository_id
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${each.value}"
+}
+
+# Deploying a function or service that runs as an account requires actAs on that account; the controller
+# needs it on the overflow account because updating a Cloud Run service is a deploy as its runtime identity.
+resource "google_service_account_iam_member" "act_as" {
+  for_each = {
+    "deployer/controller" = { account = google_service_account.controller.name, member = google_service_account.deployer.email }
+    "deployer/trigger"    = { account = google_service_account.trigger.name, member = google_service_account.deployer.email }
+    "deployer/gateway"    = { account = google_service_account.gateway.name, member = google_service_account.deployer.email }
+    "deployer/builder"    = { account = google_service_account.builder.name, member = google_service_account.deployer.email }
+    "controller/overflow" = { account = google_service_account.overflow.name, member = google_service_account.controller.email }
+  }
+
+  service_account_id = each.value.account
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${each.value.member}"
+}
+
+# Pub/Sub mints the OIDC token of each Eventarc push as the trigger account (needed in projects created
+# before April 2021, harmless later).
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}

@@ -1,0 +1,109 @@
+variable "project" {
+  type        = string
+  description = "Project ID of the control plane."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, their triggers and the Scheduler jobs."
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must look like us-central1."
+  }
+}
+
+variable "name" {
+  type        = string
+  description = "Prefix of the topics, sink, jobs and functions (topics are NAME-compute and NAME-control)."
+  default     = "spotgate"
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{0,20}$", var.name))
+    error_message = "name must be 1-21 characters of lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "environment" {
+  type        = map(string)
+  description = "SPOTGATE_* environment of both functions (fleet JSON, store, topics); the topic names are added here."
+}
+
+variable "source_dir" {
+  type        = string
+  description = "Path of the functions/ directory (main.py, requirements.txt and the spotgate library)."
+}
+
+variable "source_bucket" {
+  type        = string
+  description = "Bucket the functions' source archive is uploaded to."
+}
+
+variable "runtime_service_account" {
+  type        = string
+  description = "Email the functions run as (the controller)."
+}
+
+variable "trigger_service_account" {
+  type        = string
+  description = "Email Eventarc uses to invoke the functions (granted roles/run.invoker on them)."
+}
+
+variable "build_service_account" {
+  type        = string
+  description = "Full resource ID (projects/P/serviceAccounts/EMAIL) Cloud Functions builds run as."
+}
+
+variable "vpc_connector" {
+  type        = string
+  description = "Serverless VPC Access connector ID, so the functions can probe the VMs' private engine ports."
+}
+
+variable "control_publishers" {
+  type        = map(string)
+  description = "Who may publish to the control topic: a static key (vm, gateway, controller) => IAM member."
+}
+
+variable "tick_schedule" {
+  type        = string
+  description = "Cron schedule of the reconcile tick (every minute by default; ticks repair missed events)."
+  default     = "* * * * *"
+}
+
+variable "wake_jobs" {
+  type = map(object({
+    pool      = string
+    schedule  = string
+    time_zone = string
+  }))
+  description = "Scheduled pre-warm wakes: a key => the pool to wake, a cron schedule and its IANA time zone."
+  default     = {}
+}
+
+variable "function_memory" {
+  type        = string
+  description = "Memory of each function instance."
+  default     = "512Mi"
+
+  validation {
+    condition     = contains(["256Mi", "512Mi", "1Gi", "2Gi"], var.function_memory)
+    error_message = "function_memory must be one of 256Mi, 512Mi, 1Gi, 2Gi."
+  }
+}
+
+variable "function_max_instances" {
+  type        = number
+  description = "Upper bound on instances per function (a burst of preemptions across pools)."
+  default     = 10
+
+  validation {
+    condition     = var.function_max_instances >= 1 && var.function_max_instances <= 100
+    error_message = "function_max_instances must be between 1 and 100."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels for topics and functions."
+  default     = {}
+}

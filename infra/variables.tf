@@ -1,0 +1,326 @@
+variable "project" {
+  type        = string
+  description = "GCP project ID everything is created in (also the fleet's project)."
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{4,28}[a-z0-9]$", var.project))
+    error_message = "project must be a GCP project ID (6-30 characters: lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the VMs (every pool zone must be in it), functions, gateway, overflow and buckets."
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must look like us-central1."
+  }
+}
+
+variable "name" {
+  type        = string
+  description = "Prefix of resource names (topics NAME-compute/NAME-control, NAME-gateway, NAME-vpc, ...)."
+  default     = "spotgate"
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{0,11}$", var.name))
+    error_message = "name must be 1-12 characters of lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "pools" {
+  description = <<-EOT
+    The fleet's pools, mirroring spotgate.config.PoolSpec (the same keys and defaults), plus three
+    infrastructure-only parts: `serving` (engine image, model path in the models bucket, extra flags),
+    `host` (VM machine and boot image) and `schedule` (pre-warm wake jobs); `overflow` adds the Cloud Run
+    GPU settings (image, gpu, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.
+    Terraform renders the fleet part to SPOTGATE_FLEET, so this variable is the one source of truth.
+  EOT
+  type = list(object({
+    name    = string
+    model   = string
+    aliases = optional(list(string), [])
+    vms = optional(list(object({
+      name               = string
+      zone               = string
+      provisioning_model = optional(string, "SPOT")
+    })), [])
+    spot = optional(object({
+      zones       = list(string)
+      per_zone    = optional(number, 1)
+      name_prefix = optional(string)
+    }))
+    engine = optional(object({
+      port        = optional(number, 8000)
+      health_path = optional(string, "/health")
+    }), {})
+    min_ready         = optional(number, 0)
+    max_ready         = optional(number, 1)
+    target_inflight   = optional(number, 8)
+    idle_timeout      = optional(string, "15m")
+    drain_grace       = optional(string, "30s")
+    boot_timeout      = optional(string, "10m")
+    wake_hold         = optional(string, "30s")
+    stockout_cooldown = optional(string, "5m")
+    active_hours = optional(object({
+      timezone = optional(string, "UTC")
+      windows = list(object({
+        days  = optional(list(string), ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+        start = string
+        end   = string
+      }))
+    }))
+    fallback = optional(object({
+      enabled = optional(bool, false)
+      after   = optional(string, "5m")
+    }), {})
+    overflow = optional(object({
+      service       = string
+      cooldown      = optional(string, "10m")
+      image         = optional(string)
+      gpu           = optional(string, "nvidia-l4")
+      cpu           = optional(string, "8")
+      memory        = optional(string, "32Gi")
+      max_instances = optional(number, 1)
+      concurrency   = optional(number, 16)
+    }))
+    serving = object({
+      image      = string
+      model_path = string
+      kind       = optional(string, "vllm")
+      args       = optional(list(string), [])
+    })
+    host = optional(object({
+      machine_type  = optional(string, "g2-standard-8")
+      gpu_count     = optional(number, 1)
+      disk_size_gb  = optional(number, 200)
+      disk_type     = optional(string, "pd-balanced")
+      image_family  = optional(string, "common-cu124-debian-11-py310")
+      image_project = optional(string, "deeplearning-platform-release")
+    }), {})
+    schedule = optional(object({
+      wake      = optional(list(string), [])
+      time_zone = optional(string, "UTC")
+    }), {})
+  }))
+
+  validation {
+    condition     = length(var.pools) > 0 && length(distinct([for p in var.pools : p.name])) == length(var.pools)
+    error_message = "pools must be non-empty with unique names."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : can(regex("^[a-z][a-z0-9-]{0,30}$", p.name))])
+    error_message = "every pool name must match ^[a-z][a-z0-9-]{0,30}$."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : length(p.vms) > 0 || p.spot != null])
+    error_message = "every pool needs at least one VM (vms or spot)."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for p in var.pools : [for vm in p.vms : contains(["SPOT", "STANDARD"], vm.provisioning_model)]]))
+    error_message = "every VM's provisioning_model must be SPOT or STANDARD."
+  }
+
+  validation {
+    condition = alltrue(flatten([for p in var.pools : [
+      for z in concat([for vm in p.vms : vm.zone], p.spot == null ? [] : p.spot.zones) : startswith(z, "${var.region}-")
+    ]]))
+    error_message = "every VM zone must be in var.region."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : p.min_ready >= 0 && p.min_ready <= p.max_ready && p.max_ready >= 1 && p.target_inflight >= 1])
+    error_message = "every pool needs 0 <= min_ready <= max_ready, max_ready >= 1 and target_inflight >= 1."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : p.max_ready <= length(p.vms) + (p.spot == null ? 0 : length(p.spot.zones) * p.spot.per_zone)])
+    error_message = "a pool's max_ready must not exceed its number of VMs."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : !p.fallback.enabled || anytrue([for vm in p.vms : vm.provisioning_model == "STANDARD"])])
+    error_message = "fallback.enabled needs a VM with provisioning_model STANDARD in the pool's vms."
+  }
+
+  validation {
+    condition = alltrue(flatten([for p in var.pools : [
+      for d in concat(
+        [p.idle_timeout, p.drain_grace, p.boot_timeout, p.wake_hold, p.stockout_cooldown, p.fallback.after],
+        p.overflow == null ? [] : [p.overflow.cooldown],
+      ) : can(regex("^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+$", d))
+    ]]))
+    error_message = "durations must be seconds (\"90\") or have units (\"90s\", \"15m\", \"1h30m\")."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : p.engine.port >= 1 && p.engine.port <= 65535 && can(regex("^/[A-Za-z0-9/_.-]*$", p.engine.health_path))])
+    error_message = "engine.port must be 1-65535 and engine.health_path an absolute path."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : contains(["vllm", "custom"], p.serving.kind)])
+    error_message = "serving.kind must be \"vllm\" (standard flags added) or \"custom\" (args used verbatim)."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : can(regex("^[A-Za-z0-9][A-Za-z0-9._/-]*$", p.serving.model_path)) && !strcontains(p.serving.model_path, "..")])
+    error_message = "serving.model_path must be a relative path inside the models bucket, like llama-3.1-8b-instruct/2024-07-23."
+  }
+
+  validation {
+    condition = alltrue(flatten([for p in var.pools : p.active_hours == null ? [true] : [
+      for w in p.active_hours.windows : alltrue([for d in w.days : contains(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], d)])
+      && can(regex("^[0-2][0-9]:[0-5][0-9]$", w.start)) && can(regex("^[0-2][0-9]:[0-5][0-9]$", w.end))
+    ]]))
+    error_message = "active_hours windows need days from mon..sun and start/end as HH:MM."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : p.overflow == null ? true : can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", p.overflow.service))])
+    error_message = "overflow.service must be a valid Cloud Run service name."
+  }
+}
+
+variable "prices" {
+  type = object({
+    spot_per_hour     = optional(number, 0.28)
+    standard_per_hour = optional(number, 0.71)
+    overflow_per_hour = optional(number, 0.80)
+  })
+  description = "USD per GPU-hour for cost reports (passed into the fleet JSON)."
+  default     = {}
+
+  validation {
+    condition     = var.prices.spot_per_hour >= 0 && var.prices.standard_per_hour >= 0 && var.prices.overflow_per_hour >= 0
+    error_message = "prices must not be negative."
+  }
+}
+
+variable "models_bucket" {
+  type        = string
+  description = "Name of the models bucket; null means PROJECT-NAME-models."
+  default     = null
+}
+
+variable "firestore_database" {
+  type        = string
+  description = "Firestore database ID for spotgate's store."
+  default     = "spotgate"
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Firestore location; null means var.region."
+  default     = null
+}
+
+variable "gateway_image" {
+  type        = string
+  description = "Gateway image for the first apply; null starts the service with Google's sample image until Cloud Build deploys REGION-docker.pkg.dev/PROJECT/REPO/gateway."
+  default     = null
+}
+
+variable "gateway_egress" {
+  type        = string
+  description = "How the gateway reaches the VMs: \"connector\" (Serverless VPC Access, default) or \"direct\" (Direct VPC egress)."
+  default     = "connector"
+
+  validation {
+    condition     = contains(["connector", "direct"], var.gateway_egress)
+    error_message = "gateway_egress must be \"connector\" or \"direct\"."
+  }
+}
+
+variable "gateway_max_instances" {
+  type        = number
+  description = "Upper bound on gateway instances."
+  default     = 10
+
+  validation {
+    condition     = var.gateway_max_instances >= 1 && var.gateway_max_instances <= 1000
+    error_message = "gateway_max_instances must be between 1 and 1000."
+  }
+}
+
+variable "gateway_concurrency" {
+  type        = number
+  description = "Concurrent requests (mostly idle SSE streams) per gateway instance."
+  default     = 1000
+
+  validation {
+    condition     = var.gateway_concurrency >= 1 && var.gateway_concurrency <= 1000
+    error_message = "gateway_concurrency must be between 1 and 1000."
+  }
+}
+
+variable "gateway_allowed_principals" {
+  type        = list(string)
+  description = "Google identities allowed to call the gateway with an ID token (emails or \"@domain\")."
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.gateway_allowed_principals : can(regex("^([^@\\s]+)?@[^@\\s]+\\.[^@\\s]+$", p))])
+    error_message = "each principal must be an email or \"@domain.tld\"."
+  }
+}
+
+variable "gateway_audiences" {
+  type        = list(string)
+  description = "Extra ID-token audiences the gateway accepts besides its own URL."
+  default     = []
+}
+
+variable "network" {
+  type = object({
+    subnet_cidr        = optional(string, "10.20.0.0/20")
+    connector_cidr     = optional(string, "10.20.16.0/28")
+    direct_egress_cidr = optional(string, "10.20.32.0/24")
+  })
+  description = "Address ranges of the VM subnet, the VPC connector (/28) and the Direct VPC egress subnet."
+  default     = {}
+}
+
+variable "tick_schedule" {
+  type        = string
+  description = "Cron schedule of the reconcile tick."
+  default     = "* * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.tick_schedule))) == 5
+    error_message = "tick_schedule must be a 5-field cron expression."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "Log level of the functions and the gateway (SPOTGATE_LOG_LEVEL)."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "functions_source_dir" {
+  type        = string
+  description = "Path of the functions/ directory to deploy first; null means ../functions next to this module."
+  default     = null
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Protect the Firestore database and Cloud Run services against deletion."
+  default     = true
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every labelled resource."
+  default     = {}
+}
