@@ -1,0 +1,174 @@
+"""The Flask app: OpenAI-compatible endpoints, pool pass-through, health, and OpenAI-shaped errors.
+
+``create_app`` does no I/O until ``start=True`` asks it to subscribe to the store; the WSGI entry point
+(``gateway.wsgi``) calls it once per gunicorn worker. Each view authenticates from the headers first and
+reads the body only after that, bounded by ``max_body_bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from gateway import errors
+from gateway.auth import Principal
+from gateway.errors import ApiError
+from gateway.headers import request_id, upstream_headers
+from gateway.paths import backend_path, split_target
+from gateway.proxy import Call
+from gateway.runtime import Dependencies, Gateway
+from spotgate.config import PoolSpec
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "spotgate.gateway"
+_OPENAI = ("chat/completions", "completions", "embeddings")
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_READ = 64 * 1024
+
+
+def create_app(deps: Dependencies, *, start: bool = True) -> Flask:
+    """The gateway app; ``app.extensions["spotgate.gateway"]`` is its ``Gateway`` (call ``close`` on exit)."""
+    app = Flask("gateway")
+    app.url_map.merge_slashes = False  # '//' must reach the path checks, not be silently rewritten
+    app.url_map.strict_slashes = False
+    gateway = Gateway(deps)
+    app.extensions[EXTENSION] = gateway
+    _register_hooks(app)
+    _register_routes(app, gateway)
+    if start:
+        gateway.start()
+    return app
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def _assign_request_id() -> None:
+        g.request_id = request_id(request.headers.get("x-request-id"))
+
+    @app.after_request
+    def _tag_response(response: Response) -> Response:
+        response.headers["x-request-id"] = g.get("request_id") or request_id(None)
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return Response(error.body(), status=error.status, headers=error.headers())
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        code = error.code or 500
+        return _api_error(ApiError(code, error.description or error.name, "invalid_request_error", error.name))
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return _api_error(ApiError(500, "Internal gateway error.", "api_error", "internal_error"))
+
+
+def _register_routes(app: Flask, gw: Gateway) -> None:
+    @app.get("/healthz")
+    def healthz() -> tuple[dict[str, object], int]:
+        return gw.table.health(), 200 if gw.table.loaded else 503
+
+    @app.get("/v1/models")
+    def models() -> dict[str, object]:
+        principal = gw.auth.authenticate(request.headers.get("Authorization"))
+        pools = [p for p in gw.fleet.pools if principal.allows_pool(p.name)]
+        data = [_model_entry(name, p) for p in pools for name in p.model_names]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/<path:endpoint>")
+    def openai(endpoint: str) -> Response:
+        if endpoint not in _OPENAI:
+            raise errors.not_found(f"Unknown endpoint /v1/{endpoint}.")
+        principal = gw.auth.authenticate(request.headers.get("Authorization"))
+        payload, body = _json_body(gw.settings.max_body_bytes)
+        pool = _pool_for(gw, principal, payload)
+        if payload["model"] != pool.model:  # an alias: engines know only the pool's served model name
+            body = json.dumps({**payload, "model": pool.model}, separators=(",", ":")).encode()
+        call = _call(pool, "POST", f"/v1/{endpoint}", body, stream=payload.get("stream") is True)
+        return gw.forward(principal, call)
+
+    @app.route("/pools/<pool>/", defaults={"sub": ""}, methods=_METHODS)
+    @app.route("/pools/<pool>/<path:sub>", methods=_METHODS)
+    def passthrough(pool: str, sub: str) -> Response:
+        principal = gw.auth.authenticate(request.headers.get("Authorization"))
+        spec = gw.fleet.pool(pool)
+        if spec is None:
+            raise errors.not_found(f"No pool named {pool!r}.")
+        _check_scope(principal, spec)
+        path, query = split_target(_raw_target())
+        target = backend_path(path, f"/pools/{pool}/") + (f"?{query}" if query else "")
+        body = _read_body(gw.settings.max_body_bytes) or None
+        stream = "text/event-stream" in request.headers.get("Accept", "")
+        return gw.forward(principal, _call(spec, request.method, target, body, stream=stream))
+
+
+def _model_entry(name: str, pool: PoolSpec) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "spotgate", "pool": pool.name}
+
+
+def _call(pool: PoolSpec, method: str, target: str, body: bytes | None, *, stream: bool) -> Call:
+    rid: str = g.request_id
+    headers = upstream_headers(request.headers.items(), rid)
+    return Call(pool, method, target, headers, body, stream, rid)
+
+
+def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> PoolSpec:
+    model = payload.get("model")
+    if model is None:
+        raise errors.bad_request("You must provide a model parameter.", "model", "missing_model")
+    if not isinstance(model, str) or not model or len(model) > 256:
+        raise errors.bad_request("'model' must be a non-empty string.", "model", "invalid_type")
+    pool = gw.fleet.pool_for_model(model)
+    if pool is None:
+        raise errors.model_not_found(model)
+    _check_scope(principal, pool)
+    return pool
+
+
+def _check_scope(principal: Principal, pool: PoolSpec) -> None:
+    if not principal.allows_pool(pool.name):
+        raise errors.permission_denied(f"This key may not use pool {pool.name!r}.")
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` without reading past it."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise errors.body_too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := request.stream.read(_READ):
+        size += len(chunk)
+        if size > limit:
+            raise errors.body_too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _json_body(limit: int) -> tuple[dict[str, Any], bytes]:
+    body = _read_body(limit)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise errors.bad_request("The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise errors.bad_request("The body must be a JSON object.", code="invalid_json")
+    return payload, body
+
+
+def _raw_target() -> str:
+    """The request target exactly as sent (before any percent-decoding), from the server's environ."""
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return str(raw)
+    query = environ.get("QUERY_STRING", "")
+    return quote(request.path) + (f"?{query}" if query else "")

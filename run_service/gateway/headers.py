@@ -1,0 +1,85 @@
+"""Which headers cross the gateway, in each direction, and the request id that follows a request.
+
+Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection and never cross a proxy. The client's
+credentials (``Authorization``, ``Cookie``, Google's ``X-Goog-*``) are for the gateway only: a backend must
+never see them. ``Host`` and ``X-Forwarded-*`` are client-controlled and never used for routing, so they are
+not forwarded either; the upstream host comes from the routing table alone.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "proxy-connection",
+    }
+)
+# Never sent upstream: credentials, routing-relevant client claims, and what the gateway sets itself.
+_NOT_UPSTREAM = HOP_BY_HOP | {
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "forwarded",
+    "x-real-ip",
+    "x-request-id",
+    "expect",
+}
+_NOT_UPSTREAM_PREFIXES = ("x-goog-", "x-forwarded-", "x-cloud-trace", "x-serverless-")
+_NOT_DOWNSTREAM = HOP_BY_HOP | {"content-length", "x-request-id", "date", "server"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def request_id(client_value: str | None) -> str:
+    """The client's ``x-request-id`` if it is a sane token, else a fresh one."""
+    if client_value and _REQUEST_ID.match(client_value):
+        return client_value
+    return uuid.uuid4().hex
+
+
+def _listed_in_connection(headers: Mapping[str, str]) -> set[str]:
+    """Headers a sender marked hop-by-hop by naming them in ``Connection``."""
+    value = next((v for k, v in headers.items() if k.lower() == "connection"), "")
+    return {name.strip().lower() for name in value.split(",") if name.strip()}
+
+
+def upstream_headers(client: Iterable[tuple[str, str]], rid: str) -> dict[str, str]:
+    """The client's end-to-end headers minus credentials and routing claims, plus ``x-request-id``."""
+    items = list(client)
+    dropped = _listed_in_connection(dict(items))
+    headers: dict[str, str] = {}
+    for name, value in items:
+        lower = name.lower()
+        if lower in _NOT_UPSTREAM or lower in dropped or lower.startswith(_NOT_UPSTREAM_PREFIXES):
+            continue
+        if _UNSAFE_VALUE.search(value):
+            continue
+        headers[name] = value
+    headers["x-request-id"] = rid
+    return headers
+
+
+def downstream_headers(upstream: Mapping[str, str], *, keep_length: bool) -> list[tuple[str, str]]:
+    """The backend's end-to-end response headers; ``Content-Length`` only when the body is relayed as is."""
+    dropped = _listed_in_connection(upstream)
+    kept = [
+        (name, value)
+        for name, value in upstream.items()
+        if name.lower() not in _NOT_DOWNSTREAM and name.lower() not in dropped
+    ]
+    if keep_length and "content-length" in {k.lower() for k in upstream}:
+        kept.append(("Content-Length", next(v for k, v in upstream.items() if k.lower() == "content-length")))
+    return kept

@@ -1,0 +1,80 @@
+"""Per-key request rate and concurrency limits, enforced in process.
+
+Why in process: a limit checked against the store would put a write on every request. Each gateway worker
+enforces a key's ``rpm`` (a token bucket: a burst of up to ``rpm`` requests, refilled at ``rpm``/60 per
+second) and ``max_concurrent`` on its own; with N workers or instances a key can reach N times its limit.
+That bounds a runaway client cheaply, which is the purpose here; exact global quotas would need a shared
+counter (Redis or similar) and are out of scope.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.errors import rate_limited
+from spotgate.domain import ApiKey
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class Release:
+    """Returns one concurrency slot when called; calling it again does nothing."""
+
+    __slots__ = ("_done", "_return")
+
+    def __init__(self, return_slot: Callable[[], None]) -> None:
+        self._return = return_slot
+        self._done = False
+
+    def __call__(self) -> None:
+        if not self._done:
+            self._done = True
+            self._return()
+
+
+class KeyLimiter:
+    """Admits or refuses requests per key; ``acquire`` raises ApiError 429 with ``Retry-After``."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self._inflight: dict[str, int] = {}
+
+    def acquire(self, key: ApiKey) -> Release:
+        """Take a concurrency slot and a rate token for ``key``; the Release gives the slot back."""
+        with self._lock:
+            running = self._inflight.get(key.key_id, 0)
+            if key.max_concurrent and running >= key.max_concurrent:
+                raise rate_limited(f"This key allows {key.max_concurrent} concurrent requests.", 1)
+            if key.rpm:
+                self._take_token(key)
+            self._inflight[key.key_id] = running + 1
+        return Release(lambda: self._return_slot(key.key_id))
+
+    def _take_token(self, key: ApiKey) -> None:
+        now = self._monotonic()
+        rate = key.rpm / 60.0
+        bucket = self._buckets.setdefault(key.key_id, _Bucket(float(key.rpm), now))
+        bucket.tokens = min(float(key.rpm), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens < 1.0:
+            wait = math.ceil((1.0 - bucket.tokens) / rate)
+            raise rate_limited(f"This key allows {key.rpm} requests per minute.", min(60, max(1, wait)))
+        bucket.tokens -= 1.0
+
+    def _return_slot(self, key_id: str) -> None:
+        with self._lock:
+            left = self._inflight.get(key_id, 1) - 1
+            if left > 0:
+                self._inflight[key_id] = left
+            else:
+                self._inflight.pop(key_id, None)

@@ -1,0 +1,94 @@
+"""The gateway's long-lived parts, wired once per worker: live table, auth, limits, forwarder, flusher.
+
+Construction does no I/O; ``start`` subscribes to the store and starts the background threads (greenlets
+under gevent), ``close`` stops them and flushes activity one last time. ``admit`` and ``forward`` are the
+two steps every proxied request takes after its body has been validated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Response
+from google.auth import transport as auth_transport
+
+from gateway.activity import ActivityRecorder
+from gateway.auth import Authenticator, Principal
+from gateway.limits import KeyLimiter
+from gateway.proxy import Call, Forwarder
+from gateway.selection import Balancer
+from gateway.table import LiveTable
+from gateway.tokens import TokenSource
+from gateway.upstream import Upstreams
+from gateway.wake import WakeNotifier
+from spotgate.config import FleetConfig, GatewaySettings
+from spotgate.ports import Clock, Publisher, RouteStore
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """Everything the gateway talks to; ``wsgi`` builds the production set, tests build their own."""
+
+    settings: GatewaySettings
+    fleet: FleetConfig
+    store: RouteStore
+    publisher: Publisher
+    clock: Clock
+    token_source: TokenSource
+    auth_request: auth_transport.Request
+    control_topic: str
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class Gateway:
+    def __init__(self, deps: Dependencies) -> None:
+        s = deps.settings
+        self.settings = s
+        self.fleet = deps.fleet
+        self.table = LiveTable(deps.store, monotonic=deps.monotonic)
+        self.auth = Authenticator(self.table, s, deps.clock, deps.auth_request)
+        self.limiter = KeyLimiter(deps.monotonic)
+        self.activity = ActivityRecorder(
+            deps.store, deps.clock, s.activity_flush, lambda ok: self.table.report_store(ok=ok)
+        )
+        self.wake = WakeNotifier(deps.publisher, deps.control_topic, deps.clock, s.wake_debounce)
+        self.upstreams = Upstreams(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
+        balancer = Balancer(
+            eject_after=s.eject_after_failures, eject_for=s.eject_for.total_seconds(), monotonic=deps.monotonic
+        )
+        self.forwarder = Forwarder(
+            table=self.table,
+            balancer=balancer,
+            upstreams=self.upstreams,
+            tokens=deps.token_source,
+            wake=self.wake,
+            activity=self.activity,
+            heartbeat=s.heartbeat.total_seconds(),
+            monotonic=deps.monotonic,
+        )
+
+    def start(self) -> None:
+        self.wake.start()
+        self.activity.start()
+        self.table.start()
+
+    def close(self) -> None:
+        self.table.close()
+        self.activity.close()
+        self.wake.close()
+        self.upstreams.close()
+
+    def forward(self, principal: Principal, call: Call) -> Response:
+        """Apply the key's limits (429) and forward; the limit slot is held until the response ends."""
+        release = self.limiter.acquire(principal.key) if principal.key is not None else _nothing
+        try:
+            return self.forwarder.forward(call, release)
+        except BaseException:
+            release()
+            raise
+
+
+def _nothing() -> None:
+    """The release of a caller without per-key limits."""
