@@ -18,6 +18,7 @@ class _LazyGroup(click.Group):
 
     lazy: dict[str, str] = {
         "sandbox": "spotgate.sandbox.cli:sandbox",
+        "keys": "spotgate.keys_cli:keys",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
