@@ -20,7 +20,7 @@ from google.cloud.pubsub_v1 import PublisherClient
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from spotgate.errors import InvalidEventError, NotFoundError
+from spotgate.errors import InvalidEventError, NotFoundError, UnavailableError
 from spotgate.sandbox.pubsub import PubSub
 from spotgate.sandbox.push import Chaos, Message, PushSubscription, RetryPolicy, cloud_event
 
@@ -292,5 +292,7 @@ def test_stop_is_idempotent_and_releases_ports() -> None:
     rest_url = broker.rest_url
     broker.stop()
     broker.stop()
+    with pytest.raises(UnavailableError):
+        broker.publish("control", b"late")
     with pytest.raises(requests.ConnectionError):
         requests.post(f"{rest_url}/v1/projects/{PROJECT}/topics/control:publish", timeout=2)

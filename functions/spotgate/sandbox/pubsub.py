@@ -30,7 +30,7 @@ import grpc
 from google.pubsub_v1 import types as pubsub_types
 
 from spotgate.clock import SystemClock
-from spotgate.errors import InvalidEventError, NotFoundError
+from spotgate.errors import InvalidEventError, NotFoundError, UnavailableError
 from spotgate.ports import Clock
 from spotgate.sandbox.push import Chaos, DeadLetter, Message, PushDelivery, PushStats, PushSubscription, RetryPolicy
 
@@ -174,13 +174,18 @@ class PubSub:
 
     # publishing ------------------------------------------------------------------------------------------
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
-        """Publish one message and return its id. Raises NotFoundError or InvalidEventError (empty message)."""
+        """Publish one message and return its id.
+
+        Raises NotFoundError (no such topic), InvalidEventError (empty message) or UnavailableError (stopped).
+        """
         return self._publish_batch(self.topic_path(topic), [(data, dict(attributes or {}))])[0]
 
     def _publish_batch(self, path: str, messages: list[tuple[bytes, dict[str, str]]]) -> list[str]:
         if not messages or any(not data and not attributes for data, attributes in messages):
             raise InvalidEventError("Some messages contain neither data nor attributes; one is required.")
         with self._lock:
+            if self._grpc is None:
+                raise UnavailableError("pubsub is not running")
             subscriptions = list(self._subscriptions_of(path))
             ids = [str(next(self._ids)) for _ in messages]
         now = self._clock.now()
