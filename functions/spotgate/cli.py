@@ -36,3 +36,45 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="spotgate")
 def main() -> None:
     """spotgate: SPOT GPU inference on GCP with one OpenAI-compatible URL."""
+
+
+@main.command()
+@click.option("--pool", "pool_name", help="Only this pool (default: every pool).")
+def plan(pool_name: str | None) -> None:
+    """Show what the reconciler would do now, with reasons, without applying anything."""
+    from rich.console import Console
+
+    from spotgate.bootstrap import build_control_plane
+    from spotgate.cli_views import plan_view
+
+    runtime = _runtime_or_exit(build_control_plane)
+    pools = [p for p in runtime.fleet.pools if pool_name in (None, p.name)]
+    if not pools:
+        raise click.BadParameter(f"no pool named {pool_name!r}", param_hint="--pool")
+    Console().print(plan_view({p.name: runtime.control_plane.preview(p) for p in pools}))
+
+
+@main.command()
+@click.option("--events", "event_count", default=12, show_default=True, help="How many recent actions to show.")
+def status(event_count: int) -> None:
+    """Show pools, VMs, route states, overflow and the last control-plane actions."""
+    from rich.console import Console
+
+    from spotgate.bootstrap import build_compute, build_control_plane
+    from spotgate.cli_views import events_table, fleet_table
+
+    runtime = _runtime_or_exit(build_control_plane)
+    compute = build_compute(runtime.settings, runtime.fleet)
+    instances = {p.name: compute.list_instances(p.name) for p in runtime.fleet.pools}
+    console = Console()
+    console.print(fleet_table(runtime.fleet, instances, runtime.store.list_routes()))
+    console.print(events_table(runtime.store.recent_events(limit=event_count), event_count))
+
+
+def _runtime_or_exit(build: Any) -> Any:
+    from spotgate.errors import SpotgateError
+
+    try:
+        return build()
+    except SpotgateError as e:
+        raise click.ClickException(str(e)) from None

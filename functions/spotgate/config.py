@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -35,6 +36,7 @@ from spotgate.errors import ConfigError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ISO_DURATION = TypeAdapter(timedelta)
 GCE_NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 ZONE = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"
 REGION = r"^[a-z]+-[a-z]+[0-9]+$"
@@ -42,7 +44,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def parse_duration(value: object) -> timedelta:
-    """Turn ``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"1h30m"`` or a timedelta into a timedelta.
+    """Turn ``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"1h30m"``, ISO ``"PT15M"`` or a timedelta into a timedelta.
 
     Raises ValueError for anything else, including negative values.
     """
@@ -56,6 +58,8 @@ def parse_duration(value: object) -> timedelta:
         text = value.strip().replace(" ", "")
         if re.fullmatch(r"\d+(\.\d+)?", text):
             seconds = float(text)
+        elif text.startswith("P"):  # ISO 8601, which is how pydantic itself writes a timedelta to JSON
+            seconds = _iso_seconds(text)
         elif re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", text):
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
         else:
@@ -65,6 +69,13 @@ def parse_duration(value: object) -> timedelta:
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return timedelta(seconds=seconds)
+
+
+def _iso_seconds(text: str) -> float:
+    try:
+        return _ISO_DURATION.validate_python(text).total_seconds()
+    except ValidationError:
+        raise ValueError(f"invalid duration {text!r}: use seconds or units like '90s', '15m', '1h30m'") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -183,7 +194,8 @@ class PoolSpec(_Strict):
             for zone in group.zones
             for n in range(1, group.per_zone + 1)
         ]
-        return {**data, "vms": [*generated, *list(data.get("vms") or [])]}
+        # The group is consumed here, so a dumped config (vms listed in full) validates to the same pool.
+        return {**data, "spot": None, "vms": [*generated, *list(data.get("vms") or [])]}
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PoolSpec:

@@ -59,13 +59,14 @@ def test_spot_group_generates_names_per_zone_and_count() -> None:
         pytest.param("15m", timedelta(minutes=15), id="minutes"),
         pytest.param("1h30m", timedelta(minutes=90), id="compound"),
         pytest.param("250ms", timedelta(milliseconds=250), id="millis"),
+        pytest.param("PT15M", timedelta(minutes=15), id="iso-8601"),
     ],
 )
 def test_durations(value: object, expected: timedelta) -> None:
     assert parse_duration(value) == expected
 
 
-@pytest.mark.parametrize("value", ["soon", "-5", -1, "5 parsecs", True, ""])
+@pytest.mark.parametrize("value", ["soon", "-5", -1, "5 parsecs", True, "", "P-nonsense"])
 def test_bad_durations_are_rejected(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(value)
@@ -124,6 +125,12 @@ def test_invalid_configs_name_the_field(mutate: Any, named: str) -> None:
         parse_fleet(_with(mutate), "test.yaml")
     assert named in str(excinfo.value)
     assert "test.yaml" in str(excinfo.value)
+
+
+def test_fleet_survives_a_json_round_trip() -> None:
+    """The dev stack and Terraform hand the fleet to functions and gateway as JSON."""
+    fleet = load_fleet(EXAMPLE)
+    assert parse_fleet(json.loads(fleet.model_dump_json())) == fleet
 
 
 def test_windows_crossing_midnight_and_day_names_normalise() -> None:

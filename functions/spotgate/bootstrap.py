@@ -1,0 +1,88 @@
+"""The composition root: settings in, wired adapters out.
+
+This is the one place that decides between GCP and the sandbox (``SPOTGATE_MODE``; in sandbox mode the
+same Google client adapters are pointed at local endpoints) and between Firestore and SQLite
+(``SPOTGATE_STORE``). Functions, the gateway and the CLI all build their dependencies here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spotgate.clock import SystemClock
+from spotgate.config import FleetConfig, Settings, read_settings
+from spotgate.logs import configure_logging
+from spotgate.ports import Clock, Compute, Overflow, Publisher, RouteStore
+from spotgate.services.control_plane import ControlPlane
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneRuntime:
+    settings: Settings
+    fleet: FleetConfig
+    store: RouteStore
+    clock: Clock
+    control_plane: ControlPlane
+
+
+def build_store(settings: Settings, fleet: FleetConfig | None = None) -> RouteStore:
+    """The configured RouteStore (SQLite file or Firestore database)."""
+    if settings.store == "sqlite":
+        from spotgate.adapters.sqlite_store import SqliteStore
+
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteStore(settings.sqlite_path)
+    from google.cloud import firestore
+
+    from spotgate.adapters.firestore_store import FirestoreStore
+
+    project = settings.project or (fleet.project if fleet else None)
+    client = firestore.Client(project=project, database=settings.firestore_database)
+    return FirestoreStore(client, prefix=settings.store_prefix)
+
+
+def build_compute(settings: Settings, fleet: FleetConfig) -> Compute:
+    from spotgate.adapters.gce_compute import GceCompute
+
+    return GceCompute(
+        settings.project_id(fleet), endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
+    )
+
+
+def build_overflow(settings: Settings, fleet: FleetConfig) -> Overflow | None:
+    """Cloud Run admin for the fleet's region; None when no pool has an overflow service."""
+    if not any(p.overflow for p in fleet.pools):
+        return None
+    from spotgate.adapters.cloud_run_overflow import CloudRunOverflow
+
+    regions = {p.overflow.service: p.overflow.region or fleet.region for p in fleet.pools if p.overflow}
+    return CloudRunOverflow(
+        settings.project_id(fleet),
+        regions,
+        endpoint=settings.run_endpoint,
+        operation_timeout=settings.operation_timeout,
+    )
+
+
+def build_publisher(settings: Settings, fleet: FleetConfig) -> Publisher:
+    from spotgate.adapters.pubsub_publisher import PubSubPublisher
+
+    return PubSubPublisher(settings.project_id(fleet))
+
+
+def build_control_plane(settings: Settings | None = None) -> ControlPlaneRuntime:
+    """Everything a control-plane function needs, from the environment (or the given settings)."""
+    settings = settings or read_settings()
+    configure_logging(settings.log_level)
+    fleet = settings.load_fleet()
+    store = build_store(settings, fleet)
+    clock = SystemClock()
+    plane = ControlPlane(
+        fleet,
+        store,
+        build_compute(settings, fleet),
+        build_overflow(settings, fleet),
+        clock,
+        lease_ttl=settings.lease_ttl,
+    )
+    return ControlPlaneRuntime(settings, fleet, store, clock, plane)

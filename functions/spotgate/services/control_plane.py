@@ -1,0 +1,231 @@
+"""The control plane's imperative shell: every event ends in ``reconcile(pool)``.
+
+Level-triggered (DESIGN §2.3): an event is folded into the pool's remembered state, then the shell gathers
+what is observable now (VMs, routes, activity, overflow scaling), asks the pure planner what to do, applies
+the actions, and commits the next state. A missed or duplicated event is harmless: the next tick repairs it.
+
+Reconciles of one pool are serialised by a store lease; if another worker holds it, an informative event
+raises ``ConflictError`` (Pub/Sub redelivers it later) while a tick is simply skipped (the other worker is
+already reconciling).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from spotgate.config import FleetConfig, PoolSpec
+from spotgate.core.fast_path import fast_path_routes
+from spotgate.core.planner import plan
+from spotgate.core.state_updates import apply_event, record_start_failure
+from spotgate.domain import (
+    Action,
+    ComputeEvent,
+    ControlKind,
+    ControlMessage,
+    DecisionRecord,
+    Ignored,
+    InboundEvent,
+    Observed,
+    Plan,
+    PoolState,
+    SetOverflow,
+    SetRoute,
+    StartInstance,
+    StopInstance,
+)
+from spotgate.errors import CapacityError, ConflictError, QuotaError, SpotgateError, TransientError
+from spotgate.ports import Clock, Compute, Overflow, RouteStore
+
+log = logging.getLogger("spotgate.control_plane")
+
+MAX_PLAN_ROUNDS = 4  # a stockout re-plans at once so the start moves to another zone in the same invocation
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling one event did, for the entry point's log line and for tests."""
+
+    pools: tuple[str, ...]
+    actions: tuple[Action, ...] = ()
+    skipped: str = ""
+
+
+class ControlPlane:
+    """Handles inbound events for a fleet; one instance per process (functions reuse it across calls)."""
+
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        store: RouteStore,
+        compute: Compute,
+        overflow: Overflow | None,
+        clock: Clock,
+        *,
+        lease_ttl: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.fleet = fleet
+        self._store = store
+        self._compute = compute
+        self._overflow = overflow
+        self._clock = clock
+        self._lease_ttl = lease_ttl
+
+    def handle(self, event: InboundEvent) -> Outcome:
+        """Fold ``event`` into state and reconcile the pools it concerns.
+
+        Raises TransientError (the delivery should be retried); never raises for irrelevant events.
+        """
+        if isinstance(event, Ignored):
+            log.info("event ignored: %s", event.reason, extra={"reason": event.reason})
+            return Outcome((), skipped=event.reason)
+        if isinstance(event, ControlMessage) and event.kind is ControlKind.TICK and event.pool is None:
+            return self._tick_all()
+        spec = self._pool_of(event)
+        if spec is None:
+            reason = f"no pool owns {_describe(event)}"
+            log.info("event ignored: %s", reason, extra={"reason": reason})
+            return Outcome((), skipped=reason)
+        self._fast_path(spec, event)
+        return self.reconcile(spec, event)
+
+    def reconcile(self, spec: PoolSpec, event: InboundEvent | None = None) -> Outcome:
+        """Gather, plan, apply and commit one pool under its lease."""
+        holder = uuid.uuid4().hex
+        if not self._store.acquire_lease(spec.name, holder, self._clock.now(), self._lease_ttl):
+            raise ConflictError(f"pool {spec.name} is being reconciled by another worker")
+        try:
+            return self._reconcile_locked(spec, event)
+        finally:
+            self._store.release_lease(spec.name, holder)
+
+    def preview(self, spec: PoolSpec) -> Plan:
+        """What ``reconcile`` would do now, without applying or committing anything (``spotgate plan``)."""
+        return plan(spec, self._gather(spec), self._store.get_pool_state(spec.name), self._clock.now())
+
+    def _tick_all(self) -> Outcome:
+        actions: list[Action] = []
+        for spec in self.fleet.pools:
+            try:
+                actions.extend(self.reconcile(spec).actions)
+            except ConflictError:
+                log.info("tick skipped: pool busy", extra={"pool": spec.name})
+        return Outcome(tuple(p.name for p in self.fleet.pools), tuple(actions))
+
+    def _reconcile_locked(self, spec: PoolSpec, event: InboundEvent | None) -> Outcome:
+        stored = self._store.get_pool_state(spec.name)
+        state = apply_event(stored, event, spec) if event is not None else stored
+        applied: list[Action] = []
+        records: list[DecisionRecord] = []
+        for _ in range(MAX_PLAN_ROUNDS):
+            now = self._clock.now()
+            decided = plan(spec, self._gather(spec), state, now)
+            _log_plan(spec, decided)
+            state, failed = self._apply(spec, decided, now, applied, records)
+            if not failed:
+                break
+        committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
+        self._store.append_events([replace(r, generation=committed.generation) for r in records])
+        return Outcome((spec.name,), tuple(applied))
+
+    def _gather(self, spec: PoolSpec) -> Observed:
+        overflow_min = None
+        if spec.overflow is not None and self._overflow is not None:
+            overflow_min = self._overflow.get_min_instances(spec.overflow.service)
+        return Observed(
+            instances=tuple(self._compute.list_instances(spec.name)),
+            routes=tuple(self._store.list_routes(spec.name)),
+            activity=self._store.get_activity(spec.name),
+            overflow_min_instances=overflow_min,
+        )
+
+    def _apply(
+        self, spec: PoolSpec, decided: Plan, now: datetime, applied: list[Action], records: list[DecisionRecord]
+    ) -> tuple[PoolState, bool]:
+        """Apply a plan's actions; returns the state to carry on with and whether a start failed on capacity."""
+        state = decided.next_state
+        routes = [a.route for a in decided.actions if isinstance(a, SetRoute)]
+        if routes:
+            self._store.put_routes(routes)
+        failed = False
+        for action in decided.actions:
+            try:
+                self._apply_one(action)
+            except (CapacityError, QuotaError) as e:
+                state = (
+                    record_start_failure(state, action, e, now, spec) if isinstance(action, StartInstance) else state
+                )
+                failed = failed or isinstance(action, StartInstance)
+                records.append(_record(spec, now, "error", action, str(e)))
+                log.warning("action failed: %s", e, extra={"pool": spec.name, "action": _kind(action)})
+                continue
+            except TransientError as e:
+                records.append(_record(spec, now, "error", action, str(e)))
+                log.warning("action failed: %s", e, extra={"pool": spec.name, "action": _kind(action)})
+                continue
+            applied.append(action)
+            records.append(_record(spec, now, _kind(action), action, action.reason))
+        return state, failed
+
+    def _apply_one(self, action: Action) -> None:
+        if isinstance(action, StartInstance):
+            self._compute.start(action.zone, action.instance)
+        elif isinstance(action, StopInstance):
+            self._compute.stop(action.zone, action.instance)
+        elif isinstance(action, SetOverflow) and self._overflow is not None:
+            self._overflow.set_min_instances(action.service, action.min_instances)
+
+    def _fast_path(self, spec: PoolSpec, event: InboundEvent) -> None:
+        """Mark a preempted or draining VM's route ``draining`` before anything slower happens."""
+        try:
+            changed = fast_path_routes(event, self._store.list_routes(spec.name), self._clock.now())
+            if changed:
+                self._store.put_routes(changed)
+                log.info(
+                    "route draining (fast path)", extra={"pool": spec.name, "backends": [r.backend for r in changed]}
+                )
+        except SpotgateError as e:  # the reconcile that follows repairs routes anyway
+            log.warning("fast path failed: %s", e, extra={"pool": spec.name})
+
+    def _pool_of(self, event: ComputeEvent | ControlMessage) -> PoolSpec | None:
+        if isinstance(event, ControlMessage) and event.pool:
+            return self.fleet.pool(event.pool)
+        return self.fleet.pool_of_instance(event.instance) if event.instance else None
+
+
+def _describe(event: ComputeEvent | ControlMessage) -> str:
+    if isinstance(event, ComputeEvent):
+        return f"instance {event.instance} ({event.kind.value})"
+    return f"{event.kind.value} message for pool={event.pool} instance={event.instance}"
+
+
+def _kind(action: Action) -> str:
+    return {StartInstance: "start", StopInstance: "stop", SetRoute: "route", SetOverflow: "overflow"}[type(action)]
+
+
+def _target(action: Action) -> str:
+    if isinstance(action, SetRoute):
+        return f"{action.route.backend}={action.route.state.value}"
+    if isinstance(action, SetOverflow):
+        return f"{action.service} min={action.min_instances}"
+    return action.instance
+
+
+def _record(spec: PoolSpec, now: datetime, kind: str, action: Action, reason: str) -> DecisionRecord:
+    return DecisionRecord(pool=spec.name, at=now, action=kind, target=_target(action), reason=reason)
+
+
+def _log_plan(spec: PoolSpec, decided: Plan) -> None:
+    log.info(
+        "plan for %s: %d action(s)",
+        spec.name,
+        len(decided.actions),
+        extra={"pool": spec.name, "plan": [f"{_kind(a)} {_target(a)}: {a.reason}" for a in decided.actions]},
+    )
+
+
+def describe_action(action: Action) -> tuple[str, str]:
+    """``(kind, target)`` of an action for people: ``("start", "chat-b-1")``, ``("route", "chat-a-1=ready")``."""
+    return _kind(action), _target(action)
