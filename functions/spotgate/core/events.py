@@ -94,7 +94,7 @@ def parse_timestamp(value: object) -> datetime | None:
     if not isinstance(value, str) or "T" not in value.upper():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(value.strip().upper())
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else None
