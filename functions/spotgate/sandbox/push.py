@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from spotgate.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CLOUDEVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+_DEAD_LETTERS_KEPT = 1000  # the newest ones; a long dev session with a broken function must not grow without bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ class _Counters:
     duplicates: int = 0
     failed_attempts: int = 0
     dead_lettered: int = 0
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: deque[DeadLetter] = field(default_factory=lambda: deque(maxlen=_DEAD_LETTERS_KEPT))
 
 
 class PushDelivery:
@@ -214,6 +216,7 @@ class PushDelivery:
 
     @property
     def dead_letters(self) -> tuple[DeadLetter, ...]:
+        """The newest dropped messages (at most 1000), oldest first."""
         with self._cond:
             return tuple(self._counters.dead)
 
