@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from spotgate.config import PoolSpec
+from spotgate.core.fast_path import fast_path_routes
 from spotgate.core.planner import plan
 from spotgate.core.state_updates import apply_event, record_start_failure, record_start_issued
 from spotgate.domain import (
@@ -545,7 +546,7 @@ CASES = [
             ]
         ),
         a_state(),
-        [("route", "chat-old-1=down", "down: VM no longer exists")],
+        [("route", "chat-old-1=down", "down: not among the pool's VMs")],
     ),
     _case(
         "planned_stop_drains_route_at_once",
@@ -775,3 +776,46 @@ REQUEUE_CASES = [
 @pytest.mark.parametrize(("spec", "seen", "state", "expected"), REQUEUE_CASES)
 def test_requeue_after(spec: PoolSpec, seen: Observed, state: PoolState, expected: timedelta | None) -> None:
     assert plan(spec, seen, state, NOW).requeue_after == expected
+
+
+def test_preemption_story_from_fast_path_to_overflow_cooldown() -> None:
+    """A ready SPOT VM is preempted; traffic moves to overflow, a VM elsewhere takes over, overflow cools."""
+    spec = OVERFLOW
+    routes = {
+        r.backend: r
+        for r in (
+            a_route("chat-a-1", "ready"),
+            a_route("chat-b-1", "down"),
+            a_route("chat-c-1", "down"),
+            a_route("chat-std", "down"),
+        )
+    }
+    state = a_state(notices={"chat-a-1": ready_notice()})
+
+    def step(instances: tuple[Any, ...], at: Any, overflow_min: int) -> list[tuple[str, str]]:
+        nonlocal state
+        seen = observed(instances, routes=list(routes.values()), overflow_min=overflow_min)
+        result = plan(spec, seen, state, at)
+        state = result.next_state
+        routes.update({a.route.backend: a.route for a in result.actions if isinstance(a, SetRoute)})
+        return [(summary(a)[0], summary(a)[1]) for a in result.actions if not isinstance(a, SetRoute)]
+
+    event = _preempted("chat-a-1", 0)
+    state = apply_event(state, event, spec)
+    assert [r.state for r in fast_path_routes(event, list(routes.values()), NOW)] == ["draining"]
+
+    running_a = an_instance("chat-a-1", "RUNNING")
+    assert step(all_vms(chat_a_1=running_a), NOW, 0) == [("start", "chat-b-1"), ("overflow", "chat-overflow=1")]
+    assert routes["chat-a-1"].state == "draining"
+    assert routes["chat-overflow"].state == "ready"
+
+    booting_b = an_instance("chat-b-1", "RUNNING", last_start=later(seconds=20))
+    assert step(all_vms(chat_b_1=booting_b), later(minutes=1), 1) == []
+    assert (routes["chat-a-1"].state, routes["chat-b-1"].state) == ("down", "starting")
+
+    state = apply_event(state, _ready("chat-b-1", -90), spec)
+    assert step(all_vms(chat_b_1=booting_b), later(minutes=2), 1) == []
+    assert routes["chat-b-1"].state == "ready"
+    assert state.gap_closed_at == later(minutes=2)
+
+    assert step(all_vms(chat_b_1=booting_b), later(minutes=7), 1) == [("overflow", "chat-overflow=0")]

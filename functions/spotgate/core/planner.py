@@ -111,9 +111,12 @@ def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
 
 
 def _spot_unavailable_since(p: _Picture, starts: list[StartInstance]) -> datetime | None:
-    """Set while SPOT VMs are short and none could be started; cleared once enough are observed live."""
+    """Set while SPOT VMs are short and none could be started; cleared once enough are observed live.
+
+    Only pools with fallback keep this timer; elsewhere nothing would act on it.
+    """
     wanted = p.demand.count
-    if wanted == 0 or p.count(Phase.BOOTING, Phase.READY, spot=True) >= wanted:
+    if not p.spec.fallback.enabled or wanted == 0 or p.count(Phase.BOOTING, Phase.READY, spot=True) >= wanted:
         return None
     spot_need = wanted - p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True)
     spot_started = sum(1 for start in starts if start.provisioning_model is ProvisioningModel.SPOT)
@@ -203,7 +206,8 @@ def _stop_rank(p: _Picture, vm: Vm) -> tuple[bool, bool, datetime, str]:
 
 def _requeue_after(p: _Picture, state: PoolState, *, moving: bool) -> timedelta | None:
     """How soon something will change without an event: a timer expiring, or a VM booting or stopping."""
-    times = [p.demand.changes_at, *state.stockouts.values(), *_grace_ends(p)]
+    short = p.count(Phase.PENDING, Phase.BOOTING, Phase.READY) < p.demand.count
+    times = [p.demand.changes_at, *(state.stockouts.values() if short else ()), *_grace_ends(p)]
     if moving or any(vm.phase in _IN_MOTION for vm in p.vms):
         times.append(p.now + IN_MOTION_POLL)
     times += [

@@ -67,7 +67,11 @@ def _overflow_route(pool: str, overflow: OverflowSpec, now: datetime) -> Route:
 
 
 def _gone(route: Route, now: datetime) -> Route:
-    what = "overflow service removed from the pool" if route.kind is BackendKind.OVERFLOW else "VM no longer exists"
+    what = (
+        "overflow service removed from the pool"
+        if route.kind is BackendKind.OVERFLOW
+        else "not among the pool's VMs (removed, or in another zone)"
+    )
     return Route(
         route.pool, route.backend, route.kind, route.address, RouteState.DOWN, f"down: {what}", now, route.zone
     )
