@@ -13,55 +13,28 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import (
     Activity,
-    ApiKey,
-    BackendKind,
-    DecisionRecord,
     Notice,
     NoticeKind,
     Override,
     OverrideKind,
     PoolState,
     Preemption,
-    Route,
     RouteState,
 )
-from spotgate.errors import ConflictError
+from spotgate.errors import ConflictError, UnavailableError
 from spotgate.ports import RouteStore, Snapshot, Subscription
+from tests.contract.builders import T0, a_key, a_record, a_route, a_sample
 from tests.contract.conftest import EVENTS_LIMIT
+from tests.contract.lease_race import race_for_lease
 
-T0 = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 TTL = timedelta(seconds=30)
 WATCH_WAIT_SECONDS = 15.0
-
-
-def a_route(backend: str = "chat-a", pool: str = "chat", **changes: Any) -> Route:
-    route = Route(
-        pool=pool,
-        backend=backend,
-        kind=BackendKind.VM,
-        address="http://127.0.0.7:8000",
-        state=RouteState.READY,
-        reason="engine healthy",
-        updated_at=T0,
-        zone="us-central1-a",
-    )
-    return replace(route, **changes)
-
-
-def a_key(key_id: str = "k-one", **changes: Any) -> ApiKey:
-    key = ApiKey(key_id=key_id, name="team one", secret_hash="ab" * 32, created_at=T0, pools=("chat",), rpm=60)
-    return replace(key, **changes)
-
-
-def a_record(target: str, at: datetime, pool: str = "chat") -> DecisionRecord:
-    return DecisionRecord(pool=pool, at=at, action="start", target=target, reason="below desired", generation=1)
 
 
 def a_full_pool_state(pool: str = "chat") -> PoolState:
@@ -108,13 +81,21 @@ def test_pool_state_of_a_new_pool_is_fresh_with_generation_zero(store: RouteStor
     assert store.get_pool_state("chat") == PoolState(pool="chat", generation=0)
 
 
-def test_commit_increments_generation_and_stores_every_field(store: RouteStore) -> None:
-    first = store.commit_pool_state(a_full_pool_state(), expected_generation=0)
-    second = store.commit_pool_state(replace(first, overflow_warm=False), expected_generation=1)
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param(a_full_pool_state(), id="realistic"),
+        pytest.param(a_sample(PoolState, pool="chat", generation=0), id="every-field-from-type-hints"),
+    ],
+)
+def test_commit_increments_generation_and_stores_every_field(store: RouteStore, state: PoolState) -> None:
+    first = store.commit_pool_state(state, expected_generation=0)
+    second = store.commit_pool_state(replace(first, overflow_warm=False, notices={}), expected_generation=1)
 
-    assert first == replace(a_full_pool_state(), generation=1)
-    assert second.generation == 2
+    assert first == replace(state, generation=1)
     assert store.get_pool_state("chat") == second
+    assert second.generation == 2
+    assert second.notices == {}, "a commit replaces nested maps, it does not merge into them"
     assert store.get_pool_state("embed").generation == 0
 
 
@@ -149,26 +130,24 @@ def test_expired_lease_can_be_taken_and_renewal_extends_it(store: RouteStore) ->
     assert not store.acquire_lease("chat", "crashed", T0 + timedelta(seconds=51), TTL)
 
 
-def _race_for_lease(path: str, holder: str, barrier: Any, results: Any) -> None:
-    """Runs in a spawned process: one contender of the lease race."""
-    store = SqliteStore(Path(path))
-    try:
-        barrier.wait(timeout=30)
-        results.put((holder, store.acquire_lease("chat", holder, T0, TTL)))
-    except Exception as e:  # report, so the parent fails at once with the reason instead of timing out
-        results.put((holder, repr(e)))
-    finally:
-        store.close()
-
-
-def test_sqlite_lease_race_between_processes_has_exactly_one_winner(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fresh_file", [pytest.param(True, id="fresh-file"), pytest.param(False, id="existing-file")])
+def test_sqlite_lease_race_between_processes_has_exactly_one_winner(tmp_path: Path, fresh_file: bool) -> None:
+    """A fresh file also races the schema creation, as when the functions and the gateway start together."""
     path = tmp_path / "race.db"
-    SqliteStore(path).close()  # create the schema once, so the race is about the lease alone
+    if not fresh_file:
+        existing = SqliteStore(path)
+        existing.get_pool_state("chat")
+        existing.close()
     ctx = multiprocessing.get_context("spawn")
     contenders = 3
     barrier, results = ctx.Barrier(contenders), ctx.Queue()
     procs = [
-        ctx.Process(target=_race_for_lease, args=(str(path), f"proc-{i}", barrier, results)) for i in range(contenders)
+        ctx.Process(
+            target=race_for_lease,
+            args=(str(path), f"proc-{i}"),
+            kwargs={"now": T0, "ttl": TTL, "barrier": barrier, "results": results},
+        )
+        for i in range(contenders)
     ]
     try:
         for proc in procs:
@@ -276,8 +255,8 @@ class Deliveries:
 
 
 @contextmanager
-def watching(store: RouteStore, deliveries: Deliveries) -> Iterator[Subscription]:
-    subscription = store.watch(deliveries)
+def watching(store: RouteStore, on_change: Callable[[Snapshot], None]) -> Iterator[Subscription]:
+    subscription = store.watch(on_change)
     try:
         yield subscription
     finally:
@@ -318,3 +297,45 @@ def test_closed_watch_delivers_nothing_more(store: RouteStore) -> None:
         # Once a live watcher has seen the change, a closed one that still listened would have too.
         witness.wait_for(lambda s: s.routes == (a_route(),))
     assert closed.calls.empty()
+
+
+def test_watch_may_be_closed_from_its_own_callback(store: RouteStore) -> None:
+    deliveries = Deliveries()
+    subscriptions: list[Subscription] = []
+
+    def close_on_first_route(snapshot: Snapshot) -> None:
+        deliveries(snapshot)
+        if snapshot.routes:
+            subscriptions[0].close()
+
+    with watching(store, close_on_first_route) as subscription:
+        subscriptions.append(subscription)
+        store.put_routes([a_route()])
+        deliveries.wait_for(lambda s: bool(s.routes))
+        witness = Deliveries()
+        with watching(store, witness):
+            store.put_routes([a_route("chat-b")])
+            witness.wait_for(lambda s: len(s.routes) == 2)
+    assert deliveries.calls.empty(), "no delivery after close() returned inside the callback"
+
+
+# an unreachable store
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda s: s.list_routes(), id="list_routes"),
+        pytest.param(lambda s: s.put_routes([a_route()]), id="put_routes"),
+        pytest.param(lambda s: s.get_pool_state("chat"), id="get_pool_state"),
+        pytest.param(lambda s: s.get_activity("chat"), id="get_activity"),
+        pytest.param(lambda s: s.recent_events("chat"), id="recent_events"),
+        pytest.param(lambda s: s.put_key(a_key()), id="put_key"),
+        pytest.param(lambda s: s.watch(Deliveries()), id="watch"),
+    ],
+)
+def test_an_unreachable_store_raises_unavailable(
+    unreachable_store: RouteStore, call: Callable[[RouteStore], object]
+) -> None:
+    with pytest.raises(UnavailableError):
+        call(unreachable_store)

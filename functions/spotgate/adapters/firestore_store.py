@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 
 from spotgate.adapters.activity_merge import merge_activity
@@ -58,15 +59,32 @@ from spotgate.ports import Snapshot, Subscription
 _log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 500  # Firestore's maximum number of writes in one batch
+_RETRYABLE = if_exception_type(
+    gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.ResourceExhausted
+)
 
 
 class FirestoreStore:
-    """``RouteStore`` over Firestore collections named ``{prefix}_…``."""
+    """``RouteStore`` over Firestore collections named ``{prefix}_…``.
 
-    def __init__(self, client: firestore.Client, *, prefix: str = "spotgate", events_limit: int = 500) -> None:
+    ``timeout`` (seconds) bounds each read and write including the client's own retries of transient
+    errors, so an unreachable Firestore surfaces as ``UnavailableError`` in bounded time. Transactions
+    (pool state, lease, activity) begin and commit with the library's defaults, up to about a minute.
+    """
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        *,
+        prefix: str = "spotgate",
+        events_limit: int = 500,
+        timeout: float = 10.0,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._events_limit = events_limit
+        retry = Retry(predicate=_RETRYABLE, initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout)
+        self._call: dict[str, Any] = {"retry": retry, "timeout": timeout}
         self._versions = itertools.count(1)
         self._versions_lock = threading.Lock()
 
@@ -76,7 +94,7 @@ class FirestoreStore:
         if pool is not None:
             query = query.where(filter=firestore.FieldFilter("pool", "==", pool))
         with _translated("list routes"):
-            return _sorted_routes(from_document(Route, d.to_dict()) for d in query.stream())
+            return _sorted_routes(from_document(Route, d.to_dict()) for d in query.stream(**self._call))
 
     def put_routes(self, routes: Sequence[Route]) -> None:
         routes_ref = self._collection("routes")
@@ -89,7 +107,7 @@ class FirestoreStore:
     # pool state
     def get_pool_state(self, pool: str) -> PoolState:
         with _translated("get pool state"):
-            snap = self._collection("pools").document(pool).get()
+            snap = self._collection("pools").document(pool).get(**self._call)
         return _pool_state_of(pool, snap.to_dict() if snap.exists else None)
 
     def commit_pool_state(self, state: PoolState, expected_generation: int) -> PoolState:
@@ -98,7 +116,7 @@ class FirestoreStore:
 
         @firestore.transactional
         def commit(transaction: Any) -> None:
-            snap = ref.get(transaction=transaction)
+            snap = ref.get(transaction=transaction, **self._call)
             stored = int((snap.to_dict() or {}).get("generation", 0)) if snap.exists else 0
             if stored != expected_generation:
                 raise ConflictError(
@@ -116,7 +134,7 @@ class FirestoreStore:
 
         @firestore.transactional
         def acquire(transaction: Any) -> bool:
-            snap = ref.get(transaction=transaction)
+            snap = ref.get(transaction=transaction, **self._call)
             fields = snap.to_dict() or {}
             current, expires = fields.get("lease_holder"), fields.get("lease_expires_at")
             if current not in (None, holder) and expires is not None and parse_time(expires) > now:
@@ -134,7 +152,7 @@ class FirestoreStore:
 
         @firestore.transactional
         def release(transaction: Any) -> None:
-            snap = ref.get(transaction=transaction)
+            snap = ref.get(transaction=transaction, **self._call)
             if snap.exists and (snap.to_dict() or {}).get("lease_holder") == holder:
                 transaction.update(ref, {"lease_holder": None, "lease_expires_at": None})
 
@@ -147,7 +165,7 @@ class FirestoreStore:
 
         @firestore.transactional
         def merge(transaction: Any) -> None:
-            snap = ref.get(transaction=transaction)
+            snap = ref.get(transaction=transaction, **self._call)
             stored = from_document(Activity, snap.to_dict()) if snap.exists else Activity(pool=activity.pool)
             transaction.set(ref, to_document(merge_activity(stored, activity)))
 
@@ -156,7 +174,7 @@ class FirestoreStore:
 
     def get_activity(self, pool: str) -> Activity:
         with _translated("get activity"):
-            snap = self._collection("activity").document(pool).get()
+            snap = self._collection("activity").document(pool).get(**self._call)
         return from_document(Activity, snap.to_dict()) if snap.exists else Activity(pool=pool)
 
     # audit trail
@@ -171,17 +189,17 @@ class FirestoreStore:
 
     def recent_events(self, pool: str | None = None, limit: int = 50) -> list[DecisionRecord]:
         with _translated("list events"):
-            docs = self._events_query(pool).limit(limit).stream()
+            docs = self._events_query(pool).limit(limit).stream(**self._call)
             return [from_document(DecisionRecord, d.to_dict()) for d in docs]
 
     # keys
     def put_key(self, key: ApiKey) -> None:
         with _translated("put key"):
-            self._collection("keys").document(key.key_id).set(to_document(key))
+            self._collection("keys").document(key.key_id).set(to_document(key), **self._call)
 
     def list_keys(self) -> list[ApiKey]:
         with _translated("list keys"):
-            keys = [from_document(ApiKey, d.to_dict()) for d in self._collection("keys").stream()]
+            keys = [from_document(ApiKey, d.to_dict()) for d in self._collection("keys").stream(**self._call)]
         return sorted(keys, key=lambda k: k.key_id)
 
     # change feed
@@ -218,7 +236,7 @@ class FirestoreStore:
         # Skips in the client rather than with ``offset``: Firestore bills skipped documents as reads
         # either way, and the emulator the tests use ignores ``offset``.
         with _translated("trim events"):
-            docs = self._events_query(pool).select([]).stream()
+            docs = self._events_query(pool).select([]).stream(**self._call)
             stale = [d.reference for i, d in enumerate(docs) if i >= self._events_limit]
         self._write_batches([(ref, None) for ref in stale], "trim events")
 
@@ -232,7 +250,7 @@ class FirestoreStore:
                 else:
                     batch.set(ref, document)
             with _translated(what):
-                batch.commit()
+                batch.commit(**self._call)
 
 
 class _Feed:
@@ -243,6 +261,7 @@ class _Feed:
         self._next_version = next_version
         self._lock = threading.RLock()  # re-entrant: on_change may call close()
         self._closed = False
+        self._delivering: threading.Thread | None = None
         self._routes, self._keys = first.routes, first.keys
         self._watches: list[Any] = []
 
@@ -255,15 +274,33 @@ class _Feed:
             if self._closed:
                 return
             self._closed = True
-        # Unsubscribe outside the lock: a listener thread may be waiting for it to deliver.
+            inside_delivery = self._delivering is threading.current_thread()
+        if inside_delivery:
+            # A listener thread cannot join itself, so unsubscribing happens beside it; no delivery can
+            # start any more because ``_closed`` is set.
+            threading.Thread(target=self._unsubscribe, name="spotgate-firestore-unwatch", daemon=True).start()
+        else:
+            self._unsubscribe()  # outside the lock: a listener thread may be waiting for it to deliver
+
+    def _unsubscribe(self) -> None:
         for watch in self._watches:
             watch.unsubscribe()
 
     def _on_routes(self, docs: list[Any], _changes: Any, _read_time: Any) -> None:
-        self._deliver(routes=_sorted_routes(from_document(Route, d.to_dict()) for d in docs))
+        try:
+            routes = _sorted_routes(from_document(Route, d.to_dict()) for d in docs)
+        except PermanentError:
+            _log.exception("unreadable route document; keeping the last snapshot")
+            return
+        self._deliver(routes=routes)
 
     def _on_keys(self, docs: list[Any], _changes: Any, _read_time: Any) -> None:
-        self._deliver(keys=sorted((from_document(ApiKey, d.to_dict()) for d in docs), key=lambda k: k.key_id))
+        try:
+            keys = sorted((from_document(ApiKey, d.to_dict()) for d in docs), key=lambda k: k.key_id)
+        except PermanentError:
+            _log.exception("unreadable key document; keeping the last snapshot")
+            return
+        self._deliver(keys=keys)
 
     def _deliver(self, routes: list[Route] | None = None, keys: list[ApiKey] | None = None) -> None:
         with self._lock:
@@ -273,10 +310,13 @@ class _Feed:
                 return
             self._routes, self._keys = new_routes, new_keys
             snapshot = Snapshot(routes=new_routes, keys=new_keys, version=self._next_version())
+            self._delivering = threading.current_thread()
             try:
                 self._on_change(snapshot)
             except Exception:
                 _log.exception("route store change handler failed", extra={"version": snapshot.version})
+            finally:
+                self._delivering = None
 
 
 def _pool_state_of(pool: str, fields: dict[str, Any] | None) -> PoolState:

@@ -136,7 +136,7 @@ class SqliteStore:
                 "INSERT INTO leases (pool, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE"
                 " SET holder = excluded.holder, expires_at = excluded.expires_at"
                 " WHERE leases.holder = excluded.holder OR leases.expires_at <= ?",
-                (pool, holder, (now + ttl).timestamp(), now.timestamp()),
+                (pool, holder, _epoch(now + ttl), _epoch(now)),
             )
             return cursor.rowcount == 1
 
@@ -353,6 +353,12 @@ def _bump_version_if_changed(db: sqlite3.Connection, changes_before: int) -> Non
 def _load_activity(db: sqlite3.Connection, pool: str) -> Activity:
     row = db.execute("SELECT doc FROM activity WHERE pool = ?", (pool,)).fetchone()
     return Activity(pool=pool) if row is None else from_document(Activity, json.loads(row[0]))
+
+
+def _epoch(at: datetime) -> float:
+    if at.tzinfo is None:
+        raise PermanentError(f"naive datetime {at.isoformat()} is ambiguous; pass an aware UTC time")
+    return at.timestamp()
 
 
 def _dump(value: Any) -> str:
