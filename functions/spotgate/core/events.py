@@ -6,7 +6,8 @@ framework's conversion of a raw Pub/Sub push. All three carry the same ``{"messa
 ``data`` is either an audit ``LogEntry`` from the log sink or one of spotgate's own control messages.
 
 Bad input never raises: a delivery that cannot be used becomes ``Ignored`` with the reason, because the
-entry point acks it (a redelivery would fail the same way forever).
+entry point acks it (a redelivery would fail the same way forever). Internally each check raises
+``InvalidEventError`` and ``parse_delivery`` turns it into ``Ignored``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from spotgate.domain import (
     Ignored,
     InboundEvent,
 )
+from spotgate.errors import InvalidEventError
 
 CONTROL_VERSION = 1
 _RESOURCE_NAME = re.compile(r"^projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)$")
@@ -37,10 +39,6 @@ _SYSTEM_EVENT_LOGS = ("cloudaudit.googleapis.com%2Fsystem_event", "cloudaudit.go
 _METHODS = frozenset(kind.value for kind in ComputeEventKind)
 _NEEDS_INSTANCE = (ControlKind.READY, ControlKind.DRAINING)
 _NEEDS_POOL = (ControlKind.WAKE, ControlKind.SLEEP)
-
-
-class _UnusableError(Exception):
-    """Internal: the delivery cannot be used; the message is the ``Ignored`` reason."""
 
 
 def parse_delivery(attributes: Mapping[str, Any], data: object, *, now: datetime, max_age: timedelta) -> InboundEvent:
@@ -58,7 +56,7 @@ def parse_delivery(attributes: Mapping[str, Any], data: object, *, now: datetime
         message = _pubsub_message(data)
         envelope = _envelope(attributes, message)
         event = _event(_payload(message), envelope)
-    except _UnusableError as e:
+    except InvalidEventError as e:
         return Ignored(reason=str(e), envelope=envelope)
     if isinstance(event, ComputeEvent | ControlMessage) and now - event.at > max_age:
         return Ignored(
@@ -105,12 +103,12 @@ def _pubsub_message(data: object) -> Mapping[str, Any]:
         try:
             data = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
-            raise _UnusableError(f"CloudEvent data is not JSON: {e}") from None
+            raise InvalidEventError(f"CloudEvent data is not JSON: {e}") from None
     if not isinstance(data, Mapping):
-        raise _UnusableError("CloudEvent data is not a JSON object")
+        raise InvalidEventError("CloudEvent data is not a JSON object")
     message = data.get("message")
     if not isinstance(message, Mapping):
-        raise _UnusableError("CloudEvent data has no Pub/Sub 'message' object")
+        raise InvalidEventError("CloudEvent data has no Pub/Sub 'message' object")
     return message
 
 
@@ -130,15 +128,15 @@ def _envelope(attributes: Mapping[str, Any], message: Mapping[str, Any]) -> Enve
 def _payload(message: Mapping[str, Any]) -> Mapping[str, Any]:
     raw = message.get("data")
     if not raw:
-        raise _UnusableError("Pub/Sub message has no data")
+        raise InvalidEventError("Pub/Sub message has no data")
     if not isinstance(raw, str | bytes):
-        raise _UnusableError("Pub/Sub message data is not base64 text")
+        raise InvalidEventError("Pub/Sub message data is not base64 text")
     try:
         payload = json.loads(base64.b64decode(raw, validate=True))
     except (binascii.Error, ValueError) as e:
-        raise _UnusableError(f"Pub/Sub message data is not base64 JSON: {e}") from None
+        raise InvalidEventError(f"Pub/Sub message data is not base64 JSON: {e}") from None
     if not isinstance(payload, Mapping):
-        raise _UnusableError("Pub/Sub message data is not a JSON object")
+        raise InvalidEventError("Pub/Sub message data is not a JSON object")
     return payload
 
 
@@ -147,23 +145,23 @@ def _event(payload: Mapping[str, Any], envelope: Envelope) -> ComputeEvent | Con
         return _compute_event(payload, envelope)
     if "kind" in payload or "v" in payload:
         return _control_message(payload, envelope)
-    raise _UnusableError("payload is neither an audit LogEntry nor a spotgate control message")
+    raise InvalidEventError("payload is neither an audit LogEntry nor a spotgate control message")
 
 
 def _compute_event(entry: Mapping[str, Any], envelope: Envelope) -> ComputeEvent:
     log_name = str(entry.get("logName") or "")
     if not log_name.endswith(_SYSTEM_EVENT_LOGS):
-        raise _UnusableError(f"not a system_event audit log: {log_name or '(no logName)'}")
+        raise InvalidEventError(f"not a system_event audit log: {log_name or '(no logName)'}")
     resource = _mapping(entry, "resource")
     if resource.get("type") != "gce_instance":
-        raise _UnusableError(f"resource type {resource.get('type')!r} is not gce_instance")
+        raise InvalidEventError(f"resource type {resource.get('type')!r} is not gce_instance")
     method = str(_mapping(entry, "protoPayload").get("methodName") or "")
     if method not in _METHODS:
-        raise _UnusableError(f"method {method or '(none)'} is not a handled system event")
+        raise InvalidEventError(f"method {method or '(none)'} is not a handled system event")
     project, zone, instance = _resource_name(entry, _mapping(resource, "labels"))
     at = parse_timestamp(entry.get("timestamp"))
     if at is None:
-        raise _UnusableError("LogEntry has no valid timestamp")
+        raise InvalidEventError("LogEntry has no valid timestamp")
     instance_id = str(_mapping(resource, "labels").get("instance_id") or "")
     return ComputeEvent(ComputeEventKind(method), project, zone, instance, at, instance_id, envelope)
 
@@ -176,30 +174,32 @@ def _resource_name(entry: Mapping[str, Any], labels: Mapping[str, Any]) -> tuple
     name = str(_mapping(entry, "protoPayload").get("resourceName") or "")
     match = _RESOURCE_NAME.match(name)
     if match is None:
-        raise _UnusableError(f"resourceName {name or '(none)'!r} is not projects/*/zones/*/instances/*")
+        raise InvalidEventError(f"resourceName {name or '(none)'!r} is not projects/*/zones/*/instances/*")
     zone_label = labels.get("zone")
     if zone_label and zone_label != match["zone"]:
-        raise _UnusableError(f"resourceName zone {match['zone']} disagrees with resource label zone {zone_label}")
+        raise InvalidEventError(f"resourceName zone {match['zone']} disagrees with resource label zone {zone_label}")
     project_label = str(labels.get("project_id") or "")
     project = match["project"]
     if project_label and not project.isdigit() and project != project_label:
-        raise _UnusableError(f"resourceName project {project} disagrees with resource label project_id {project_label}")
+        raise InvalidEventError(
+            f"resourceName project {project} disagrees with resource label project_id {project_label}"
+        )
     return project_label or project, match["zone"], match["instance"]
 
 
 def _control_message(payload: Mapping[str, Any], envelope: Envelope) -> ControlMessage:
     version = payload.get("v")
     if isinstance(version, bool) or version != CONTROL_VERSION:
-        raise _UnusableError(f"control message version {version!r} is not supported (expected {CONTROL_VERSION})")
+        raise InvalidEventError(f"control message version {version!r} is not supported (expected {CONTROL_VERSION})")
     try:
         kind = ControlKind(str(payload.get("kind")))
     except ValueError:
-        raise _UnusableError(f"control message kind {payload.get('kind')!r} is unknown") from None
+        raise InvalidEventError(f"control message kind {payload.get('kind')!r} is unknown") from None
     pool, instance, zone = (_optional_text(payload, key) for key in ("pool", "instance", "zone"))
     if kind in _NEEDS_INSTANCE and instance is None:
-        raise _UnusableError(f"{kind} message without an instance")
+        raise InvalidEventError(f"{kind} message without an instance")
     if kind in _NEEDS_POOL and pool is None:
-        raise _UnusableError(f"{kind} message without a pool")
+        raise InvalidEventError(f"{kind} message without a pool")
     return ControlMessage(
         kind, _message_time(payload, envelope), pool, instance, zone, _optional_time(payload, "until"), envelope
     )
@@ -209,7 +209,7 @@ def _message_time(payload: Mapping[str, Any], envelope: Envelope) -> datetime:
     """``at`` from the message, else the publish time (Scheduler's static tick body cannot carry one)."""
     at = _optional_time(payload, "at") or envelope.published_at
     if at is None:
-        raise _UnusableError("control message has no 'at' and the delivery no publish time")
+        raise InvalidEventError("control message has no 'at' and the delivery no publish time")
     return at
 
 
@@ -218,7 +218,7 @@ def _optional_text(payload: Mapping[str, Any], key: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise _UnusableError(f"control message field {key!r} is not a string")
+        raise InvalidEventError(f"control message field {key!r} is not a string")
     return value
 
 
@@ -228,7 +228,7 @@ def _optional_time(payload: Mapping[str, Any], key: str) -> datetime | None:
         return None
     parsed = parse_timestamp(value)
     if parsed is None:
-        raise _UnusableError(f"control message field {key!r} is not an RFC 3339 timestamp: {value!r}")
+        raise InvalidEventError(f"control message field {key!r} is not an RFC 3339 timestamp: {value!r}")
     return parsed
 
 
