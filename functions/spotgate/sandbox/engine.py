@@ -82,7 +82,8 @@ class Engine:
         self.options = options
         self.started = time.monotonic() if started is None else started
         self.scale = ScaleState(min_instances=options.min_instances)
-        self._verifier = _TokenVerifier(options) if options.audience else None
+        self._verifier: _TokenVerifier | None = None
+        self._verifier_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -101,8 +102,8 @@ class Engine:
             return self._health()
         if path == "/_sandbox/scaling":
             return self._scaling(environ, method)
-        if self._verifier is not None:
-            self._verifier.check(environ.get("HTTP_AUTHORIZATION", ""))
+        if self.options.audience:
+            self.verifier().check(environ.get("HTTP_AUTHORIZATION", ""))
         self._await_instance()
         routes: dict[str, Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], Iterable[bytes]]]] = {
             "/v1/chat/completions": self._chat,
@@ -119,6 +120,13 @@ class Engine:
             return routes[path](_read_json(environ))
         finally:
             self.scale.last_active = time.monotonic()
+
+    def verifier(self) -> _TokenVerifier:
+        """The ID-token check, built on first use: google-auth's imports take about a second."""
+        with self._verifier_lock:
+            if self._verifier is None:
+                self._verifier = _TokenVerifier(self.options)
+            return self._verifier
 
     def _health(self) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
         if time.monotonic() - self.started < self.options.load_delay:
@@ -351,10 +359,13 @@ def main(argv: list[str] | None = None) -> None:
 
     host, port, options = parse_args(argv)
     gevent.spawn(_watch_parent, os.getppid())
-    server = WSGIServer((host, port), Engine(options), log=None, spawn=10_000)
+    engine = Engine(options)
+    server = WSGIServer((host, port), engine, log=None, spawn=10_000)
     server.start()  # binds now, so --port 0 reports the real port; the first stdout line is the readiness signal
     url = f"http://{host}:{server.server_port}"
     print(json.dumps({"severity": "INFO", "message": "engine listening", "url": url}), flush=True)
+    if options.audience:
+        gevent.spawn(engine.verifier)  # warm the ID-token check after announcing, not before
     server.serve_forever()
 
 

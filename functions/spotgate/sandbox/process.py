@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from spotgate.errors import UnavailableError
 
@@ -103,7 +104,8 @@ class EngineLauncher:
     worker thread, which lives as long as the sandbox. Waiting for the listening line happens in the caller.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self._log_dir = log_dir
         self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-launcher")
         self._children: list[EngineProcess] = []
         self._lock = threading.Lock()
@@ -115,7 +117,7 @@ class EngineLauncher:
         with self._lock:
             if self._closed:
                 raise UnavailableError("the sandbox is stopping; no new engines")
-            popen = self._forker.submit(_fork, args, self._preexec).result()
+            popen = self._forker.submit(_fork, args, self._preexec, self._log_dir).result()
         line = _first_line(popen, timeout)
         try:
             url = str(json.loads(line)["url"])
@@ -148,13 +150,23 @@ class EngineLauncher:
             return [c for c in self._children if c.alive()]
 
 
-def _fork(args: EngineArgs, preexec: Callable[[], None]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args.argv(),
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=preexec,  # noqa: PLW1509 - it only calls prctl (async-signal-safe), resolved before fork
-    )
+def _fork(args: EngineArgs, preexec: Callable[[], None], log_dir: Path | None) -> subprocess.Popen[bytes]:
+    """Start the child; its stderr goes to ``log_dir/<name>.log`` (appended across restarts) or is inherited."""
+    stderr = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stderr = (log_dir / f"{args.name}.log").open("ab")
+    try:
+        return subprocess.Popen(
+            args.argv(),
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=preexec,  # noqa: PLW1509 - it only calls prctl (async-signal-safe), resolved before fork
+        )
+    finally:
+        if stderr is not None:
+            stderr.close()  # the child holds its own descriptor
 
 
 def _first_line(popen: subprocess.Popen[bytes], timeout: float) -> str:

@@ -1,0 +1,404 @@
+"""The sandbox's Compute Engine: the fleet's VMs, their lifecycles, SPOT behaviour and zone operations.
+
+An in-memory, thread-safe model the REST app (``compute_api``) renders as GCE JSON. It behaves like GCE
+where spotgate depends on it: ``start`` walks TERMINATED -> PROVISIONING -> STAGING -> RUNNING over the boot
+delay and ``stop`` walks RUNNING -> STOPPING -> TERMINATED; starting a RUNNING VM or stopping a TERMINATED
+one is a no-op operation that is DONE at once; starting a STOPPING VM is refused (``NotReadyError``, HTTP 400
+``resourceNotReady``). A stocked-out zone fails ``start`` in the operation (``ZONE_RESOURCE_POOL_EXHAUSTED_
+WITH_DETAILS``, see ``compute_api`` for the wire shape), never synchronously. A preemption moves RUNNING to
+STOPPING at once, keeps the engine answering for the notice window, then TERMINATED kills it; host
+maintenance terminates at once. Each of these is logged as a system event and told to listeners.
+
+Engines are started and killed by an ``EngineHost`` (``vms.VmEngines``): the model decides *when*, the host
+does the process work. Every transition runs on a per-operation thread that checks the VM's ``generation``
+after each wait, so a preemption or stop during a boot wins cleanly.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from spotgate.clock import SystemClock
+from spotgate.config import FleetConfig
+from spotgate.domain import InstanceStatus
+from spotgate.errors import ConflictError, NotFoundError, SpotgateError
+from spotgate.ports import Clock
+from spotgate.sandbox.compute_records import Operation, OperationFailure, Vm, new_operation, new_vm
+
+log = logging.getLogger(__name__)
+
+
+class VmEventKind(enum.StrEnum):
+    RUNNING = "running"
+    STOPPING = "stopping"
+    TERMINATED = "terminated"
+    PREEMPT_NOTICE = "preempt_notice"
+    SYSTEM_EVENT = "system_event"
+
+
+@dataclass(frozen=True, slots=True)
+class VmEvent:
+    """Something that happened to a VM; SYSTEM_EVENT ones are what GCE writes to the system_event audit log."""
+
+    kind: VmEventKind
+    instance: str
+    zone: str
+    pool: str
+    at: datetime
+    method: str | None = None  # SYSTEM_EVENT: audit methodName, e.g. "compute.instances.preempted"
+    instance_id: str = ""
+    network_ip: str | None = None
+    engine_url: str | None = None  # "http://127.x.y.z:port" once RUNNING
+    health_path: str = "/health"
+
+
+class NotReadyError(ConflictError):
+    """The VM is in a transition that must finish first (GCE ``resourceNotReady``)."""
+
+
+class EngineHost(Protocol):
+    """Runs the engine of a VM: ``boot`` blocks until it listens and returns its URL; ``halt`` kills it."""
+
+    def boot(self, vm: Vm) -> str: ...
+
+    def halt(self, instance: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Real-second delays (the fleet's simulated delays divided by its speedup)."""
+
+    boot: float
+    stop: float
+    preempt_notice: float
+    stockout_failure: float
+
+    @classmethod
+    def of(cls, fleet: FleetConfig) -> Timing:
+        spec = fleet.sandbox
+        boot = spec.boot_delay.total_seconds() / spec.speedup
+        return cls(
+            boot=boot,
+            stop=spec.stop_delay.total_seconds() / spec.speedup,
+            preempt_notice=spec.preempt_notice.total_seconds() / spec.speedup,
+            stockout_failure=min(boot / 4, 2.0),
+        )
+
+
+class ComputeModel:
+    """The fleet's instances and zone operations. Every public method is thread-safe."""
+
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        network_ips: dict[str, str],
+        engines: EngineHost,
+        clock: Clock | None = None,
+    ) -> None:
+        self.project = fleet.project
+        self.timing = Timing.of(fleet)
+        self._clock = clock or SystemClock()
+        self._engines = engines
+        self._lock = threading.Condition()
+        self._closing = threading.Event()
+        self._listeners: list[Callable[[VmEvent], None]] = []
+        self._log: list[VmEvent] = []
+        self._operations: dict[str, Operation] = {}
+        self._stockouts: dict[str, float] = {}  # zone -> monotonic end
+        self._threads: list[threading.Thread] = []
+        now = self._clock.now()
+        self._vms = {
+            vm.name: new_vm(self.project, pool.name, vm, pool.engine, network_ip=network_ips[vm.name], now=now)
+            for pool in fleet.pools
+            for vm in pool.vms
+        }
+        self.zones = tuple(sorted({vm.zone for vm in self._vms.values()}))
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def instances(self, zone: str | None = None) -> list[Vm]:
+        """Snapshots of the VMs (of one zone), by name."""
+        with self._lock:
+            return [vm.copy() for vm in sorted(self._vms.values(), key=lambda v: v.name) if zone in (None, vm.zone)]
+
+    def instance(self, zone: str, name: str) -> Vm:
+        with self._lock:
+            return self._find(zone, name).copy()
+
+    def find(self, name: str) -> Vm:
+        """A VM by name alone (names are unique in a fleet). Raises NotFoundError."""
+        with self._lock:
+            vm = self._vms.get(name)
+            if vm is None:
+                raise NotFoundError(f"no instance named {name!r} in project {self.project}")
+            return vm.copy()
+
+    def operation(self, zone: str, name: str) -> Operation:
+        with self._lock:
+            op = self._operations.get(name)
+            if op is None or op.zone != zone:
+                raise NotFoundError(
+                    f"The resource 'projects/{self.project}/zones/{zone}/operations/{name}' was not found"
+                )
+            return op.copy()
+
+    def wait(self, zone: str, name: str, timeout: float) -> Operation:
+        """The operation once DONE, or as it is after ``timeout`` seconds (GCE's wait is bounded too)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._operations[name].done or self._closing.is_set(), timeout)
+        return self.operation(zone, name)
+
+    def stockouts(self) -> dict[str, float]:
+        """Stocked-out zones and the seconds each stays so."""
+        now = time.monotonic()
+        with self._lock:
+            return {z: end - now for z, end in self._stockouts.items() if end > now}
+
+    def add_listener(self, listener: Callable[[VmEvent], None]) -> None:
+        """Call ``listener`` for every event, from model threads; it must not block."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def system_events(self) -> list[VmEvent]:
+        """Every event so far, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    # -- the API's verbs -----------------------------------------------------------------------------------
+
+    def start(self, zone: str, name: str, user: str) -> Operation:
+        """Start a VM. Returns the operation; raises NotFoundError or NotReadyError."""
+        with self._lock:
+            vm = self._find(zone, name)
+            if vm.status is InstanceStatus.STOPPING:
+                raise NotReadyError(
+                    f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' is not ready"
+                )
+            op = self._new_op("start", vm, user)
+            if vm.status is not InstanceStatus.TERMINATED:
+                return self._finish(op)
+            if self._stocked_out(zone):
+                self._run(self._fail_stockout, op.name)
+                return op.copy()
+            vm.generation += 1
+            self._set_status(vm, InstanceStatus.PROVISIONING)
+            self._run(self._boot, vm.name, vm.generation, op.name)
+            return op.copy()
+
+    def stop(self, zone: str, name: str, user: str) -> Operation:
+        """Stop a VM (any live state). Returns the operation; raises NotFoundError."""
+        with self._lock:
+            vm = self._find(zone, name)
+            op = self._new_op("stop", vm, user)
+            if vm.status in (InstanceStatus.TERMINATED, InstanceStatus.STOPPING):
+                return self._finish(op) if vm.status is InstanceStatus.TERMINATED else self._follow(op, vm)
+            self._begin_stopping(vm)
+            self._run(self._terminate_after, vm.name, vm.generation, self.timing.stop, op.name)
+            return op.copy()
+
+    # -- SPOT and system events ----------------------------------------------------------------------------
+
+    def preempt(self, name: str) -> Vm:
+        """Reclaim a live SPOT (or any) VM: STOPPING now, TERMINATED after the notice. Raises NotReadyError."""
+        with self._lock:
+            vm = self._live(name, "preempt")
+            self._emit(VmEventKind.PREEMPT_NOTICE, vm)
+            self._system_event(vm, "compute.instances.preempted", "Instance was preempted.")
+            self._begin_stopping(vm)
+            self._run(self._terminate_after, vm.name, vm.generation, self.timing.preempt_notice, None)
+            return vm.copy()
+
+    def maintenance(self, name: str) -> Vm:
+        """Host maintenance on a TERMINATE VM: stopped at once, no notice. Raises NotReadyError."""
+        with self._lock:
+            vm = self._live(name, "terminate on host maintenance")
+            self._system_event(
+                vm, "compute.instances.terminateOnHostMaintenance", "Instance terminated during maintenance."
+            )
+            self._begin_stopping(vm)
+            self._run(self._terminate_after, vm.name, vm.generation, 0.0, None)
+            return vm.copy()
+
+    def stock_out(self, zone: str, seconds: float) -> None:
+        """Make ``start`` in ``zone`` fail with a stockout for ``seconds`` (0 ends a stockout)."""
+        if zone not in self.zones:
+            raise NotFoundError(f"zone {zone!r} has no instances in project {self.project}")
+        with self._lock:
+            self._stockouts[zone] = time.monotonic() + seconds
+
+    def zones_available(self, excluding: str) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(z for z in self.zones if z != excluding and not self._stocked_out(z))
+
+    def close(self) -> None:
+        """Stop every transition thread and kill every engine. Idempotent."""
+        self._closing.set()
+        with self._lock:
+            self._lock.notify_all()
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(timeout=10)
+        for vm in self._vms.values():
+            self._engines.halt(vm.name)
+
+    # -- transitions (run on operation threads) ------------------------------------------------------------
+
+    def _boot(self, name: str, generation: int, op_name: str) -> None:
+        self._progress(op_name)
+        snapshot = self._provision(name, generation)
+        url = None
+        if snapshot is not None:
+            try:
+                url = self._engines.boot(snapshot)  # slow (a process start): outside the lock
+            except SpotgateError:
+                log.exception("engine did not start", extra={"instance": name})
+        with self._lock:
+            vm = self._vms[name]
+            if url is not None and vm.generation == generation:
+                vm.engine_url = url
+                vm.last_start = self._clock.now()
+                self._set_status(vm, InstanceStatus.RUNNING)
+            elif url is not None:  # stopped or preempted while the engine started
+                self._engines.halt(name)
+            elif vm.generation == generation:  # the engine failed: the guest never came up
+                vm.last_stop = self._clock.now()
+                self._set_status(vm, InstanceStatus.TERMINATED)
+            self._finish(self._operations[op_name])
+
+    def _provision(self, name: str, generation: int) -> Vm | None:
+        """PROVISIONING -> STAGING -> (boot delay) ; the VM's snapshot, or None if it was stopped meanwhile."""
+        if not self._pause(self.timing.boot * 0.3) or not self._advance(name, generation, InstanceStatus.STAGING):
+            return None
+        if not self._pause(self.timing.boot * 0.7):
+            return None
+        with self._lock:
+            vm = self._vms[name]
+            return vm.copy() if vm.generation == generation else None
+
+    def _terminate_after(self, name: str, generation: int, delay: float, op_name: str | None) -> None:
+        if op_name:
+            self._progress(op_name)
+        self._pause(delay)
+        with self._lock:
+            vm = self._vms[name]
+            if vm.generation == generation and vm.status is InstanceStatus.STOPPING:
+                self._engines.halt(name)
+                vm.engine_url = None
+                vm.last_stop = self._clock.now()
+                self._set_status(vm, InstanceStatus.TERMINATED)
+            if op_name:
+                self._finish(self._operations[op_name])
+
+    def _fail_stockout(self, op_name: str) -> None:
+        self._progress(op_name)
+        self._pause(self.timing.stockout_failure)
+        with self._lock:
+            op = self._operations[op_name]
+            op.failure = OperationFailure.stockout(self.project, op.zone, self.zones_available(op.zone))
+            self._finish(op)
+
+    # -- internals (callers hold the lock unless noted) ----------------------------------------------------
+
+    def _find(self, zone: str, name: str) -> Vm:
+        vm = self._vms.get(name)
+        if vm is None or vm.zone != zone:
+            raise NotFoundError(f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' was not found")
+        return vm
+
+    def _live(self, name: str, what: str) -> Vm:
+        vm = self._vms.get(name)
+        if vm is None:
+            raise NotFoundError(f"no instance named {name!r} in project {self.project}")
+        if not vm.status.is_live:
+            raise NotReadyError(f"cannot {what} {name}: it is {vm.status}")
+        return vm
+
+    def _stocked_out(self, zone: str) -> bool:
+        return self._stockouts.get(zone, 0.0) > time.monotonic()
+
+    def _new_op(self, kind: str, vm: Vm, user: str) -> Operation:
+        op = new_operation(self.project, kind, vm, user, self._clock.now())
+        self._operations[op.name] = op
+        return op
+
+    def _finish(self, op: Operation) -> Operation:
+        op.finish(self._clock.now())
+        self._lock.notify_all()
+        return op.copy()
+
+    def _follow(self, op: Operation, vm: Vm) -> Operation:
+        """A stop of a VM already STOPPING completes when it is TERMINATED."""
+        self._run(self._terminate_after, vm.name, -1, self.timing.stop, op.name)
+        return op.copy()
+
+    def _progress(self, op_name: str) -> None:
+        with self._lock:
+            self._operations[op_name].begin(self._clock.now())
+
+    def _advance(self, name: str, generation: int, status: InstanceStatus) -> bool:
+        with self._lock:
+            vm = self._vms[name]
+            if vm.generation != generation:
+                return False
+            self._set_status(vm, status)
+            return True
+
+    def _begin_stopping(self, vm: Vm) -> None:
+        vm.generation += 1
+        self._set_status(vm, InstanceStatus.STOPPING)
+
+    def _set_status(self, vm: Vm, status: InstanceStatus) -> None:
+        vm.status = status
+        kind = {
+            InstanceStatus.RUNNING: VmEventKind.RUNNING,
+            InstanceStatus.STOPPING: VmEventKind.STOPPING,
+            InstanceStatus.TERMINATED: VmEventKind.TERMINATED,
+        }.get(status)
+        if kind is not None:
+            self._emit(kind, vm)
+        log.info("instance %s is %s", vm.name, status, extra={"instance": vm.name, "status": str(status)})
+
+    def _system_event(self, vm: Vm, method: str, message: str) -> None:
+        op = new_operation(self.project, method, vm, "system", self._clock.now(), system=True)
+        op.status_message = message
+        op.finish(self._clock.now())
+        self._operations[op.name] = op
+        self._emit(VmEventKind.SYSTEM_EVENT, vm, method)
+
+    def _emit(self, kind: VmEventKind, vm: Vm, method: str | None = None) -> None:
+        event = VmEvent(
+            kind=kind,
+            instance=vm.name,
+            zone=vm.zone,
+            pool=vm.pool,
+            at=self._clock.now(),
+            method=method,
+            instance_id=vm.instance_id,
+            network_ip=vm.network_ip,
+            engine_url=vm.engine_url if kind is VmEventKind.RUNNING else None,
+            health_path=vm.health_path,
+        )
+        self._log.append(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not break the VM's lifecycle
+                log.exception("VM event listener failed", extra={"instance": vm.name, "kind": str(kind)})
+
+    def _run(self, target: Callable[..., None], *args: object) -> None:
+        if self._closing.is_set():
+            return
+        thread = threading.Thread(target=target, args=args, name=f"vm-{target.__name__}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep unless the model is closing; False if it is."""
+        return not self._closing.wait(seconds) if seconds > 0 else not self._closing.is_set()

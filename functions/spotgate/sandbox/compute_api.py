@@ -1,0 +1,169 @@
+"""The Compute Engine REST subset that ``compute_v1.InstancesClient``/``ZoneOperationsClient`` use, plus controls.
+
+Served on loopback for ``client_options={"api_endpoint": "http://127.0.0.1:PORT"}``. Besides the GCE paths
+(``/compute/v1/...``: instances get/list/aggregatedList/start/stop, zone operations get/wait) the same app
+serves the sandbox's controls under ``/sandbox/`` (preempt, stockout, maintenance, start, stop, status;
+JSON bodies) for the CLI and tests, and ``/oauth2/v1/certs``, the sandbox identity's certificates, so
+ID tokens it issued verify like Google's.
+
+Errors follow GCE's synchronous envelope (``compute_json.error_json``): unknown instance or operation 404
+``notFound``; starting a STOPPING VM 400 ``resourceNotReady``; an unparsable filter 400 ``invalid``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from spotgate.errors import NotFoundError, SpotgateError
+from spotgate.sandbox.compute import ComputeModel, NotReadyError
+from spotgate.sandbox.compute_json import aggregated_json, error_json, instance_json, instance_list_json, operation_json
+from spotgate.sandbox.identity import Identity
+from spotgate.sandbox.instance_filter import FilterError, parse_filter
+
+log = logging.getLogger(__name__)
+ZONE = "/compute/v1/projects/<project>/zones/<zone>"
+WAIT_LIMIT = 10.0  # seconds a zoneOperations.wait holds the request (GCE's limit is about two minutes)
+USER = "spotgate-controller@{project}.iam.gserviceaccount.com"
+
+
+def create_compute_app(model: ComputeModel, identity: Identity) -> Flask:
+    """The Flask app over ``model``; ``identity`` supplies ``/oauth2/v1/certs``."""
+    app = Flask("spotgate.sandbox.compute")
+    _register_errors(app)
+    _register_instances(app, model)
+    _register_operations(app, model)
+    _register_controls(app, model)
+    app.add_url_rule("/oauth2/v1/certs", "certs", lambda: jsonify(identity.certs_json()))
+    return app
+
+
+def _check_project(model: ComputeModel, project: str) -> None:
+    if project != model.project:
+        raise NotFoundError(f"The resource 'projects/{project}' was not found")
+
+
+def _user(model: ComputeModel) -> str:
+    return USER.format(project=model.project)
+
+
+def _register_instances(app: Flask, model: ComputeModel) -> None:
+    @app.get(f"{ZONE}/instances/<name>")
+    def get_instance(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        return instance_json(project, model.instance(zone, name))
+
+    @app.get(f"{ZONE}/instances")
+    def list_instances(project: str, zone: str) -> Any:
+        _check_project(model, project)
+        matches = parse_filter(request.args.get("filter"))
+        return instance_list_json(project, zone, [vm for vm in model.instances(zone) if matches(vm)])
+
+    @app.get("/compute/v1/projects/<project>/aggregated/instances")
+    def aggregated_instances(project: str) -> Any:
+        _check_project(model, project)
+        matches = parse_filter(request.args.get("filter"))
+        return aggregated_json(project, model.zones, [vm for vm in model.instances() if matches(vm)])
+
+    @app.post(f"{ZONE}/instances/<name>/start")
+    def start_instance(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        return operation_json(project, model.start(zone, name, _user(model)))
+
+    @app.post(f"{ZONE}/instances/<name>/stop")
+    def stop_instance(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        return operation_json(project, model.stop(zone, name, _user(model)))
+
+
+def _register_operations(app: Flask, model: ComputeModel) -> None:
+    @app.get(f"{ZONE}/operations/<name>")
+    def get_operation(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        return operation_json(project, model.operation(zone, name))
+
+    @app.post(f"{ZONE}/operations/<name>/wait")
+    def wait_operation(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        model.operation(zone, name)  # 404 before blocking
+        return operation_json(project, model.wait(zone, name, WAIT_LIMIT))
+
+
+def _register_controls(app: Flask, model: ComputeModel) -> None:
+    def by_name(action: Callable[[str], object]) -> Any:
+        action(_body_str("instance"))
+        return status_json(model)
+
+    app.add_url_rule("/sandbox/status", "status", lambda: status_json(model))
+    app.add_url_rule("/sandbox/preempt", "preempt", lambda: by_name(model.preempt), methods=["POST"])
+    app.add_url_rule("/sandbox/maintenance", "maintenance", lambda: by_name(model.maintenance), methods=["POST"])
+    app.add_url_rule(
+        "/sandbox/start",
+        "start",
+        lambda: by_name(lambda n: model.start(model.find(n).zone, n, "sandbox")),
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/sandbox/stop",
+        "stop",
+        lambda: by_name(lambda n: model.stop(model.find(n).zone, n, "sandbox")),
+        methods=["POST"],
+    )
+
+    @app.post("/sandbox/stockout")
+    def stockout() -> Any:
+        seconds = (request.get_json(silent=True) or {}).get("seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise _BadRequestError("'seconds' must be a non-negative number")
+        model.stock_out(_body_str("zone"), float(seconds))
+        return status_json(model)
+
+
+def status_json(model: ComputeModel) -> dict[str, Any]:
+    """The sandbox's view for ``spotgate sandbox status``: every VM, and the stocked-out zones."""
+    vms = [
+        {
+            "name": vm.name,
+            "zone": vm.zone,
+            "pool": vm.pool,
+            "status": str(vm.status),
+            "provisioning_model": str(vm.provisioning_model),
+            "network_ip": vm.network_ip,
+            "engine_url": vm.engine_url,
+        }
+        for vm in model.instances()
+    ]
+    return {
+        "project": model.project,
+        "instances": vms,
+        "stockouts": {z: round(s, 1) for z, s in model.stockouts().items()},
+    }
+
+
+class _BadRequestError(SpotgateError):
+    """A control request with a missing or invalid field."""
+
+
+def _body_str(key: str) -> str:
+    value = (request.get_json(silent=True) or {}).get(key)
+    if not isinstance(value, str) or not value:
+        raise _BadRequestError(f"'{key}' is required (a JSON string)")
+    return value
+
+
+def _register_errors(app: Flask) -> None:
+    def respond(code: int, reason: str) -> Callable[[Exception], Response]:
+        def handler(error: Exception) -> Response:
+            response = jsonify(error_json(code, str(error), reason))
+            response.status_code = code
+            return response
+
+        return handler
+
+    app.register_error_handler(NotFoundError, respond(404, "notFound"))
+    app.register_error_handler(NotReadyError, respond(400, "resourceNotReady"))
+    app.register_error_handler(FilterError, respond(400, "invalid"))
+    app.register_error_handler(_BadRequestError, respond(400, "invalid"))

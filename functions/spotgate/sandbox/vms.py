@@ -1,0 +1,64 @@
+"""Simulated VMs: the engine process each RUNNING VM of the sandbox runs on its private address.
+
+The compute model decides when a VM boots or dies; this host turns that into processes. Each VM's engine
+binds the VM's ``networkIP`` (its own 127.x.y.z) and the pool's ``engine.port``, serves the pool's model
+and aliases, and takes the fleet's model-load delay and token pacing divided by the speedup.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from spotgate.config import FleetConfig, PoolSpec
+from spotgate.sandbox.compute_records import Vm
+from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess
+
+log = logging.getLogger(__name__)
+
+
+class VmEngines:
+    """``compute.EngineHost`` backed by engine processes, one per RUNNING VM."""
+
+    def __init__(self, fleet: FleetConfig, launcher: EngineLauncher) -> None:
+        self._fleet = fleet
+        self._launcher = launcher
+        self._running: dict[str, EngineProcess] = {}
+        self._lock = threading.Lock()
+
+    def boot(self, vm: Vm) -> str:
+        """Start ``vm``'s engine; returns its URL once it listens (its /health is 503 while it loads)."""
+        pool = self._pool(vm.pool)
+        spec = self._fleet.sandbox
+        args = EngineArgs(
+            host=vm.network_ip,
+            port=vm.engine_port,
+            model=pool.model,
+            name=vm.name,
+            aliases=pool.aliases,
+            load_delay=spec.load_delay.total_seconds() / spec.speedup,
+            ttft=spec.time_to_first_token.total_seconds() / spec.speedup,
+            tokens_per_second=spec.tokens_per_second * spec.speedup,
+        )
+        self.halt(vm.name)
+        engine = self._launcher.launch(args)
+        with self._lock:
+            self._running[vm.name] = engine
+        return engine.url
+
+    def halt(self, instance: str) -> None:
+        """SIGKILL the VM's engine, if it has one (idempotent)."""
+        with self._lock:
+            engine = self._running.pop(instance, None)
+        if engine is not None:
+            engine.kill()
+
+    def urls(self) -> dict[str, str]:
+        with self._lock:
+            return {name: engine.url for name, engine in self._running.items()}
+
+    def _pool(self, name: str) -> PoolSpec:
+        pool = self._fleet.pool(name)
+        if pool is None:  # the model only holds VMs of the fleet's pools
+            raise LookupError(f"pool {name!r} is not in the fleet")
+        return pool
