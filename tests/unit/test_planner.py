@@ -27,12 +27,13 @@ from spotgate.domain import (
     OverrideKind,
     PoolState,
     Preemption,
+    ProvisioningModel,
     SetOverflow,
     SetRoute,
     StartInstance,
     StopInstance,
 )
-from spotgate.errors import CapacityError
+from spotgate.errors import CapacityError, ConflictError, QuotaError
 from tests.unit.builders import (
     NOW,
     a_pool_spec,
@@ -819,3 +820,75 @@ def test_preemption_story_from_fast_path_to_overflow_cooldown() -> None:
     assert state.gap_closed_at == later(minutes=2)
 
     assert step(all_vms(chat_b_1=booting_b), later(minutes=7), 1) == [("overflow", "chat-overflow=0")]
+
+
+SPOT_START = StartInstance("chat-a-1", "us-central1-a", ProvisioningModel.SPOT, "test")
+STANDARD_START = StartInstance("chat-std", "us-central1-a", ProvisioningModel.STANDARD, "test")
+STOCKOUT = CapacityError("no capacity", zone="us-central1-a", code="ZONE_RESOURCE_POOL_EXHAUSTED", zones_available=())
+STOCKOUT_WITH_HINT = CapacityError(
+    "no capacity",
+    zone="us-central1-a",
+    code="ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+    zones_available=("us-central1-b",),
+)
+
+FAILURE_CASES = [
+    pytest.param(
+        SPOT_START,
+        STOCKOUT,
+        a_state(zones_available=("us-central1-c",)),
+        {
+            "stockouts": {"us-central1-a": later(minutes=5)},
+            "zones_available": ("us-central1-c",),
+            "spot_unavailable_since": NOW,
+        },
+        id="stockout_blocks_zone_and_keeps_last_hint",
+    ),
+    pytest.param(
+        SPOT_START,
+        STOCKOUT_WITH_HINT,
+        a_state(spot_unavailable_since=ago(minutes=1)),
+        {
+            "stockouts": {"us-central1-a": later(minutes=5)},
+            "zones_available": ("us-central1-b",),
+            "spot_unavailable_since": ago(minutes=1),
+        },
+        id="new_hint_replaces_and_timer_keeps_running",
+    ),
+    pytest.param(
+        SPOT_START,
+        QuotaError("PREEMPTIBLE_NVIDIA_L4_GPUS exceeded"),
+        a_state(),
+        {
+            "stockouts": dict.fromkeys(("us-central1-a", "us-central1-b", "us-central1-c"), later(minutes=5)),
+            "spot_unavailable_since": NOW,
+        },
+        id="regional_quota_blocks_every_zone",
+    ),
+    pytest.param(
+        STANDARD_START,
+        STOCKOUT,
+        a_state(),
+        {"stockouts": {}, "spot_unavailable_since": None},
+        id="standard_failure_blocks_nothing",
+    ),
+    pytest.param(
+        SPOT_START,
+        ConflictError("still STOPPING"),
+        a_state(),
+        {"stockouts": {}, "spot_unavailable_since": None},
+        id="other_errors_only_forget_the_attempt",
+    ),
+]
+
+
+@pytest.mark.parametrize(("action", "error", "state", "expected"), FAILURE_CASES)
+def test_record_start_failure(
+    action: StartInstance, error: Exception, state: PoolState, expected: dict[str, Any]
+) -> None:
+    attempted = record_start_issued(replace(state, start_attempts={"chat-b-1": ago(seconds=5)}), action, NOW)
+    assert attempted.start_attempts == {"chat-b-1": ago(seconds=5), action.instance: NOW}
+    failed = record_start_failure(attempted, action, error, NOW, a_pool_spec(fallback=True))
+    assert failed.start_attempts == {"chat-b-1": ago(seconds=5)}
+    for field, value in expected.items():
+        assert getattr(failed, field) == value, field
