@@ -22,11 +22,9 @@ Change feed guarantees (``watch``):
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -36,28 +34,11 @@ from typing import Any
 
 from spotgate.adapters.activity_merge import merge_activity
 from spotgate.adapters.codec import format_time, from_document, to_document
+from spotgate.adapters.sqlite_feed import SqliteFeed, read_snapshot
+from spotgate.adapters.sqlite_file import connect, translated
 from spotgate.domain import Activity, ApiKey, DecisionRecord, PoolState, Route
-from spotgate.errors import ConflictError, PermanentError, UnavailableError
+from spotgate.errors import ConflictError, PermanentError
 from spotgate.ports import Snapshot, Subscription
-
-_log = logging.getLogger(__name__)
-
-BUSY_TIMEOUT_SECONDS = 5.0
-
-_SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0);
-CREATE TABLE IF NOT EXISTS routes (key TEXT PRIMARY KEY, pool TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pool_state (pool TEXT PRIMARY KEY, generation INTEGER NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS leases (pool TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS activity (pool TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_pool_time ON events (pool, at);
-CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-COMMIT;
-"""
 
 
 class SqliteStore:
@@ -196,21 +177,20 @@ class SqliteStore:
 
     # change feed
     def snapshot(self) -> Snapshot:
-        with self._read() as db:
-            return _read_snapshot(db)
+        with self._lock, translated(self._path):
+            return read_snapshot(self._connection())
 
     def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:
         first = self.snapshot()
         on_change(first)
-        with _translated(self._path):
-            conn = _connect(self._path)
-        watcher = _Watcher(conn, on_change, self._poll_interval, self._path, seen=first.version)
-        watcher.start()
-        return watcher
+        feed = SqliteFeed(self._path, on_change, interval=self._poll_interval, seen=first.version)
+        with translated(self._path):
+            feed.start(connect(self._path))  # its own connection: polling never waits for this one's lock
+        return feed
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _translated(self._path):
+        with self._lock, translated(self._path):
             db = self._connection()
             db.execute("BEGIN")  # one read transaction: every SELECT inside sees the same state
             try:
@@ -220,7 +200,7 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _translated(self._path):
+        with self._lock, translated(self._path):
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -234,115 +214,9 @@ class SqliteStore:
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross a fork (gunicorn preloads): reopen in a child process.
         if self._conn is None or self._conn_pid != os.getpid():
-            self._conn = _connect(self._path)
+            self._conn = connect(self._path)
             self._conn_pid = os.getpid()
         return self._conn
-
-
-class _Watcher:
-    """A daemon thread that polls the version counter on its own connection."""
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        on_change: Callable[[Snapshot], None],
-        interval: float,
-        path: Path,
-        *,
-        seen: int,
-    ) -> None:
-        self._conn = conn
-        self._on_change = on_change
-        self._interval = interval
-        self._path = path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="spotgate-sqlite-watch", daemon=True)
-        self._seen = seen  # the version the caller already has
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self._interval):
-                self._poll()
-        finally:
-            self._conn.close()
-
-    def _poll(self) -> None:
-        try:
-            with _translated(self._path):
-                if _read_version(self._conn) == self._seen:
-                    return
-                self._conn.execute("BEGIN")
-                try:
-                    snapshot = _read_snapshot(self._conn)
-                finally:
-                    self._conn.execute("COMMIT")
-        except UnavailableError as e:
-            _log.warning("route store poll failed; keeping the last snapshot", extra={"error": str(e)})
-            return
-        self._seen = snapshot.version
-        if not self._stop.is_set():
-            try:
-                self._on_change(snapshot)
-            except Exception:
-                _log.exception("route store change handler failed", extra={"version": snapshot.version})
-
-
-@contextmanager
-def _translated(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.OperationalError as e:  # locked past busy_timeout, I/O error, cannot open
-        raise UnavailableError(f"SQLite store {path} is unavailable: {e}") from e
-    except sqlite3.DatabaseError as e:  # corrupt file, not a database
-        raise PermanentError(f"SQLite store {path} is unusable: {e}") from e
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-    try:
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        _enable_wal(db)
-        db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; WAL keeps it consistent
-        db.executescript(_SCHEMA)  # idempotent; BEGIN IMMEDIATE inside, so concurrent openers queue
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _enable_wal(db: sqlite3.Connection) -> None:
-    """Switch the file to WAL once; every later opener finds it set (the mode is stored in the file).
-
-    Changing the journal mode can fail with "locked" without consulting the busy handler while another
-    process opens or switches the same file, so the switch is retried for up to the busy timeout.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _read_version(db: sqlite3.Connection) -> int:
-    row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-    return int(row[0])
-
-
-def _read_snapshot(db: sqlite3.Connection) -> Snapshot:
-    routes = [from_document(Route, json.loads(d)) for (d,) in db.execute("SELECT doc FROM routes ORDER BY key")]
-    keys = [from_document(ApiKey, json.loads(d)) for (d,) in db.execute("SELECT doc FROM keys ORDER BY key_id")]
-    return Snapshot(routes=tuple(routes), keys=tuple(keys), version=_read_version(db))
 
 
 def _bump_version_if_changed(db: sqlite3.Connection, changes_before: int) -> None:
