@@ -339,3 +339,19 @@ def test_an_unreachable_store_raises_unavailable(
 ) -> None:
     with pytest.raises(UnavailableError):
         call(unreachable_store)
+
+
+def test_a_failing_change_handler_does_not_stop_the_feed(store: RouteStore, caplog: pytest.LogCaptureFixture) -> None:
+    deliveries = Deliveries()
+
+    def fail_on_routes(snapshot: Snapshot) -> None:
+        deliveries(snapshot)
+        if snapshot.routes and not snapshot.keys:
+            raise RuntimeError("gateway bug while applying routes")
+
+    with watching(store, fail_on_routes):
+        store.put_routes([a_route()])
+        deliveries.wait_for(lambda s: bool(s.routes))
+        store.put_key(a_key())
+        assert deliveries.wait_for(lambda s: bool(s.keys)).routes == (a_route(),)
+    assert "change handler failed" in caplog.text
