@@ -130,6 +130,15 @@ def test_expired_lease_can_be_taken_and_renewal_extends_it(store: RouteStore) ->
     assert not store.acquire_lease("chat", "crashed", T0 + timedelta(seconds=51), TTL)
 
 
+def test_lease_and_pool_state_do_not_overwrite_each_other(store: RouteStore) -> None:
+    assert store.acquire_lease("chat", "tick-1", T0, TTL)
+    assert store.get_pool_state("chat") == PoolState(pool="chat", generation=0)
+    committed = store.commit_pool_state(a_full_pool_state(), expected_generation=0)
+    assert not store.acquire_lease("chat", "event-2", T0, TTL), "the commit kept the lease"
+    store.release_lease("chat", "tick-1")
+    assert store.get_pool_state("chat") == committed, "the release kept the state"
+
+
 @pytest.mark.parametrize("fresh_file", [pytest.param(True, id="fresh-file"), pytest.param(False, id="existing-file")])
 def test_sqlite_lease_race_between_processes_has_exactly_one_winner(tmp_path: Path, fresh_file: bool) -> None:
     """A fresh file also races the schema creation, as when the functions and the gateway start together."""
