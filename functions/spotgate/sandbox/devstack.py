@@ -133,19 +133,8 @@ class DevStack:
 
     def child_env(self) -> dict[str, str]:
         """The environment functions, gateway and ``spotgate`` CLI commands need to act on this stack."""
-        fleet_json = self.cloud.effective_fleet().model_dump_json()
         return {
-            "SPOTGATE_MODE": "sandbox",
-            "SPOTGATE_PROJECT": self.fleet.project,
-            "SPOTGATE_FLEET": fleet_json,
-            "SPOTGATE_STORE": "sqlite",
-            "SPOTGATE_SQLITE_PATH": str(self.db_path),
-            "SPOTGATE_COMPUTE_ENDPOINT": self.cloud.compute_url,
-            "SPOTGATE_RUN_ENDPOINT": self.cloud.run_url,
-            "SPOTGATE_CONTROL_TOPIC": CONTROL_TOPIC,
-            "SPOTGATE_COMPUTE_TOPIC": COMPUTE_TOPIC,
-            "SPOTGATE_LOG_LEVEL": self.options.log_level,
-            "SPOTGATE_OPERATION_TIMEOUT": "30",
+            **control_plane_env(self.cloud, self.db_path, self.options.log_level),
             "SPOTGATE_GATEWAY_CERTS_URL": self.cloud.certs_url,
             "SPOTGATE_GATEWAY_ALLOWED_PRINCIPALS": json.dumps([f"@{self.fleet.project}.iam.gserviceaccount.com"]),
             "PUBSUB_EMULATOR_HOST": self.pubsub.emulator_host,
@@ -227,6 +216,23 @@ class DevStack:
         path = self.state_dir / "dev.json"
         path.write_text(json.dumps(state, indent=2))
         path.chmod(0o600)  # it holds the dev API key
+
+
+def control_plane_env(cloud: SandboxCloud, db_path: Path, log_level: str = "INFO") -> dict[str, str]:
+    """``SPOTGATE_*`` settings that point production code at ``cloud`` with a SQLite store at ``db_path``."""
+    return {
+        "SPOTGATE_MODE": "sandbox",
+        "SPOTGATE_PROJECT": cloud.fleet.project,
+        "SPOTGATE_FLEET": cloud.effective_fleet().model_dump_json(),
+        "SPOTGATE_STORE": "sqlite",
+        "SPOTGATE_SQLITE_PATH": str(db_path),
+        "SPOTGATE_COMPUTE_ENDPOINT": cloud.compute_url,
+        "SPOTGATE_RUN_ENDPOINT": cloud.run_url,
+        "SPOTGATE_CONTROL_TOPIC": CONTROL_TOPIC,
+        "SPOTGATE_COMPUTE_TOPIC": COMPUTE_TOPIC,
+        "SPOTGATE_LOG_LEVEL": log_level,
+        "SPOTGATE_OPERATION_TIMEOUT": "30",
+    }
 
 
 def _bin(name: str) -> str:
