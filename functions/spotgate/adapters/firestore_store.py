@@ -14,6 +14,9 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
   per tick). Querying one pool needs the composite index (``pool`` ASC, ``at`` DESC).
 - ``{prefix}_keys``     one per API key, id ``key_id``
 
+Routes and keys are listed (and snapshotted) sorted by ``Route.key`` and ``key_id`` in both stores, so equal
+tables compare equal.
+
 Change feed guarantees (``watch``):
 - ``on_change`` is called once with a full ``Snapshot`` (read with ordinary queries) before ``watch``
   returns; after that, from Firestore's listener threads, with a full snapshot after each change the

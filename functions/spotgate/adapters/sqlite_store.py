@@ -7,12 +7,16 @@ IMMEDIATE``, which takes SQLite's single write lock up front, so two processes c
 is one conditional upsert. Contention waits up to ``busy_timeout``; after that (and on I/O errors) callers
 get ``UnavailableError``, a transient error they may retry.
 
+Routes and keys are listed (and snapshotted) sorted by ``Route.key`` and ``key_id`` in both stores, so equal
+tables compare equal.
+
 Change feed guarantees (``watch``):
 - ``on_change`` is called once with a full ``Snapshot`` before ``watch`` returns, then from a daemon thread
   whenever the ``meta`` version counter has moved. The counter is bumped in the same transaction as every
   route or key write that changed a row, so a delivered snapshot is always consistent with its version.
-- Deliveries are coalesced: several writes between two polls (``poll_interval``) produce one snapshot of
-  the latest state. Every delivery is a full snapshot, never a diff, so a missed one loses nothing.
+- At least once and coalesced: every committed change is reflected in a later delivery, but several writes
+  between two polls (``poll_interval``) produce one snapshot of the latest state, and a delivery may equal
+  an earlier one (a write and its undo). Every delivery is a full snapshot, never a diff.
 - Eventually consistent: a change is seen within about ``poll_interval``. If the file is briefly
   unreadable the poll is retried on the next interval and the caller keeps its last snapshot.
 - ``close()`` stops the thread and waits for it; no call starts after ``close()`` returns (unless
