@@ -242,3 +242,18 @@ def test_killed_engine_cuts_an_open_stream(launcher: EngineLauncher) -> None:
     with pytest.raises(openai.APIConnectionError):
         list(stream)
     assert engine not in launcher.children()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        pytest.param({"ignore_eos": True}, 120, id="ignore-eos-fills-max-tokens"),
+        pytest.param({"min_tokens": 100}, 100, id="min-tokens-lengthens"),
+    ],
+)
+def test_vllm_length_controls_make_long_answers(engine: EngineProcess, extra: dict[str, object], expected: int) -> None:
+    answer = client_for(engine).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "q"}], max_tokens=120, extra_body=extra
+    )
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == expected

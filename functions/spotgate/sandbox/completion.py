@@ -48,18 +48,27 @@ class Completion:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
 
 
-def complete(kind: Kind, model: str, prompt: str, max_tokens: int, created: int) -> Completion:
-    """The deterministic answer to ``prompt``: a prompt-dependent length, cut at ``max_tokens``."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Length controls: OpenAI's ``max_tokens`` and vLLM's ``min_tokens``/``ignore_eos`` (for long streams)."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    min_tokens: int = 0
+    ignore_eos: bool = False
+
+
+def complete(kind: Kind, model: str, prompt: str, limits: Limits, created: int) -> Completion:
+    """The deterministic answer to ``prompt``: a prompt-dependent length within ``limits``."""
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
-    natural = 8 + digest[0] % 40
-    count = min(natural, max_tokens)
+    natural = limits.max_tokens if limits.ignore_eos else max(8 + digest[0] % 40, limits.min_tokens)
+    count = min(natural, limits.max_tokens)
     words = tuple(WORDS[(digest[i % len(digest)] + i * 7) % len(WORDS)] for i in range(count))
     prefix = "chatcmpl" if kind == "chat" else "cmpl"
     return Completion(
         kind=kind,
         model=model,
         words=words,
-        finish_reason="length" if count < natural else "stop",
+        finish_reason="length" if count < natural or limits.ignore_eos else "stop",
         prompt_tokens=count_tokens(prompt),
         id=f"{prefix}-{uuid.uuid4().hex[:24]}",
         created=created,

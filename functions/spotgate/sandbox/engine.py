@@ -274,13 +274,16 @@ class _CachingRequest:
         return response
 
 
-def _limits(body: dict[str, Any]) -> tuple[int, int]:
+def _limits(body: dict[str, Any]) -> tuple[completion.Limits, int]:
+    """The request's length controls and its ``created`` time. Raises HttpError for invalid values."""
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is None:
-        max_tokens = completion.DEFAULT_MAX_TOKENS
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise HttpError(400, "max_tokens must be a positive integer", param="max_tokens", code="invalid_value")
-    return max_tokens, int(time.time())
+    max_tokens = completion.DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    min_tokens = body.get("min_tokens", 0)
+    for name, value, low in (("max_tokens", max_tokens, 1), ("min_tokens", min_tokens, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise HttpError(400, f"{name} must be an integer >= {low}", param=name, code="invalid_value")
+    limits = completion.Limits(max_tokens, min_tokens, body.get("ignore_eos") is True)
+    return limits, int(time.time())
 
 
 def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
