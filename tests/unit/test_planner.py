@@ -28,6 +28,7 @@ from spotgate.domain import (
     PoolState,
     Preemption,
     ProvisioningModel,
+    Route,
     SetOverflow,
     SetRoute,
     StartInstance,
@@ -68,6 +69,12 @@ def ready_pool(*names: str, **state_fields: Any) -> tuple[tuple[Any, ...], PoolS
     instances = {n.replace("-", "_"): an_instance(n, "RUNNING") for n in names}
     notices = {n: ready_notice() for n in names}
     return all_vms(**instances), a_state(notices=notices, **state_fields)
+
+
+def table_routes(**states: str) -> list[Route]:
+    """Routes of every default VM (``chat_a_1="ready"``); VMs not named are ``down``."""
+    names = ("chat-a-1", "chat-b-1", "chat-c-1", "chat-std")
+    return [a_route(name, states.get(name.replace("-", "_"), "down")) for name in names]
 
 
 SPEC = a_pool_spec()
@@ -317,9 +324,12 @@ CASES = [
         *_with_ready(
             "chat-a-1",
             override=Override(OverrideKind.SLEEP, later(hours=1), ago(minutes=1)),
-            spec_obs={"activity": an_activity(backends={"chat-a-1": ago(seconds=10)})},
+            spec_obs={
+                "activity": an_activity(backends={"chat-a-1": ago(seconds=10)}),
+                "routes": table_routes(chat_a_1="ready"),
+            },
         ),
-        [],
+        [("route", "chat-a-1=draining", "once idle for the drain grace (12:00:20Z)")],
     ),
     _case(
         "expired_sleep_override_is_dropped",
@@ -435,14 +445,40 @@ CASES = [
         [("stop", "chat-b-1", "no traffic recorded")],
     ),
     _case(
-        "vm_with_recent_traffic_is_not_stopped",
+        "vm_with_recent_traffic_drains_before_it_stops",
         MIN1,
         *_with_ready(
             "chat-a-1",
             "chat-b-1",
-            spec_obs={"activity": an_activity(backends={"chat-a-1": ago(seconds=5), "chat-b-1": ago(seconds=20)})},
+            spec_obs={
+                "activity": an_activity(backends={"chat-a-1": ago(seconds=5), "chat-b-1": ago(seconds=20)}),
+                "routes": table_routes(chat_a_1="ready", chat_b_1="ready"),
+            },
         ),
-        [],
+        [("route", "chat-b-1=draining", "stops this VM once idle for the drain grace (12:00:10Z)")],
+    ),
+    _case(
+        "drained_vm_is_stopped_once_its_grace_is_over",
+        MIN1,
+        *_with_ready(
+            "chat-a-1",
+            "chat-b-1",
+            spec_obs={
+                "activity": an_activity(backends={"chat-a-1": ago(seconds=1), "chat-b-1": ago(seconds=31)}),
+                "routes": table_routes(chat_a_1="ready", chat_b_1="draining"),
+            },
+        ),
+        [("stop", "chat-b-1", "2 live for 1 desired (min_ready 1); idle since 11:59:29Z"), ("route", "-", "")],
+    ),
+    _case(
+        "drained_vm_returns_when_demand_rises",
+        MIN2,
+        *_with_ready(
+            "chat-a-1",
+            "chat-b-1",
+            spec_obs={"routes": table_routes(chat_a_1="ready", chat_b_1="draining")},
+        ),
+        [("route", "chat-b-1=ready", "ready: RUNNING")],
     ),
     # ---- routes --------------------------------------------------------------------------------------------
     _case(

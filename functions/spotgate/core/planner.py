@@ -59,6 +59,26 @@ class _Picture:
         return self.count(Phase.READY)
 
 
+@dataclass(frozen=True, slots=True)
+class _Retirement:
+    """VMs leaving service: stopped now, or ``held`` (route draining) until their drain grace ends."""
+
+    stops: tuple[StopInstance, ...] = ()
+    held: tuple[tuple[str, datetime], ...] = ()
+
+    @classmethod
+    def of(cls, *parts: _Retirement) -> _Retirement:
+        return cls(tuple(s for p in parts for s in p.stops), tuple(h for p in parts for h in p.held))
+
+    def route_reasons(self) -> dict[str, str]:
+        """Why each retiring VM's route drains: it takes no new requests from now on."""
+        reasons = {
+            name: f"draining: spotgate stops this VM once idle for the drain grace ({clock(until)})"
+            for name, until in self.held
+        }
+        return reasons | {stop.instance: "draining: spotgate is stopping this VM" for stop in self.stops}
+
+
 def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) -> Plan:
     """Actions to reach the pool's desired state now, the state to commit, and when to plan again.
 
@@ -68,18 +88,19 @@ def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) ->
     picture = _picture(spec, observed, state, now)
     starts, since = _member_starts(picture)
     picture = replace(picture, state=replace(state, spot_unavailable_since=since))
-    fallback_starts, fallback_stops = _fallback(picture)
+    fallback_starts, fallback_retired = _fallback(picture)
     starts += fallback_starts
-    stops = [*_stuck_stops(picture), *_member_stops(picture), *fallback_stops]
-    routes = route_changes(spec, picture.vms, observed.routes, {stop.instance for stop in stops}, now)
+    retired = _Retirement.of(_stuck_stops(picture), _member_stops(picture), fallback_retired)
+    routes = route_changes(spec, picture.vms, observed.routes, retired.route_reasons(), now)
     overflow, after = overflow_actions(
         spec, picture.state, observed.overflow_min_instances, ready=picture.ready, desired=picture.demand.count, now=now
     )
     next_state = pruned(after, spec, picture.vms, now)
     attempts = {**next_state.start_attempts, **{start.instance: now for start in starts}}
     next_state = replace(next_state, start_attempts=attempts)
-    actions: tuple[Action, ...] = (*stops, *starts, *routes, *overflow)
-    return Plan(actions, next_state, _requeue_after(picture, next_state, moving=bool(starts or stops)))
+    actions: tuple[Action, ...] = (*retired.stops, *starts, *routes, *overflow)
+    moving = bool(starts or retired.stops)
+    return Plan(actions, next_state, _requeue_after(picture, next_state, retired, moving=moving))
 
 
 def _picture(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) -> _Picture:
@@ -137,10 +158,10 @@ def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartIn
     return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts))
 
 
-def _fallback(p: _Picture) -> tuple[list[StartInstance], list[StopInstance]]:
+def _fallback(p: _Picture) -> tuple[list[StartInstance], _Retirement]:
     """Start STANDARD while SPOT has been unavailable for ``fallback.after``; stop it once SPOT is ready."""
     if not p.spec.fallback.enabled:
-        return [], []
+        return [], _Retirement()
     wanted, since = p.demand.count, p.state.spot_unavailable_since
     due = since is not None and p.now - since >= p.spec.fallback.after
     start_target = max(0, wanted - p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True)) if due else 0
@@ -153,11 +174,10 @@ def _fallback(p: _Picture) -> tuple[list[StartInstance], list[StopInstance]]:
     why = f"on-demand fallback, no SPOT VM could be started since {zulu(since)}" if since else ""
     starts = [_start(p, placement, why) for placement in placements]
     stop_why = f"re-optimise to SPOT, {ready_spot} SPOT VM(s) ready" if wanted > 0 else f"scale to zero, {p.demand.why}"
-    stops = _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - keep, stop_why)
-    return starts, stops
+    return starts, _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - keep, stop_why)
 
 
-def _member_stops(p: _Picture) -> list[StopInstance]:
+def _member_stops(p: _Picture) -> _Retirement:
     """Stops above ``D`` (all live VMs when ``D`` is 0)."""
     live = [vm for vm in _members(p) if vm.counts_as_live]
     wanted = p.demand.count
@@ -165,9 +185,9 @@ def _member_stops(p: _Picture) -> list[StopInstance]:
     return _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - wanted, why)
 
 
-def _stuck_stops(p: _Picture) -> list[StopInstance]:
+def _stuck_stops(p: _Picture) -> _Retirement:
     """A VM not ready ``boot_timeout`` after its start is considered failed: stop it, start another."""
-    return [
+    stops = [
         StopInstance(
             vm.name,
             vm.instance.zone,
@@ -177,26 +197,26 @@ def _stuck_stops(p: _Picture) -> list[StopInstance]:
         for vm in p.vms
         if vm.phase is Phase.STUCK and (started := boot_started(vm.instance, p.state)) is not None
     ]
+    return _Retirement(tuple(stops))
 
 
-def _choose_stops(p: _Picture, stoppable: list[Vm], count: int, why: str) -> list[StopInstance]:
-    """Up to ``count`` VMs to stop: STANDARD first, then not yet ready, then the longest idle.
+def _choose_stops(p: _Picture, stoppable: list[Vm], count: int, why: str) -> _Retirement:
+    """The ``count`` VMs to retire: STANDARD first, then not yet ready, then the longest idle.
 
-    A VM that received traffic within ``drain_grace`` is never stopped; it is looked at again after.
+    A VM that received traffic within ``drain_grace`` is not stopped yet: its route drains (no new requests),
+    and as its last request ages it stays the longest idle, so a later plan stops it.
     """
-    chosen: list[StopInstance] = []
-    for vm in sorted(stoppable, key=lambda vm: _stop_rank(p, vm)):
-        if len(chosen) >= count:
-            break
+    stops: list[StopInstance] = []
+    held: list[tuple[str, datetime]] = []
+    for vm in sorted(stoppable, key=lambda vm: _stop_rank(p, vm))[: max(count, 0)]:
         last = p.activity.backend_last_request.get(vm.name)
         if last is not None and p.now - last < p.spec.drain_grace:
+            held.append((vm.name, last + p.spec.drain_grace))
             continue
         idle = f"idle since {clock(last)}" if last else "no traffic recorded"
-        model = vm.instance.provisioning_model
-        chosen.append(
-            StopInstance(vm.name, vm.instance.zone, f"stop {vm.name} ({model}, {vm.instance.zone}): {why}; {idle}")
-        )
-    return chosen
+        where = f"{vm.instance.provisioning_model}, {vm.instance.zone}"
+        stops.append(StopInstance(vm.name, vm.instance.zone, f"stop {vm.name} ({where}): {why}; {idle}"))
+    return _Retirement(tuple(stops), tuple(held))
 
 
 def _stop_rank(p: _Picture, vm: Vm) -> tuple[bool, bool, datetime, str]:
@@ -204,10 +224,10 @@ def _stop_rank(p: _Picture, vm: Vm) -> tuple[bool, bool, datetime, str]:
     return (vm.is_spot, vm.phase is Phase.READY, last, vm.name)
 
 
-def _requeue_after(p: _Picture, state: PoolState, *, moving: bool) -> timedelta | None:
+def _requeue_after(p: _Picture, state: PoolState, retired: _Retirement, *, moving: bool) -> timedelta | None:
     """How soon something will change without an event: a timer expiring, or a VM booting or stopping."""
     short = p.count(Phase.PENDING, Phase.BOOTING, Phase.READY) < p.demand.count
-    times = [p.demand.changes_at, *(state.stockouts.values() if short else ()), *_grace_ends(p)]
+    times = [p.demand.changes_at, *(state.stockouts.values() if short else ()), *(t for _, t in retired.held)]
     if moving or any(vm.phase in _IN_MOTION for vm in p.vms):
         times.append(p.now + IN_MOTION_POLL)
     times += [
@@ -221,11 +241,3 @@ def _requeue_after(p: _Picture, state: PoolState, *, moving: bool) -> timedelta 
         times.append(state.gap_closed_at + p.spec.overflow.cooldown)
     future = [t for t in times if t is not None and t > p.now]
     return min(future) - p.now if future else None
-
-
-def _grace_ends(p: _Picture) -> list[datetime]:
-    """When held-back stops become possible (only if there is something to stop)."""
-    if p.count(Phase.PENDING, Phase.BOOTING, Phase.READY) <= p.demand.count:
-        return []
-    last_requests = (p.activity.backend_last_request.get(vm.name) for vm in p.vms if vm.is_up)
-    return [last + p.spec.drain_grace for last in last_requests if last is not None]

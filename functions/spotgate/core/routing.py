@@ -7,7 +7,7 @@ set ``down`` rather than deleted, so the table stays a complete record of where 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from spotgate.config import OverflowSpec, PoolSpec
@@ -17,14 +17,15 @@ from spotgate.domain import BackendKind, Route, RouteState, SetRoute
 
 
 def route_changes(
-    spec: PoolSpec, vms: Sequence[Vm], current: Iterable[Route], stopping: Collection[str], now: datetime
+    spec: PoolSpec, vms: Sequence[Vm], current: Iterable[Route], retiring: Mapping[str, str], now: datetime
 ) -> list[SetRoute]:
     """``SetRoute`` for every backend whose wanted route differs from ``current``.
 
-    ``stopping`` names VMs this plan stops: they stop receiving new requests at once.
+    ``retiring`` maps VMs this plan stops, or will stop after their drain grace, to the reason their route
+    drains: they receive no new requests from now on.
     """
     existing = {route.backend: route for route in current}
-    wanted = [_vm_route(spec, vm, vm.name in stopping, now) for vm in vms]
+    wanted = [_vm_route(spec, vm, retiring.get(vm.name), now) for vm in vms]
     if spec.overflow is not None:
         wanted.append(_overflow_route(spec.name, spec.overflow, now))
     known = {route.backend for route in wanted}
@@ -37,23 +38,23 @@ def vm_address(spec: PoolSpec, network_ip: str | None) -> str:
     return f"http://{network_ip}:{spec.engine.port}" if network_ip else ""
 
 
-def _vm_route(spec: PoolSpec, vm: Vm, stopping: bool, now: datetime) -> Route:
-    state, reason = _vm_state(vm, stopping)
+def _vm_route(spec: PoolSpec, vm: Vm, retiring: str | None, now: datetime) -> Route:
+    state, reason = _vm_state(vm, retiring)
     address = vm_address(spec, vm.instance.network_ip)
     if state is RouteState.READY and not address:
         state, reason = RouteState.STARTING, "starting: ready notice received, but the VM has no private IP yet"
     return Route(spec.name, vm.name, BackendKind.VM, address, state, reason, now, vm.instance.zone)
 
 
-def _vm_state(vm: Vm, stopping: bool) -> tuple[RouteState, str]:
+def _vm_state(vm: Vm, retiring: str | None) -> tuple[RouteState, str]:
     status = vm.instance.status
     notice_at = clock(vm.notice.at) if vm.notice else ""
     if vm.phase is Phase.DRAINING:
         return RouteState.DRAINING, f"draining: {vm.instance.status}, preemption or shutdown notice at {notice_at}"
     if not vm.is_up:
         return RouteState.DOWN, f"down: {status}"
-    if stopping:
-        return RouteState.DRAINING, "draining: spotgate is stopping this VM"
+    if retiring is not None:
+        return RouteState.DRAINING, retiring
     if vm.phase is Phase.READY:
         return RouteState.READY, f"ready: RUNNING, engine ready since {notice_at}"
     if vm.phase is Phase.STUCK:
