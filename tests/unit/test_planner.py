@@ -928,3 +928,27 @@ def test_record_start_failure(
     assert failed.start_attempts == {"chat-b-1": ago(seconds=5)}
     for field, value in expected.items():
         assert getattr(failed, field) == value, field
+
+
+ROUTE_BY_STATUS = {
+    "PROVISIONING": "starting",
+    "STAGING": "starting",
+    "RUNNING": "ready",
+    "STOPPING": "down",
+    "STOPPED": "down",
+    "SUSPENDING": "down",
+    "SUSPENDED": "down",
+    "TERMINATED": "down",
+    "REPAIRING": "down",
+    "DEPROVISIONING": "down",
+}
+
+
+@pytest.mark.parametrize(("status", "route_state"), ROUTE_BY_STATUS.items(), ids=list(ROUTE_BY_STATUS))
+def test_route_state_for_every_instance_status(status: str, route_state: str) -> None:
+    """A ready notice from this boot makes only a RUNNING VM ready; anything not live is down."""
+    vm = an_instance("chat-a-1", status, last_start=ago(minutes=5))
+    seen = observed(all_vms(chat_a_1=vm), routes=table_routes())
+    result = plan(MIN1, seen, a_state(notices={"chat-a-1": ready_notice(ago(minutes=1))}), NOW)
+    wanted = {a.route.backend: a.route.state for a in result.actions if isinstance(a, SetRoute)}
+    assert wanted.get("chat-a-1", "down") == route_state
