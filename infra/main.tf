@@ -9,22 +9,8 @@ data "google_project" "this" {
 locals {
   labels = merge(var.labels, { "app" = "spotgate" })
 
-  # A pool's spot group expands exactly as spotgate.config.PoolSpec does (<prefix>-<zone suffix>-<n>), and
-  # the fleet JSON lists the expanded VMs: the names Terraform creates are the names the control plane reads.
-  pool_vms = {
-    for p in var.pools : p.name => concat(
-      p.spot == null ? [] : flatten([
-        for zone in p.spot.zones : [
-          for n in range(1, p.spot.per_zone + 1) : {
-            name               = "${coalesce(p.spot.name_prefix, p.name)}-${reverse(split("-", zone))[0]}-${n}"
-            zone               = zone
-            provisioning_model = "SPOT"
-          }
-        ]
-      ]),
-      [for vm in p.vms : { name = vm.name, zone = vm.zone, provisioning_model = vm.provisioning_model }],
-    )
-  }
+  # The overflow services' real URLs go into the fleet (fleet.tf) so the gateway calls what exists.
+  overflow_urls = { for pool, m in module.overflow : pool => m.url }
 
   pools_by_name      = { for p in var.pools : p.name => p }
   overflow_pools     = { for p in var.pools : p.name => p if p.overflow != null }
@@ -32,55 +18,6 @@ locals {
   models_bucket_name = coalesce(var.models_bucket, "${var.project}-${var.name}-models")
   source_bucket_name = "${var.project}-${var.name}-source"
   functions_source   = coalesce(var.functions_source_dir, "${path.module}/../functions")
-
-  # vLLM gets the standard flags from the pool (weights path in the mounted bucket, every model name it
-  # answers to, the port); "custom" engines get their args verbatim. {port} is the VM's engine port; the
-  # overflow container always listens on 8080 (Cloud Run's PORT).
-  engine_args = {
-    for p in var.pools : p.name => {
-      vm = p.serving.kind == "vllm" ? concat(
-        ["--model", "/models/${p.serving.model_path}", "--served-model-name", p.model], p.aliases,
-        ["--host", "0.0.0.0", "--port", tostring(p.engine.port)], p.serving.args,
-      ) : p.serving.args
-      overflow = p.serving.kind == "vllm" ? concat(
-        ["--model", "/models/${p.serving.model_path}", "--served-model-name", p.model], p.aliases,
-        ["--host", "0.0.0.0", "--port", "8080"], p.serving.args,
-      ) : p.serving.args
-    }
-  }
-
-  # The fleet as spotgate.config.FleetConfig reads it: only FleetConfig keys (infrastructure-only parts of
-  # the pools variable are dropped), the spot group already expanded, overflow URLs from the real services.
-  fleet = {
-    project = var.project
-    region  = var.region
-    prices  = var.prices
-    pools = [
-      for p in var.pools : {
-        name              = p.name
-        model             = p.model
-        aliases           = p.aliases
-        vms               = local.pool_vms[p.name]
-        engine            = p.engine
-        min_ready         = p.min_ready
-        max_ready         = p.max_ready
-        target_inflight   = p.target_inflight
-        idle_timeout      = p.idle_timeout
-        drain_grace       = p.drain_grace
-        boot_timeout      = p.boot_timeout
-        wake_hold         = p.wake_hold
-        stockout_cooldown = p.stockout_cooldown
-        active_hours      = p.active_hours
-        fallback          = p.fallback
-        overflow = p.overflow == null ? null : {
-          service  = p.overflow.service
-          url      = module.overflow[p.name].url
-          cooldown = p.overflow.cooldown
-          region   = var.region
-        }
-      }
-    ]
-  }
 
   # What functions and gateway share. The control_plane module adds the topic names it creates; the gateway
   # gets them from its outputs, and adds its own URL, audiences and principals.
@@ -92,17 +29,6 @@ locals {
     SPOTGATE_FIRESTORE_DATABASE = module.store.database
     SPOTGATE_LOG_LEVEL          = var.log_level
   }
-
-  # Scheduled pre-warm wakes, one job per (pool, cron entry).
-  wake_jobs = merge([
-    for p in var.pools : {
-      for i, cron in p.schedule.wake : "${p.name}-${i}" => {
-        pool      = p.name
-        schedule  = cron
-        time_zone = p.schedule.time_zone
-      }
-    }
-  ]...)
 
   # Before Cloud Build's first run there is no gateway image in Artifact Registry yet; Google's public
   # sample image lets the first apply create the service, and Cloud Build replaces it (Terraform then
@@ -199,7 +125,6 @@ module "overflow" {
   image               = coalesce(each.value.overflow.image, each.value.serving.image)
   args                = local.engine_args[each.key].overflow
   health_path         = each.value.engine.health_path
-  gpu                 = each.value.overflow.gpu
   cpu                 = each.value.overflow.cpu
   memory              = each.value.overflow.memory
   max_instances       = each.value.overflow.max_instances

@@ -34,7 +34,7 @@ variable "pools" {
     The fleet's pools, mirroring spotgate.config.PoolSpec (the same keys and defaults), plus three
     infrastructure-only parts: `serving` (engine image, model path in the models bucket, extra flags),
     `host` (VM machine and boot image) and `schedule` (pre-warm wake jobs); `overflow` adds the Cloud Run
-    GPU settings (image, gpu, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.
+    L4 settings (image, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.
     Terraform renders the fleet part to SPOTGATE_FLEET, so this variable is the one source of truth.
   EOT
   type = list(object({
@@ -79,7 +79,6 @@ variable "pools" {
       service       = string
       cooldown      = optional(string, "10m")
       image         = optional(string)
-      gpu           = optional(string, "nvidia-l4")
       cpu           = optional(string, "8")
       memory        = optional(string, "32Gi")
       max_instances = optional(number, 1)

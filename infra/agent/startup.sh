@@ -40,7 +40,7 @@ install_once() {
   log INFO "first boot: installing missing packages"
   export DEBIAN_FRONTEND=noninteractive
   local codename
-  codename="$(. /etc/os-release && echo "${VERSION_CODENAME}")"
+  codename="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)"
   if ! command -v gcsfuse >/dev/null; then
     curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg -o /usr/share/keyrings/cloud.google.asc
     echo "deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt gcsfuse-${codename} main" \

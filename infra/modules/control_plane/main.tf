@@ -108,10 +108,14 @@ data "archive_file" "functions" {
   output_path = "${path.root}/.build/functions-source.zip"
   # Mirrors functions/.gcloudignore: the sandbox is never deployed, nor tests and caches.
   excludes = [
+    ".gcloudignore",
     "spotgate/sandbox/**",
     "**/__pycache__/**",
     "**/*.pyc",
-    ".gcloudignore",
+    "**/.mypy_cache/**",
+    "**/.pytest_cache/**",
+    "**/.ruff_cache/**",
+    "tests/**",
   ]
 }
 

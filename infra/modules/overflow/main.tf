@@ -30,8 +30,9 @@ resource "google_cloud_run_v2_service" "overflow" {
       max_instance_count = var.max_instances
     }
 
+    # Cloud Run offers one GPU type, the L4 (the same GPU as the pool's G2 VMs, so the same engine flags fit).
     node_selector {
-      accelerator = var.gpu
+      accelerator = "nvidia-l4"
     }
 
     containers {

@@ -49,17 +49,6 @@ variable "health_path" {
   }
 }
 
-variable "gpu" {
-  type        = string
-  description = "GPU type of the node (Cloud Run offers L4)."
-  default     = "nvidia-l4"
-
-  validation {
-    condition     = contains(["nvidia-l4"], var.gpu)
-    error_message = "gpu must be nvidia-l4."
-  }
-}
-
 variable "cpu" {
   type        = string
   description = "vCPUs per instance (Cloud Run GPU instances need at least 4)."

@@ -1,0 +1,199 @@
+"""Each invariant catches the mistake it names: break a copy of infra/ on purpose and watch the check fail."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.infra.invariants import CHECKS
+from tests.infra.terraform_tree import INFRA, load_tree
+
+
+@dataclass(frozen=True, slots=True)
+class Breakage:
+    file: str  # relative to infra/
+    old: str  # replaced once: the first occurrence (the SPOT VM when a snippet appears in both VM resources)
+    new: str
+    check: str
+    expect: str  # a fragment of the violation message
+
+
+BREAKAGES = [
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "  network_interface {\n    subnetwork = var.subnetwork\n  }",
+            "  network_interface {\n    subnetwork = var.subnetwork\n    access_config {}\n  }",
+            "vms_have_no_external_ip",
+            "external IP",
+        ),
+        id="external-ip-on-a-vm",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "preemptible                 = true\n    automatic_restart           = false",
+            "preemptible                 = true\n    automatic_restart           = true",
+            "vms_are_spot_gpu_vms",
+            "automatic_restart",
+        ),
+        id="automatic-restart-on-spot",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            '    instance_termination_action = "STOP"\n',
+            '    instance_termination_action = "DELETE"\n',
+            "vms_are_spot_gpu_vms",
+            "instance_termination_action",
+        ),
+        id="spot-vm-deleted-on-preemption",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "    ignore_changes = [desired_status]\n",
+            "",
+            "vms_are_spot_gpu_vms",
+            "desired_status",
+        ),
+        id="terraform-fights-the-control-plane",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/network/main.tf",
+            "source_ranges           = local.gateway_egress_ranges",
+            'source_ranges           = ["0.0.0.0/0"]',
+            "firewalls_are_narrow",
+            "whole internet",
+        ),
+        id="engine-port-open-to-the-internet",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/network/main.tf",
+            "source_ranges           = [local.iap_range]",
+            'source_ranges           = [local.iap_range, "10.0.0.0/8"]',
+            "firewalls_are_narrow",
+            "SSH (22)",
+        ),
+        id="ssh-open-beyond-iap",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/control_plane/main.tf",
+            '    "compute.instances.guestTerminate",\n',
+            "",
+            "sink_forwards_system_events",
+            "compute.instances.guestTerminate",
+        ),
+        id="sink-misses-a-method",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/control_plane/main.tf",
+            "%2Fsystem_event",
+            "%2Factivity",
+            "sink_forwards_system_events",
+            "system_event",
+        ),
+        id="sink-reads-the-wrong-log",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/control_plane/main.tf",
+            'retry_policy          = "RETRY_POLICY_RETRY"',
+            'retry_policy          = "RETRY_POLICY_DO_NOT_RETRY"',
+            "functions_are_pubsub_triggered_with_retry",
+            "retry_policy",
+        ),
+        id="function-without-retry",
+    ),
+    pytest.param(
+        Breakage(
+            "iam.tf",
+            '"vm/logging"         = { account = google_service_account.vm.email, role = "roles/logging.logWriter" }',
+            '"vm/logging"         = { account = google_service_account.vm.email, role = "roles/editor" }',
+            "no_primitive_roles",
+            "primitive role",
+        ),
+        id="primitive-role",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/store/variables.tf",
+            '  type        = string\n  description = "Project ID that owns the database."',
+            '  description = "Project ID that owns the database."',
+            "variables_are_typed_and_described",
+            "missing type",
+        ),
+        id="untyped-variable",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/store/outputs.tf",
+            '  description = "Full resource name projects/P/databases/D, used in IAM conditions."\n',
+            "",
+            "outputs_are_described",
+            "missing description",
+        ),
+        id="undescribed-output",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/overflow/versions.tf",
+            '      version = "~> 6.40"\n',
+            "",
+            "providers_are_pinned",
+            "not pinned",
+        ),
+        id="unpinned-provider",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/overflow/main.tf",
+            "    ignore_changes = [scaling[0].min_instance_count]\n",
+            "",
+            "overflow_is_left_to_the_control_plane",
+            "min_instance_count",
+        ),
+        id="terraform-cools-a-warm-overflow",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/overflow/main.tf",
+            "  member   = var.invoker\n",
+            '  member   = "allUsers"\n',
+            "public_access_is_only_the_gateway",
+            "public grant",
+        ),
+        id="public-overflow",
+    ),
+]
+
+
+@pytest.fixture
+def infra_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "infra"
+    shutil.copytree(INFRA, target, ignore=shutil.ignore_patterns(".terraform", ".build"))
+    return target
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_breakage_is_caught(infra_copy: Path, breakage: Breakage) -> None:
+    path = infra_copy / breakage.file
+    text = path.read_text(encoding="utf-8")
+    assert breakage.old in text, f"{breakage.file} changed: the breakage no longer applies"
+    path.write_text(text.replace(breakage.old, breakage.new, 1), encoding="utf-8")  # the first (SPOT) block
+
+    violations = CHECKS[breakage.check](load_tree(infra_copy))
+
+    assert any(breakage.expect in v for v in violations), violations
+
+
+def test_an_unbroken_copy_passes_every_check(infra_copy: Path) -> None:
+    tree = load_tree(infra_copy)
+    assert {name: check(tree) for name, check in CHECKS.items()} == {name: [] for name in CHECKS}
