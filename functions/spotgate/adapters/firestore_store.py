@@ -205,12 +205,12 @@ class FirestoreStore:
 
     # change feed
     def snapshot(self) -> Snapshot:
-        return Snapshot(routes=tuple(self.list_routes()), keys=tuple(self.list_keys()), version=self.next_version())
+        return Snapshot(routes=tuple(self.list_routes()), keys=tuple(self.list_keys()), version=self._next_version())
 
     def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:
         first = self.snapshot()
         on_change(first)
-        feed = FirestoreFeed(first, on_change, self.next_version)
+        feed = FirestoreFeed(first, on_change, self._next_version)
         try:
             with _translated("watch"):
                 feed.listen(self._collection("routes"), self._collection("keys"))
@@ -219,7 +219,7 @@ class FirestoreStore:
             raise
         return feed
 
-    def next_version(self) -> int:
+    def _next_version(self) -> int:
         """The next value of this store's local snapshot counter (strictly increasing, thread-safe)."""
         with self._versions_lock:
             return next(self._versions)
