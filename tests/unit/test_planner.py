@@ -82,6 +82,15 @@ MIN1 = a_pool_spec(min_ready=1)
 MIN2 = a_pool_spec(min_ready=2)
 FALLBACK = a_pool_spec(min_ready=1, fallback=True)
 OVERFLOW = a_pool_spec(min_ready=1, overflow=True)
+STANDARD_ONLY = a_pool_spec(
+    min_ready=1,
+    max_ready=1,
+    spot=None,
+    vms=[
+        {"name": "chat-std", "zone": "us-central1-a", "provisioning_model": "STANDARD"},
+        {"name": "chat-std-b", "zone": "us-central1-b", "provisioning_model": "STANDARD"},
+    ],
+)
 ALL_STOCKED_OUT = {
     "us-central1-a": later(minutes=4),
     "us-central1-b": later(minutes=4),
@@ -252,11 +261,24 @@ CASES = [
         {"preemptions": ()},
     ),
     _case(
-        "standard_member_used_last_when_fallback_is_off",
+        "standard_vm_unused_without_fallback",
         MIN1,
         observed(),
-        a_state(stockouts=ALL_STOCKED_OUT),
-        [("start", "chat-std", "start chat-std (STANDARD, us-central1-a)")],
+        a_state(stockouts=ALL_STOCKED_OUT, spot_unavailable_since=ago(hours=1)),
+        [],
+        {"spot_unavailable_since": None},
+    ),
+    _case(
+        "standard_only_pool_uses_its_vms_as_members",
+        STANDARD_ONLY,
+        observed(
+            [
+                an_instance("chat-std", zone="us-central1-a", model="STANDARD"),
+                an_instance("chat-std-b", zone="us-central1-b", model="STANDARD"),
+            ]
+        ),
+        a_state(),
+        [("start", "chat-std", "start chat-std (STANDARD, us-central1-a): 0 of 1 desired ready (min_ready 1)")],
     ),
     # ---- load ----------------------------------------------------------------------------------------------
     _case(
@@ -412,10 +434,21 @@ CASES = [
         [("stop", "chat-a-1", "scale to zero, idle for longer than 0:15:00; idle since 11:44:00Z")],
     ),
     _case(
-        "standard_member_stopped_first",
+        "standard_stopped_first_even_without_fallback",
         MIN1,
         *_with_ready("chat-a-1", "chat-std"),
-        [("stop", "chat-std", "2 live for 1 desired (min_ready 1)")],
+        [("stop", "chat-std", "re-optimise to SPOT, 1 SPOT VM(s) ready")],
+    ),
+    _case(
+        "standard_and_longest_idle_spot_stopped_together",
+        MIN1,
+        *_with_ready(
+            "chat-a-1",
+            "chat-b-1",
+            "chat-std",
+            spec_obs={"activity": an_activity(backends={"chat-a-1": ago(minutes=3), "chat-b-1": ago(minutes=9)})},
+        ),
+        [("stop", "chat-std", "re-optimise to SPOT"), ("stop", "chat-b-1", "2 live for 1 desired")],
     ),
     _case(
         "longest_idle_vm_stopped_first",

@@ -4,10 +4,10 @@ Level-triggered (DESIGN §2.3): the plan depends only on the current picture, ne
 reconciler, so a missed event is repaired by the next tick and a duplicated one plans the same actions again
 (which the shell applies idempotently). Pure: no I/O, no clock, no logging; every action says why.
 
-In pools with ``fallback.enabled`` the STANDARD VMs are a stopgap, not members: SPOT VMs are started toward
-``D`` as usual, and a STANDARD VM runs only while SPOT could not be had for ``fallback.after`` and is stopped
-once enough SPOT VMs are *ready* (so the swap back never opens a gap). Elsewhere every VM is a member and
-placement simply prefers SPOT.
+In a pool with SPOT VMs the STANDARD ones are a stopgap, not members: SPOT VMs are started toward ``D``, and
+a STANDARD VM runs only with ``fallback.enabled``, while SPOT could not be had for ``fallback.after``; it is
+stopped once enough SPOT VMs are *ready*, so the swap back never opens a gap. A pool of STANDARD VMs only
+uses them as members.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) ->
     picture = replace(picture, state=replace(state, spot_unavailable_since=since))
     fallback_starts, fallback_retired = _fallback(picture)
     starts += fallback_starts
-    retired = _Retirement.of(_stuck_stops(picture), _member_stops(picture), fallback_retired)
+    retired = _Retirement.of(_stuck_stops(picture), fallback_retired, _member_stops(picture))
     routes = route_changes(spec, picture.vms, observed.routes, retired.route_reasons(), now)
     overflow, after = overflow_actions(
         spec, picture.state, observed.overflow_min_instances, ready=picture.ready, desired=picture.demand.count, now=now
@@ -116,8 +116,8 @@ def _picture(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime
 
 
 def _members(p: _Picture) -> list[Vm]:
-    """The VMs that make up ``D``: all of them, or only the SPOT ones when STANDARD is the fallback."""
-    return [vm for vm in p.vms if vm.is_spot or not p.spec.fallback.enabled]
+    """The VMs that make up ``D``: the SPOT ones; every VM only in a pool that has no SPOT VM at all."""
+    return [vm for vm in p.vms if vm.is_spot or not p.spec.spot_vms]
 
 
 def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
@@ -159,11 +159,15 @@ def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartIn
 
 
 def _fallback(p: _Picture) -> tuple[list[StartInstance], _Retirement]:
-    """Start STANDARD while SPOT has been unavailable for ``fallback.after``; stop it once SPOT is ready."""
-    if not p.spec.fallback.enabled:
+    """Start STANDARD while SPOT has been unavailable for ``fallback.after``; stop it once SPOT is ready.
+
+    A STANDARD VM found running in a pool without fallback (started by hand) is treated the same way: kept
+    while it covers missing SPOT readiness, stopped once SPOT is ready.
+    """
+    if not p.spec.spot_vms or not p.spec.standard_vms:
         return [], _Retirement()
     wanted, since = p.demand.count, p.state.spot_unavailable_since
-    due = since is not None and p.now - since >= p.spec.fallback.after
+    due = p.spec.fallback.enabled and since is not None and p.now - since >= p.spec.fallback.after
     start_target = max(0, wanted - p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True)) if due else 0
     ready_spot = p.count(Phase.READY, spot=True)
     keep = max(start_target, wanted - ready_spot if wanted > 0 else 0)
