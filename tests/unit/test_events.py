@@ -478,6 +478,7 @@ FOLD_CASES = [
         id="draining_wins_a_tie",
     ),
     pytest.param([_msg(ControlKind.READY, 5, instance="stranger-1")], {"notices": {}}, id="vm_of_another_pool"),
+    pytest.param([_msg(ControlKind.WAKE, 5, pool="embed")], {"last_wake_at": None}, id="message_for_another_pool"),
     pytest.param(
         [_preempt(), _preempt()],
         {

@@ -51,7 +51,7 @@ def apply_event(state: PoolState, event: InboundEvent, spec: PoolSpec) -> PoolSt
             return state
         return _apply_compute_event(state, event)
     if isinstance(event, ControlMessage):
-        if event.instance and spec.vm(event.instance) is None:
+        if (event.pool and event.pool != spec.name) or (event.instance and spec.vm(event.instance) is None):
             return state
         return _apply_control_message(state, event)
     return state
