@@ -296,6 +296,30 @@ CASES = [
         [],
     ),
     _case(
+        "load_keeps_the_vms_it_needs",
+        MIN1,
+        *_with_ready(
+            "chat-a-1",
+            "chat-b-1",
+            spec_obs={
+                "activity": an_activity(inflight=10, backends={"chat-a-1": ago(minutes=1), "chat-b-1": ago(minutes=1)})
+            },
+        ),
+        [],
+    ),
+    _case(
+        "load_that_fits_one_vm_lets_the_other_go",
+        MIN1,
+        *_with_ready(
+            "chat-a-1",
+            "chat-b-1",
+            spec_obs={
+                "activity": an_activity(inflight=5, backends={"chat-a-1": ago(minutes=1), "chat-b-1": ago(minutes=2)})
+            },
+        ),
+        [("stop", "chat-b-1", "2 live for 1 desired (min_ready 1); idle since 11:58:00Z")],
+    ),
+    _case(
         "stale_inflight_count_is_not_load",
         MIN1,
         *_with_ready("chat-a-1", spec_obs={"activity": an_activity(inflight=50, updated_at=ago(minutes=10))}),

@@ -30,8 +30,8 @@ class Demand:
     changes_at: datetime | None = None
 
 
-def desired_ready(spec: PoolSpec, activity: Activity, state: PoolState, ready: int, now: datetime) -> Demand:
-    """``D`` for the pool at ``now``, given ``ready`` VMs currently ready (for the load signal)."""
+def desired_ready(spec: PoolSpec, activity: Activity, state: PoolState, now: datetime) -> Demand:
+    """``D`` for the pool at ``now``, capped at ``max_ready``; see the module docstring for the order of rules."""
     override = state.override if state.override is not None and state.override.until > now else None
     if override is not None and override.kind is OverrideKind.SLEEP:
         return Demand(0, f"sleep override until {zulu(override.until)}", _finite(override.until))
@@ -42,31 +42,34 @@ def desired_ready(spec: PoolSpec, activity: Activity, state: PoolState, ready: i
         base, why, changes_at = max(base, 1), f"wake override until {zulu(override.until)}", _finite(override.until)
     else:
         changes_at = _earliest(changes_at, next_transition(spec.active_hours, now))
-    loaded = _load_target(spec, activity, ready, now)
+    loaded = _load_target(spec, activity, now)
     if loaded > base:
         return Demand(min(loaded, spec.max_ready), f"{activity.inflight} requests in flight", changes_at)
     return Demand(min(base, spec.max_ready), why, changes_at)
 
 
 def _base(spec: PoolSpec, activity: Activity, state: PoolState, now: datetime) -> tuple[int, str, datetime | None]:
-    last = max((t for t in (activity.last_request_at, state.last_wake_at) if t is not None), default=None)
-    if last is not None and now - last < spec.idle_timeout:
-        idle_at = last + spec.idle_timeout
-        source = "request" if last == activity.last_request_at else "wake"
-        why = f"last {source} at {zulu(last)}, idle timeout {zulu(idle_at)}"
-        if spec.min_ready >= 1:
-            return spec.min_ready, f"min_ready {spec.min_ready}", None
-        return 1, why, idle_at
+    """``max(min_ready, 1 if a request or wake within idle_timeout else 0)``, why, and when that lapses."""
     if spec.min_ready >= 1:
         return spec.min_ready, f"min_ready {spec.min_ready}", None
-    return 0, f"idle for longer than {spec.idle_timeout}" if last else "no requests yet", None
+    last = max((t for t in (activity.last_request_at, state.last_wake_at) if t is not None), default=None)
+    if last is None:
+        return 0, "no requests yet", None
+    idle_at = last + spec.idle_timeout
+    if now >= idle_at:
+        return 0, f"idle for longer than {spec.idle_timeout}", None
+    source = "request" if last == activity.last_request_at else "wake"
+    return 1, f"last {source} at {zulu(last)}, idle timeout {zulu(idle_at)}", idle_at
 
 
-def _load_target(spec: PoolSpec, activity: Activity, ready: int, now: datetime) -> int:
+def _load_target(spec: PoolSpec, activity: Activity, now: datetime) -> int:
+    """VMs the in-flight load needs at ``target_inflight`` each; 0 when the gateway's count is stale.
+
+    Above ``target_inflight`` per ready VM this asks for more; it also keeps them while the load stays, so
+    draining one VM does not push the rest straight back over the target (no flapping).
+    """
     fresh = activity.updated_at is not None and now - activity.updated_at <= ACTIVITY_FRESHNESS
-    if not fresh or activity.inflight <= spec.target_inflight * ready:
-        return 0
-    return math.ceil(activity.inflight / spec.target_inflight)
+    return math.ceil(activity.inflight / spec.target_inflight) if fresh else 0
 
 
 def _finite(at: datetime) -> datetime | None:

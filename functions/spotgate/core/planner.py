@@ -110,9 +110,7 @@ def _picture(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime
         for instance in sorted(observed.instances, key=lambda i: i.name)
         if (vm := spec.vm(instance.name)) is not None and vm.zone == instance.zone
     )
-    ready = sum(1 for vm in vms if vm.phase is Phase.READY)
-    demand = desired_ready(spec, observed.activity, state, ready, now)
-    return _Picture(spec, state, observed.activity, vms, demand, now)
+    return _Picture(spec, state, observed.activity, vms, desired_ready(spec, observed.activity, state, now), now)
 
 
 def _members(p: _Picture) -> list[Vm]:
