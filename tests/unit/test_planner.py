@@ -6,6 +6,7 @@ compared exactly only when a case lists some. ``NOW`` is Monday 2026-11-23 12:00
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,8 @@ from spotgate.domain import (
     ComputeEventKind,
     ControlKind,
     ControlMessage,
+    Notice,
+    NoticeKind,
     Observed,
     Override,
     OverrideKind,
@@ -415,6 +418,14 @@ CASES = [
         observed(),
         a_state(stockouts=ALL_STOCKED_OUT, spot_unavailable_since=ago(minutes=3)),
         [("start", "chat-std", "on-demand fallback, no SPOT VM could be started since 2026-11-23T11:57:00Z")],
+    ),
+    _case(
+        "fallback_waits_while_a_spot_start_is_attempted",
+        FALLBACK,
+        observed(),
+        a_state(spot_unavailable_since=ago(minutes=5)),
+        [("start", "chat-a-1", "start chat-a-1 (SPOT, us-central1-a)")],
+        {"spot_unavailable_since": ago(minutes=5)},
     ),
     _case(
         "fallback_keeps_trying_spot_while_standard_serves",
@@ -1009,3 +1020,55 @@ def test_route_state_for_every_instance_status(status: str, route_state: str) ->
     result = plan(MIN1, seen, a_state(notices={"chat-a-1": ready_notice(ago(minutes=1))}), NOW)
     wanted = {a.route.backend: a.route.state for a in result.actions if isinstance(a, SetRoute)}
     assert wanted.get("chat-a-1", "down") == route_state
+
+
+def _random_world(rng: random.Random) -> tuple[PoolSpec, Observed, PoolState]:
+    """A random but well-formed pool picture, for invariants that must hold in every situation."""
+    spec = a_pool_spec(min_ready=rng.choice([0, 1, 2]), fallback=rng.random() < 0.5, overflow=rng.random() < 0.5)
+    statuses = ["TERMINATED", "PROVISIONING", "STAGING", "RUNNING", "RUNNING", "STOPPING", "STOPPED"]
+    instances = [
+        an_instance(name, rng.choice(statuses), last_start=ago(minutes=rng.choice([1, 5, 30])))
+        for name in ("chat-a-1", "chat-b-1", "chat-c-1", "chat-std")
+    ]
+    moments = [ago(seconds=s) for s in (5, 40, 300, 1200, 4000)]
+    notices = {
+        i.name: Notice(rng.choice([NoticeKind.READY, NoticeKind.DRAINING]), rng.choice(moments))
+        for i in instances
+        if rng.random() < 0.6
+    }
+    backends = {i.name: rng.choice(moments) for i in instances if rng.random() < 0.5}
+    activity = an_activity(
+        last_request=rng.choice([None, *moments]), inflight=rng.choice([0, 3, 9, 30]), backends=backends
+    )
+    state = a_state(
+        notices=notices,
+        stockouts={
+            z: later(minutes=2) for z in ("us-central1-a", "us-central1-b", "us-central1-c") if rng.random() < 0.3
+        },
+        start_attempts={i.name: rng.choice(moments) for i in instances if rng.random() < 0.3},
+        spot_unavailable_since=rng.choice([None, ago(minutes=1), ago(minutes=5)]),
+        last_wake_at=rng.choice([None, *moments]),
+        overflow_warm=rng.random() < 0.5,
+    )
+    return spec, observed(instances, activity=activity, overflow_min=rng.choice([None, 0, 1])), state
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_plan_invariants(seed: int) -> None:
+    spec, seen, state = _random_world(random.Random(seed))
+    result = plan(spec, seen, state, NOW)
+    assert result == plan(spec, seen, state, NOW)
+    by_name = {i.name: i for i in seen.instances}
+    starts = [a for a in result.actions if isinstance(a, StartInstance)]
+    stops = [a for a in result.actions if isinstance(a, StopInstance)]
+    assert all(by_name[s.instance].status.is_stopped for s in starts), "only stopped VMs are started"
+    assert all(by_name[s.instance].status.is_live for s in stops), "only live VMs are stopped"
+    assert not {s.instance for s in starts} & {s.instance for s in stops}
+    for stop in stops:
+        last = seen.activity.backend_last_request.get(stop.instance)
+        stuck = "not ready within boot_timeout" in stop.reason
+        assert stuck or last is None or NOW - last >= spec.drain_grace, "never stop a VM that just served"
+    assert len(starts) <= spec.max_ready, "never more starts than VMs could be wanted"
+    assert all(s.instance in result.next_state.start_attempts for s in starts)
+    assert result.next_state.generation == state.generation
+    assert result.requeue_after is None or result.requeue_after > timedelta(0)

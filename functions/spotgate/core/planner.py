@@ -88,7 +88,7 @@ def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) ->
     picture = _picture(spec, observed, state, now)
     starts, since = _member_starts(picture)
     picture = replace(picture, state=replace(state, spot_unavailable_since=since))
-    fallback_starts, fallback_retired = _fallback(picture)
+    fallback_starts, fallback_retired = _fallback(picture, spot_starting=len(starts))
     starts += fallback_starts
     retired = _Retirement.of(_stuck_stops(picture), fallback_retired, _member_stops(picture))
     routes = route_changes(spec, picture.vms, observed.routes, retired.route_reasons(), now)
@@ -156,17 +156,19 @@ def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartIn
     return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts))
 
 
-def _fallback(p: _Picture) -> tuple[list[StartInstance], _Retirement]:
+def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], _Retirement]:
     """Start STANDARD while SPOT has been unavailable for ``fallback.after``; stop it once SPOT is ready.
 
-    A STANDARD VM found running in a pool without fallback (started by hand) is treated the same way: kept
-    while it covers missing SPOT readiness, stopped once SPOT is ready.
+    A SPOT start in this same plan counts as coming (if it fails, the shell re-plans at once). A STANDARD VM
+    found running in a pool without fallback (started by hand) is kept while it covers missing SPOT
+    readiness and stopped once SPOT is ready, like a fallback one.
     """
     if not p.spec.spot_vms or not p.spec.standard_vms:
         return [], _Retirement()
     wanted, since = p.demand.count, p.state.spot_unavailable_since
     due = p.spec.fallback.enabled and since is not None and p.now - since >= p.spec.fallback.after
-    start_target = max(0, wanted - p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True)) if due else 0
+    spot_coming = p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True) + spot_starting
+    start_target = max(0, wanted - spot_coming) if due else 0
     ready_spot = p.count(Phase.READY, spot=True)
     keep = max(start_target, wanted - ready_spot if wanted > 0 else 0)
     standard = [vm for vm in p.vms if not vm.is_spot]
