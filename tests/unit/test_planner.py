@@ -1069,6 +1069,9 @@ def test_plan_invariants(seed: int) -> None:
         stuck = "not ready within boot_timeout" in stop.reason
         assert stuck or last is None or NOW - last >= spec.drain_grace, "never stop a VM that just served"
     assert len(starts) <= spec.max_ready, "never more starts than VMs could be wanted"
+    ready_routes = {a.route.backend for a in result.actions if isinstance(a, SetRoute) and a.route.state == "ready"}
+    assert all(by_name[b].status == "RUNNING" for b in ready_routes if b in by_name), "only RUNNING VMs are ready"
+    assert not ready_routes & {s.instance for s in stops}, "a VM being stopped takes no new requests"
     assert all(s.instance in result.next_state.start_attempts for s in starts)
     assert result.next_state.generation == state.generation
     assert result.requeue_after is None or result.requeue_after > timedelta(0)
