@@ -77,7 +77,7 @@ class Gateway:
     def close(self) -> None:
         self.table.close()
         self.activity.close()
-        self.wake.close()
+        self.wake.close(timeout=1.0)  # a wake still queued at shutdown is not worth delaying the exit
         self.upstreams.close()
 
     def forward(self, principal: Principal, call: Call) -> Response:

@@ -40,7 +40,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 def hosts() -> Iterator[str]:
     """Distinct loopback addresses (127.0.x.y) for this test's simulated VMs."""
     base = random.Random().randrange(20, 250)
-    return iter(f"127.0.{base}.{n}" for n in range(2, 250))  # type: ignore[return-value]
+    return iter([f"127.0.{base}.{n}" for n in range(2, 250)])
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ it over real HTTP with the official OpenAI SDK.
 from __future__ import annotations
 
 import json
-import socket
+import random
 import subprocess
 import sys
 import threading
@@ -77,10 +77,9 @@ def _listening_url(process: subprocess.Popen[bytes]) -> str:
     return str(json.loads(result[0])["url"])
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def a_host() -> str:
+    """A random loopback address (127.0.x.y), so parallel test runs rarely share one."""
+    return f"127.0.{random.randrange(20, 250)}.{random.randrange(2, 250)}"
 
 
 class RecordingPublisher:
@@ -128,21 +127,19 @@ def a_key(store: RouteStore, **scopes: Any) -> tuple[str, ApiKey]:
 
 def a_fleet(*, overflow_url: str | None = None, wake_hold: str = "1s") -> FleetConfig:
     """Pools ``chat`` (alias ``gpt-test``), ``embed``, and ``burst`` (with overflow if a URL is given)."""
+    return parse_fleet(fleet_document(overflow_url=overflow_url, wake_hold=wake_hold))
+
+
+def fleet_document(*, overflow_url: str | None = None, wake_hold: str = "1s") -> dict[str, Any]:
+    """The fleet of ``a_fleet`` as the JSON document ``SPOTGATE_FLEET`` takes."""
     burst: dict[str, Any] = {"name": "burst", "model": "burst-model", "spot": {"zones": ["us-central1-a"]}}
     burst["wake_hold"] = wake_hold
     if overflow_url:
         burst["overflow"] = {"service": "burst-overflow", "url": overflow_url, "audience": "https://burst.run.app"}
-    return parse_fleet(
-        {
-            "pools": [
-                {"name": "chat", "model": "chat-model", "aliases": ["gpt-test"], "wake_hold": wake_hold,
-                 "spot": {"zones": ["us-central1-a", "us-central1-b"]}},
-                {"name": "embed", "model": "embed-model", "wake_hold": wake_hold,
-                 "spot": {"zones": ["us-central1-c"]}},
-                burst,
-            ]
-        }
-    )
+    chat = {"name": "chat", "model": "chat-model", "aliases": ["gpt-test"], "wake_hold": wake_hold,
+            "spot": {"zones": ["us-central1-a", "us-central1-b"]}}  # fmt: skip
+    embed = {"name": "embed", "model": "embed-model", "wake_hold": wake_hold, "spot": {"zones": ["us-central1-c"]}}
+    return {"pools": [chat, embed, burst]}
 
 
 @dataclass

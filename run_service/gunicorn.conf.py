@@ -1,0 +1,50 @@
+"""gunicorn settings for the gateway on Cloud Run (``gunicorn -c run_service/gunicorn.conf.py ...``).
+
+Worker class: gevent, chosen by measurement (docs/gateway.md): one gevent worker holds 1,000+ concurrent
+SSE streams in a few hundred MiB and adds about a millisecond per proxied request, where gthread needs a
+thread per open stream. Cloud Run sends SIGTERM and kills the container 10 s later, so the graceful timeout
+is shorter than that; ``timeout`` is the worker heartbeat (gevent workers heartbeat from their own
+greenlet), not a request limit, so hour-long streams are fine. Request limits are Cloud Run's (60 min).
+
+This file is gunicorn's own configuration, read by gunicorn; like ``spotgate.config`` it is a place where
+the environment is read (``PORT`` and ``WEB_CONCURRENCY`` are the platform's variables, not spotgate's).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+bind = [f"0.0.0.0:{os.environ.get('PORT', '8080')}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))  # one per vCPU; Cloud Run scales instances, not workers
+worker_class = "gevent"
+worker_connections = 2000  # concurrent requests per worker: Cloud Run allows up to 1,000 per instance
+timeout = 30
+graceful_timeout = 8
+keepalive = 620  # above the Google front end's 600 s idle timeout, so it never reuses a closed connection
+accesslog = None  # Cloud Run logs every request already; the gateway logs failures as JSON
+errorlog = "-"
+loglevel = "warning"
+forwarded_allow_ips = ""  # X-Forwarded-* are never trusted (and never used for routing)
+proxy_allow_ips = ""
+limit_request_line = 8190
+limit_request_fields = 100
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Make gRPC (Firestore listeners, Pub/Sub) cooperate with gevent before the app is loaded."""
+    if worker_class == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()  # gunicorn patches again just after this; patching twice is a no-op
+        import grpc.experimental.gevent as grpc_gevent
+
+        grpc_gevent.init_gevent()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Flush activity and close the store subscription before the worker goes away."""
+    app = getattr(worker, "wsgi", None)
+    gateway = getattr(app, "extensions", {}).get("spotgate.gateway")
+    if gateway is not None:
+        gateway.close()

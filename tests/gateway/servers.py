@@ -1,0 +1,82 @@
+"""Tiny HTTP servers for tests: a trap that must never be reached, and an SSE source that notices hang-ups."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Recorder:
+    requests: list[str] = field(default_factory=list)
+    disconnected: threading.Event = field(default_factory=threading.Event)
+
+
+class RecordingServer:
+    """A threaded HTTP server on ``host``; ``sse=True`` streams an event every 50 ms until the peer hangs up."""
+
+    def __init__(self, host: str, *, sse: bool = False) -> None:
+        self.recorder = Recorder()
+        self._server = ThreadingHTTPServer((host, 0), _handler(self.recorder, sse))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def hostport(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def __enter__(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def _handler(recorder: Recorder, sse: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the body ends when the connection closes
+
+        def _any(self) -> None:
+            recorder.requests.append(f"{self.command} {self.path}")
+            if not sse:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for n in range(400):  # at most 20 s
+                    self.wfile.write(f"data: {n}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                recorder.disconnected.set()
+
+        def do_GET(self) -> None:
+            self._any()
+
+        def do_POST(self) -> None:
+            self._any()
+
+        def do_PUT(self) -> None:
+            self._any()
+
+        def do_DELETE(self) -> None:
+            self._any()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,59 @@
+"""Google ID tokens as credentials: the right audience and an allowed principal, nothing else."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.gateway.stack import a_route
+
+MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hello"}]
+ALLOWED = ("alice@example.com", "@corp.example")
+
+
+@pytest.fixture
+def gateway(make_gateway):
+    return make_gateway(allowed_principals=ALLOWED, audiences=("https://alias.gateway.test",))
+
+
+def ask(gateway, token: str) -> str:
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=token, max_retries=0, timeout=20)
+    return client.chat.completions.create(model="chat-model", messages=MESSAGES).choices[0].message.content or ""
+
+
+@pytest.mark.parametrize(
+    ("email", "audience"),
+    [
+        pytest.param("alice@example.com", "https://gateway.test", id="exact-principal"),
+        pytest.param("bob@corp.example", "https://gateway.test", id="domain-principal"),
+        pytest.param("alice@example.com", "https://alias.gateway.test", id="extra-audience"),
+    ],
+)
+def test_an_allowed_principal_with_the_gateway_audience_is_served(
+    *, gateway, store, engines, identity, email, audience
+) -> None:
+    engine = engines("chat-model", "chat-a")
+    store.put_routes([a_route("chat", engine.name, engine.url)])
+    assert ask(gateway, identity.sign_id_token(audience, email))
+
+
+def test_another_principal_is_forbidden(gateway, identity) -> None:
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(gateway, identity.sign_id_token("https://gateway.test", "mallory@example.com"))
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [pytest.param("https://other-service.run.app", id="other-audience"), pytest.param("", id="empty-audience")],
+)
+def test_a_token_for_another_audience_is_refused(gateway, identity, audience) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        ask(gateway, identity.sign_id_token(audience, "alice@example.com"))
+
+
+def test_a_token_signed_by_an_unknown_key_is_refused(gateway) -> None:
+    from spotgate.sandbox.identity import Identity
+
+    forged = Identity.generate().sign_id_token("https://gateway.test", "alice@example.com")
+    with pytest.raises(openai.AuthenticationError):
+        ask(gateway, forged)

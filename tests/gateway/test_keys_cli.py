@@ -1,0 +1,62 @@
+"""``spotgate keys``: a secret is shown once and only its hash is stored; list never shows secrets."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from spotgate.apikeys import hash_secret
+from spotgate.cli import main
+
+KEY = re.compile(r"sg-[A-Za-z0-9_-]{43}")
+
+
+def run(store, *args: str):
+    return CliRunner().invoke(main, ["keys", *args], obj={"store": store}, catch_exceptions=False)
+
+
+def test_create_shows_the_key_once_and_stores_only_its_hash(store) -> None:
+    result = run(store, "create", "ci-bot", "--pools", "chat,embed", "--rpm", "60", "--concurrency", "4",
+                 "--expires", "30d")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    secret = KEY.search(result.output).group(0)
+    [key] = store.list_keys()
+    assert key.secret_hash == hash_secret(secret)
+    assert secret not in repr(key)
+    assert (key.name, key.pools, key.rpm, key.max_concurrent) == ("ci-bot", ("chat", "embed"), 60, 4)
+    assert timedelta(days=29) < key.expires_at - datetime.now(UTC) <= timedelta(days=30)
+
+
+def test_list_shows_scopes_but_never_secrets(store) -> None:
+    secret = KEY.search(run(store, "create", "alice").output).group(0)
+    listing = run(store, "list").output
+    assert "alice" in listing
+    assert store.list_keys()[0].key_id in listing
+    assert secret not in listing
+    assert store.list_keys()[0].secret_hash not in listing
+    assert not KEY.search(listing)
+
+
+def test_revoke_disables_the_key(store) -> None:
+    run(store, "create", "alice")
+    key_id = store.list_keys()[0].key_id
+    assert run(store, "revoke", key_id).exit_code == 0
+    assert store.list_keys()[0].disabled
+    assert "revoked" in run(store, "list").output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["revoke", "k-unknown"], id="revoke-unknown"),
+        pytest.param(["create", "x", "--expires", "yesterday"], id="bad-expiry"),
+        pytest.param(["create", "x", "--expires", "2001-01-01T00:00:00"], id="expiry-in-the-past"),
+        pytest.param(["create", "x", "--pools", "Bad_Pool"], id="bad-pool-name"),
+    ],
+)
+def test_invalid_commands_fail_without_writing(store, args: list[str]) -> None:
+    assert run(store, *args).exit_code != 0
+    assert store.list_keys() == []
