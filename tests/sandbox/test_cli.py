@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,24 +76,41 @@ def fast_config(directory: Path) -> Path:
     return path
 
 
-def test_serve_records_its_endpoints_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], SandboxState]]:
+    """``spotgate sandbox serve`` in a child process, up and recorded; killed afterwards whatever happens."""
     state_dir = tmp_path / ".spotgate"
     command = [sys.executable, "-c", "from spotgate.cli import main; main()", "sandbox", "serve"]
     command += ["--config", str(fast_config(tmp_path)), "--state-dir", str(state_dir)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_until(lambda: (state_dir / SANDBOX_FILE).exists() or server.poll() is not None, timeout=60)
-        state = read_state(state_dir)
-        overflow = state.endpoints["overflow"]["chat-overflow"]
-        assert state.pid == server.pid
-        assert run("status", "--state-dir", str(state_dir))[0] == 0
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=30) == 0
+        yield server, read_state(state_dir)
     finally:
         if server.poll() is None:
             server.kill()
-            server.wait(timeout=10)
-        if server.stderr is not None:
-            server.stderr.close()
-    assert not (state_dir / SANDBOX_FILE).exists()
+        server.wait(timeout=10)
+
+
+def test_serve_records_its_endpoints_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    with serving(tmp_path) as (server, state):
+        overflow = state.endpoints["overflow"]["chat-overflow"]
+        status = run("status", "--state-dir", str(tmp_path / ".spotgate"))
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    assert state.pid == server.pid
+    assert status[0] == 0
+    assert not (tmp_path / ".spotgate" / SANDBOX_FILE).exists()
     assert not healthy(overflow)
+
+
+def test_engines_die_with_a_killed_sandbox_and_its_stale_state_is_reported(tmp_path: Path) -> None:
+    with serving(tmp_path) as (server, state):
+        overflow = state.endpoints["overflow"]["chat-overflow"]
+        server.kill()  # no chance to clean up: the kernel's parent-death signal must take the engines down
+        server.wait(timeout=10)
+    gone = wait_until(lambda: not healthy(overflow), timeout=10)
+    code, output = run("status", "--state-dir", str(tmp_path / ".spotgate"))
+    assert gone
+    assert code == 1
+    assert "does not answer" in output

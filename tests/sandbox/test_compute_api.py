@@ -101,13 +101,17 @@ def test_stockout_fails_the_start_operation_like_gce(cloud: SandboxCloud) -> Non
     assert instances.get(project=PROJECT, zone="us-central1-a", instance="chat-a-1").status == "TERMINATED"
 
 
-def test_start_while_stopping_is_refused_as_not_ready(cloud: SandboxCloud) -> None:
+def test_start_while_stopping_is_refused_and_stop_waits_for_the_stop(cloud: SandboxCloud) -> None:
     instances, operations = compute_clients(cloud)
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
     operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
     cloud.compute.preempt("chat-b-1")
     with pytest.raises(exceptions.BadRequest, match="not ready"):
         instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
+    stop = instances.stop_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")  # joins the preemption's stop
+    done = operations.wait(project=PROJECT, zone=ZONE, operation=stop.name)
+    assert done.status == compute_v1.Operation.Status.DONE
+    assert instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "TERMINATED"
 
 
 def test_preemption_terminates_the_vm_and_logs_a_system_event(cloud: SandboxCloud) -> None:

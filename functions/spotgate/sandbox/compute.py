@@ -5,7 +5,7 @@ where spotgate depends on it: ``start`` walks TERMINATED -> PROVISIONING -> STAG
 delay and ``stop`` walks RUNNING -> STOPPING -> TERMINATED; starting a RUNNING VM or stopping a TERMINATED
 one is a no-op operation that is DONE at once; starting a STOPPING VM is refused (``NotReadyError``, HTTP 400
 ``resourceNotReady``). A stocked-out zone fails ``start`` in the operation (``ZONE_RESOURCE_POOL_EXHAUSTED_
-WITH_DETAILS``, see ``compute_api`` for the wire shape), never synchronously. A preemption moves RUNNING to
+WITH_DETAILS``, see ``compute_json`` for the wire shape), never synchronously. A preemption moves RUNNING to
 STOPPING at once, keeps the engine answering for the notice window, then TERMINATED kills it; host
 maintenance terminates at once. Each of these is logged as a system event and told to listeners.
 
@@ -16,13 +16,11 @@ after each wait, so a preemption or stop during a boot wins cleanly.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from spotgate.clock import SystemClock
@@ -31,32 +29,11 @@ from spotgate.domain import InstanceStatus
 from spotgate.errors import ConflictError, NotFoundError, SpotgateError
 from spotgate.ports import Clock
 from spotgate.sandbox.compute_records import Operation, OperationFailure, Vm, new_operation, new_vm
+from spotgate.sandbox.vm_events import EventLog, VmEvent, VmEventKind
+
+__all__ = ["ComputeModel", "EngineHost", "NotReadyError", "Timing", "VmEvent", "VmEventKind"]
 
 log = logging.getLogger(__name__)
-
-
-class VmEventKind(enum.StrEnum):
-    RUNNING = "running"
-    STOPPING = "stopping"
-    TERMINATED = "terminated"
-    PREEMPT_NOTICE = "preempt_notice"
-    SYSTEM_EVENT = "system_event"
-
-
-@dataclass(frozen=True, slots=True)
-class VmEvent:
-    """Something that happened to a VM; SYSTEM_EVENT ones are what GCE writes to the system_event audit log."""
-
-    kind: VmEventKind
-    instance: str
-    zone: str
-    pool: str
-    at: datetime
-    method: str | None = None  # SYSTEM_EVENT: audit methodName, e.g. "compute.instances.preempted"
-    instance_id: str = ""
-    network_ip: str | None = None
-    engine_url: str | None = None  # "http://127.x.y.z:port" once RUNNING
-    health_path: str = "/health"
 
 
 class NotReadyError(ConflictError):
@@ -108,8 +85,7 @@ class ComputeModel:
         self._engines = engines
         self._lock = threading.Condition()
         self._closing = threading.Event()
-        self._listeners: list[Callable[[VmEvent], None]] = []
-        self._log: list[VmEvent] = []
+        self._events = EventLog()
         self._operations: dict[str, Operation] = {}
         self._stockouts: dict[str, float] = {}  # zone -> monotonic end
         self._threads: list[threading.Thread] = []
@@ -163,13 +139,11 @@ class ComputeModel:
 
     def add_listener(self, listener: Callable[[VmEvent], None]) -> None:
         """Call ``listener`` for every event, from model threads; it must not block."""
-        with self._lock:
-            self._listeners.append(listener)
+        self._events.add_listener(listener)
 
     def system_events(self) -> list[VmEvent]:
-        """Every event so far, oldest first."""
-        with self._lock:
-            return list(self._log)
+        """Every event so far (system events and status changes), oldest first."""
+        return self._events.events()
 
     # -- the API's verbs -----------------------------------------------------------------------------------
 
@@ -296,6 +270,15 @@ class ComputeModel:
             if op_name:
                 self._finish(self._operations[op_name])
 
+    def _finish_when_stopped(self, name: str, op_name: str) -> None:
+        self._progress(op_name)
+        limit = max(self.timing.stop, self.timing.preempt_notice) + 5.0
+        with self._lock:
+            self._lock.wait_for(
+                lambda: self._vms[name].status is not InstanceStatus.STOPPING or self._closing.is_set(), limit
+            )
+            self._finish(self._operations[op_name])
+
     def _fail_stockout(self, op_name: str) -> None:
         self._progress(op_name)
         self._pause(self.timing.stockout_failure)
@@ -334,8 +317,8 @@ class ComputeModel:
         return op.copy()
 
     def _follow(self, op: Operation, vm: Vm) -> Operation:
-        """A stop of a VM already STOPPING completes when it is TERMINATED."""
-        self._run(self._terminate_after, vm.name, -1, self.timing.stop, op.name)
+        """A stop of a VM already STOPPING completes when its current stop does."""
+        self._run(self._finish_when_stopped, vm.name, op.name)
         return op.copy()
 
     def _progress(self, op_name: str) -> None:
@@ -356,6 +339,7 @@ class ComputeModel:
 
     def _set_status(self, vm: Vm, status: InstanceStatus) -> None:
         vm.status = status
+        self._lock.notify_all()
         kind = {
             InstanceStatus.RUNNING: VmEventKind.RUNNING,
             InstanceStatus.STOPPING: VmEventKind.STOPPING,
@@ -385,12 +369,7 @@ class ComputeModel:
             engine_url=vm.engine_url if kind is VmEventKind.RUNNING else None,
             health_path=vm.health_path,
         )
-        self._log.append(event)
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # a listener's bug must not break the VM's lifecycle
-                log.exception("VM event listener failed", extra={"instance": vm.name, "kind": str(kind)})
+        self._events.record(event)
 
     def _run(self, target: Callable[..., None], *args: object) -> None:
         if self._closing.is_set():

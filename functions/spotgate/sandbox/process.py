@@ -58,7 +58,7 @@ class EngineArgs:
         return args
 
 
-def _death_signal_setter() -> Callable[[], None]:
+def death_signal_setter() -> Callable[[], None]:
     """A preexec_fn asking the kernel to SIGKILL the child when its parent thread exits.
 
     libc is loaded here, in the parent: only the already-resolved ``prctl`` call runs between fork and exec.
@@ -96,6 +96,9 @@ class EngineProcess:
             self._popen.stdout.close()
 
 
+_death_signal_setter = death_signal_setter  # the name devstack imported first
+
+
 class EngineLauncher:
     """Starts engines from one long-lived thread and kills every engine it started on ``close``.
 
@@ -110,7 +113,7 @@ class EngineLauncher:
         self._children: list[EngineProcess] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._preexec = _death_signal_setter()
+        self._preexec = death_signal_setter()
 
     def launch(self, args: EngineArgs, timeout: float = 15.0) -> EngineProcess:
         """Start an engine and return once it listens. Raises UnavailableError if it exits or stays silent."""
