@@ -70,15 +70,18 @@ locals {
     ]
   }
 
-  # Scheduled pre-warm wakes, one job per (pool, cron entry).
-  wake_jobs = merge([
-    for p in var.pools : {
-      for i, cron in p.schedule.wake : "${p.name}-${i}" => {
-        pool      = p.name
-        schedule  = cron
-        time_zone = p.schedule.time_zone
+  # One Scheduler job per (pool, kind, cron entry), keyed "<kind>-<pool>-<n>" (also the job name suffix).
+  scheduled_jobs = merge(flatten([
+    for p in var.pools : [
+      for kind in ["sleep", "wake"] : {
+        for i, cron in p.schedule[kind] : "${kind}-${p.name}-${i}" => {
+          kind      = kind
+          pool      = p.name
+          schedule  = cron
+          time_zone = p.schedule.time_zone
+        }
       }
-    }
-  ]...)
+    ]
+  ])...)
 
 }

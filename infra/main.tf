@@ -154,7 +154,7 @@ module "control_plane" {
   build_service_account   = google_service_account.builder.id
   vpc_connector           = module.network.connector_id
   tick_schedule           = var.tick_schedule
-  wake_jobs               = local.wake_jobs
+  scheduled_jobs          = local.scheduled_jobs
   labels                  = local.labels
   control_publishers = {
     vm         = "serviceAccount:${google_service_account.vm.email}"

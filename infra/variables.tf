@@ -33,7 +33,7 @@ variable "pools" {
   description = <<-EOT
     The fleet's pools, mirroring spotgate.config.PoolSpec (the same keys and defaults), plus three
     infrastructure-only parts: `serving` (engine image, model path in the models bucket, extra flags),
-    `host` (VM machine and boot image) and `schedule` (pre-warm wake jobs); `overflow` adds the Cloud Run
+    `host` (VM machine and boot image) and `schedule` (nightly sleep / morning wake Scheduler jobs); `overflow` adds the Cloud Run
     L4 settings (image, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.
     Terraform renders the fleet part to SPOTGATE_FLEET, so this variable is the one source of truth.
   EOT
@@ -99,6 +99,7 @@ variable "pools" {
       image_project = optional(string, "deeplearning-platform-release")
     }), {})
     schedule = optional(object({
+      sleep     = optional(list(string), [])
       wake      = optional(list(string), [])
       time_zone = optional(string, "UTC")
     }), {})

@@ -44,6 +44,8 @@ pools = [
       args       = ["--max-model-len", "8192", "--gpu-memory-utilization", "0.92"]
     }
     host = { machine_type = "g2-standard-8", disk_size_gb = 200 }
+    # Nights off: at 22:00 the pool sleeps (zero ready VMs) until the first request or the weekday wake.
+    schedule = { sleep = ["0 22 * * *"], wake = ["30 7 * * 1-5"], time_zone = "America/Chicago" }
   },
   {
     name   = "embed"

@@ -126,6 +126,16 @@ def test_vllm_flags_serve_every_model_name_from_the_mounted_weights(console: Con
     assert args["chat"]["overflow"][8:10] == ["--port", "8080"]
 
 
+def test_schedules_become_one_scheduler_job_each(console: Console) -> None:
+    jobs = console.value("local.scheduled_jobs", example_variables())
+
+    assert jobs == {
+        "sleep-chat-0": {"kind": "sleep", "pool": "chat", "schedule": "0 22 * * *", "time_zone": "America/Chicago"},
+        "wake-chat-0": {"kind": "wake", "pool": "chat", "schedule": "30 7 * * 1-5", "time_zone": "America/Chicago"},
+        "wake-embed-0": {"kind": "wake", "pool": "embed", "schedule": "0 7 * * 1-5", "time_zone": "Europe/Berlin"},
+    }
+
+
 def _chat(variables: dict[str, Any]) -> dict[str, Any]:
     pool: dict[str, Any] = variables["pools"][0]
     return pool

@@ -86,19 +86,21 @@ resource "google_cloud_scheduler_job" "tick" {
   }
 }
 
-resource "google_cloud_scheduler_job" "wake" {
-  for_each = var.wake_jobs
+# Per-pool overrides without an `until`: a sleep holds the pool at zero ready VMs until the next wake (a
+# request through the gateway, or a scheduled wake); a wake is the same signal as a waiting request.
+resource "google_cloud_scheduler_job" "scheduled" {
+  for_each = var.scheduled_jobs
 
   project     = var.project
   region      = var.region
-  name        = "${var.name}-wake-${each.key}"
-  description = "Pre-warm pool ${each.value.pool} before its users arrive (same signal as a waiting request)."
+  name        = "${var.name}-${each.key}"
+  description = "${title(each.value.kind)} pool ${each.value.pool}."
   schedule    = each.value.schedule
   time_zone   = each.value.time_zone
 
   pubsub_target {
     topic_name = google_pubsub_topic.topic["control"].id
-    data       = base64encode(jsonencode({ v = 1, kind = "wake", pool = each.value.pool }))
+    data       = base64encode(jsonencode({ v = 1, kind = each.value.kind, pool = each.value.pool }))
   }
 }
 

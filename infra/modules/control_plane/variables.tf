@@ -70,14 +70,25 @@ variable "tick_schedule" {
   default     = "* * * * *"
 }
 
-variable "wake_jobs" {
+variable "scheduled_jobs" {
   type = map(object({
+    kind      = string
     pool      = string
     schedule  = string
     time_zone = string
   }))
-  description = "Scheduled pre-warm wakes: a key => the pool to wake, a cron schedule and its IANA time zone."
+  description = "Per-pool Scheduler jobs: a key => kind (\"sleep\": stop idle VMs until the next wake or request; \"wake\": pre-warm), pool, cron schedule, IANA time zone."
   default     = {}
+
+  validation {
+    condition     = alltrue([for job in values(var.scheduled_jobs) : contains(["sleep", "wake"], job.kind)])
+    error_message = "every scheduled job's kind must be sleep or wake."
+  }
+
+  validation {
+    condition     = alltrue([for job in values(var.scheduled_jobs) : length(split(" ", trimspace(job.schedule))) == 5])
+    error_message = "every scheduled job needs a 5-field cron schedule."
+  }
 }
 
 variable "function_memory" {
