@@ -367,6 +367,13 @@ def test_unusable_deliveries_are_ignored_with_a_reason(data: object, reason: str
     assert event.envelope.event_id == "8800112233"
 
 
+def test_other_cloudevent_types_are_ignored() -> None:
+    attributes = {**ce_attributes(), "type": "google.cloud.storage.object.v1.finalized"}
+    event = parse({"message": a_message(a_control(kind="tick"))}, attributes)
+    assert isinstance(event, Ignored)
+    assert "google.cloud.storage.object.v1.finalized is not a Pub/Sub message" in event.reason
+
+
 def test_control_message_without_any_time_is_ignored() -> None:
     event = parse({"message": {"data": b64({"v": 1, "kind": "tick"})}}, attributes={"id": "x"})
     assert isinstance(event, Ignored)

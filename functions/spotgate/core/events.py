@@ -34,6 +34,7 @@ from spotgate.domain import (
 from spotgate.errors import InvalidEventError
 
 CONTROL_VERSION = 1
+PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 _RESOURCE_NAME = re.compile(r"^projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)$")
 _SYSTEM_EVENT_LOGS = ("cloudaudit.googleapis.com%2Fsystem_event", "cloudaudit.googleapis.com/system_event")
 _METHODS = frozenset(kind.value for kind in ComputeEventKind)
@@ -53,6 +54,7 @@ def parse_delivery(attributes: Mapping[str, Any], data: object, *, now: datetime
         published_at=parse_timestamp(attributes.get("time")),
     )
     try:
+        _check_type(attributes)
         message = _pubsub_message(data)
         envelope = _envelope(attributes, message)
         event = _event(_payload(message), envelope)
@@ -96,6 +98,13 @@ def parse_timestamp(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else None
+
+
+def _check_type(attributes: Mapping[str, Any]) -> None:
+    """Only Pub/Sub deliveries are ours; a caller that gives no type (a test, a converted push) is trusted."""
+    kind = attributes.get("type")
+    if kind and kind != PUBSUB_MESSAGE_PUBLISHED:
+        raise InvalidEventError(f"CloudEvent type {kind} is not a Pub/Sub message")
 
 
 def _pubsub_message(data: object) -> Mapping[str, Any]:
