@@ -174,6 +174,9 @@ resource "google_service_account_iam_member" "act_as" {
     "deployer/gateway"    = { account = google_service_account.gateway.name, member = google_service_account.deployer.email }
     "deployer/builder"    = { account = google_service_account.builder.name, member = google_service_account.deployer.email }
     "controller/overflow" = { account = google_service_account.overflow.name, member = google_service_account.controller.email }
+    # Starting a VM that runs as a service account is checked against actAs on that account; the VM account
+    # holds only publish-to-control, read-weights and log/metric writing, so this grants nothing broader.
+    "controller/vm" = { account = google_service_account.vm.name, member = google_service_account.controller.email }
   }
 
   service_account_id = each.value.account

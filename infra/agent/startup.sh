@@ -187,7 +187,8 @@ main() {
   install_once
   mount_bucket "${bucket}"
   cache_weights "${model_path}"
-  docker pull -q "${image}" >/dev/null
+  # A pinned tag is already on the boot disk after the first boot: restarts must not depend on a registry.
+  docker image inspect "${image}" >/dev/null 2>&1 || docker pull -q "${image}" >/dev/null
   wait_for_gpu "${image}"
   config_hash="$(printf '%s\n' "${image}" "${port}" "${args[@]}" | sha256sum | cut -c1-16)"
   run_engine "${image}" "${port}" "${config_hash}" "${args[@]}"
