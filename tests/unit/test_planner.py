@@ -190,8 +190,15 @@ CASES = [
         MIN1,
         observed(),
         a_state(start_attempts={"chat-a-1": ago(minutes=11)}),
-        [("start", "chat-a-1", "previous start at 11:49:00Z did not bring it up within 0:10:00")],
+        [("start", "chat-a-1", "previous start at 11:49:00Z did not bring it up")],
         {"start_attempts": {"chat-a-1": NOW}},
+    ),
+    _case(
+        "start_that_did_not_take_is_retried",
+        MIN1,
+        observed(),
+        a_state(start_attempts={"chat-a-1": ago(minutes=3, seconds=1)}),
+        [("start", "chat-a-1", "previous start at 11:56:59Z did not bring it up")],
     ),
     _case(
         "preempted_during_boot_is_not_pending",

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from spotgate.config import PoolSpec
 from spotgate.domain import Instance, InstanceStatus, Notice, NoticeKind, PoolState, ProvisioningModel
 
+# The start call waits for its operation, so a start that worked shows the VM live by the next reconcile. A VM
+# still observed stopped this long after its start was issued did not start (the call failed, or the result
+# was lost); it may be chosen again.
+START_TAKES = timedelta(minutes=3)
+
 
 class Phase(enum.Enum):
     STOPPED = "stopped"  # TERMINATED/STOPPED/SUSPENDED: a start brings it back
-    PENDING = "pending"  # stopped as observed, but a start was issued within boot_timeout
+    PENDING = "pending"  # stopped as observed, but a start was issued within START_TAKES
     BOOTING = "booting"  # live, no ready notice for this boot yet
     READY = "ready"  # RUNNING and the engine said ready during this boot
     DRAINING = "draining"  # live or STOPPING after a preemption/shutdown notice: no new requests
@@ -86,7 +91,7 @@ def boot_started(instance: Instance, state: PoolState) -> datetime | None:
 
 def _start_pending(instance: Instance, state: PoolState, spec: PoolSpec, now: datetime) -> bool:
     issued = state.start_attempts.get(instance.name)
-    if issued is None or now - issued > spec.boot_timeout:
+    if issued is None or now - issued > min(START_TAKES, spec.boot_timeout):
         return False
     # Stopped again after the start was issued (a preemption during boot): the attempt is over.
     return instance.last_stop is None or instance.last_stop < issued

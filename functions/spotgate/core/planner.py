@@ -151,7 +151,7 @@ def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartIn
     parts.append(placement.why)
     previous = p.state.start_attempts.get(vm.name)
     if previous is not None:
-        parts.append(f"previous start at {clock(previous)} did not bring it up within {p.spec.boot_timeout}")
+        parts.append(f"previous start at {clock(previous)} did not bring it up")
     parts += [f"{zone} stocked out until {clock(until)}" for zone, until in sorted(stocked_out(p.state, p.now).items())]
     return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts))
 
