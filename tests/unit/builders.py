@@ -150,6 +150,7 @@ def observed(
     activity: Activity | None = None,
     overflow_min: int | None = None,
 ) -> Observed:
+    """What a reconcile saw; no ``instances`` means every default VM, stopped."""
     return Observed(
         instances=tuple(instances) or all_vms(),
         routes=tuple(routes),
