@@ -7,7 +7,9 @@
 #   3. stop the engine container so it exits cleanly before the VM powers off.
 set -uo pipefail
 
-readonly MD="http://metadata.google.internal/computeMetadata/v1"
+# The endpoints can be overridden only so tests/infra can run this script against local fakes.
+readonly MD="${SPOTGATE_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
+readonly PUBSUB="${SPOTGATE_PUBSUB_URL:-https://pubsub.googleapis.com/v1}"
 readonly CONTAINER="spotgate-engine"
 
 log() {
@@ -34,7 +36,7 @@ publish_draining() {
   curl -fsS --max-time 3 --retry 1 -X POST \
     -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" \
     -d "{\"messages\":[{\"data\":\"${message}\"}]}" \
-    "https://pubsub.googleapis.com/v1/projects/${project}/topics/${topic}:publish" >/dev/null
+    "${PUBSUB}/projects/${project}/topics/${topic}:publish" >/dev/null
 }
 
 # Requests the engine is still working on, from its Prometheus metrics (vLLM: vllm:num_requests_running);

@@ -10,10 +10,12 @@
 # Settings come from instance metadata attributes spotgate-* (written by Terraform, infra/modules/gpu_pool).
 set -euo pipefail
 
-readonly MD="http://metadata.google.internal/computeMetadata/v1"
-readonly STATE_DIR="/var/lib/spotgate"
+# The endpoints and directories can be overridden only so tests/infra can run this script against local fakes.
+readonly MD="${SPOTGATE_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
+readonly PUBSUB="${SPOTGATE_PUBSUB_URL:-https://pubsub.googleapis.com/v1}"
+readonly STATE_DIR="${SPOTGATE_STATE_DIR:-/var/lib/spotgate}"
 readonly INSTALLED_MARKER="${STATE_DIR}/installed-v1"
-readonly MOUNT_DIR="/mnt/spotgate-bucket"
+readonly MOUNT_DIR="${SPOTGATE_MOUNT_DIR:-/mnt/spotgate-bucket}"
 readonly MODELS_DIR="${STATE_DIR}/models"
 readonly ENGINE_CACHE="${STATE_DIR}/engine-cache"
 readonly CONTAINER="spotgate-engine"
@@ -161,7 +163,7 @@ publish() {
     if curl -fsS --max-time 10 -X POST \
       -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" \
       -d "{\"messages\":[{\"data\":\"${message}\"}]}" \
-      "https://pubsub.googleapis.com/v1/projects/${project}/topics/${topic}:publish" >/dev/null; then
+      "${PUBSUB}/projects/${project}/topics/${topic}:publish" >/dev/null; then
       log INFO "published ${kind} for ${name}"
       return 0
     fi

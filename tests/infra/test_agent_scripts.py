@@ -59,4 +59,5 @@ def test_agent_messages_use_the_control_message_shape() -> None:
     assert shape.replace('"kind":"%s"', '"kind":"draining"') in shutdown
     assert "publish ready" in startup
     for text in (startup, shutdown):
-        assert "https://pubsub.googleapis.com/v1/projects/${project}/topics/${topic}:publish" in text
+        assert 'PUBSUB="${SPOTGATE_PUBSUB_URL:-https://pubsub.googleapis.com/v1}"' in text
+        assert '"${PUBSUB}/projects/${project}/topics/${topic}:publish"' in text

@@ -1,0 +1,190 @@
+"""A Compute Engine VM in miniature for the agent scripts: metadata server, Pub/Sub publish, engine, docker.
+
+One loopback HTTP server plays the metadata server (``/computeMetadata/v1/…``, requires the
+``Metadata-Flavor: Google`` header like the real one), the Pub/Sub REST publish endpoint
+(``/v1/projects/P/topics/T:publish``) and the engine (``/health``, ``/metrics``). ``docker``, ``gcsfuse``
+and ``mountpoint`` are small scripts on ``PATH`` that keep their state in files. Everything that happens is
+appended, in order, to one events file, so tests can assert the order of effects without timing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+TOKEN = "ya29.fake-vm-token"
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+# Fake docker: records every call; a single container's state lives in $FAKE_STATE/container.
+state="${FAKE_STATE}/container"
+echo "docker $*" >>"${FAKE_EVENTS}"
+case "$1" in
+  image) exit 0 ;;
+  pull|logs) exit 0 ;;
+  inspect)
+    [[ -f "${state}" ]] || exit 1
+    case "$3" in
+      *spotgate.config*) sed -n 1p "${state}" ;;
+      *State.Running*) [[ "$(sed -n 2p "${state}")" == running ]] && echo true || echo false ;;
+      *State.Status*) sed -n 2p "${state}" ;;
+    esac
+    exit 0 ;;
+  rm) rm -f "${state}"; exit 0 ;;
+  stop) [[ -f "${state}" ]] && sed -i '2s/.*/exited/' "${state}"; exit 0 ;;
+  run)
+    shift
+    if [[ "$1" == "--rm" ]]; then exit 0; fi
+    label=""
+    while [[ $# -gt 0 ]]; do
+      case "$1" in --label) label="${2#spotgate.config=}"; shift 2 ;; *) shift ;; esac
+    done
+    printf '%s\nrunning\n' "${label}" >"${state}"
+    exit 0 ;;
+esac
+exit 0
+"""
+
+FAKE_GCSFUSE = """#!/usr/bin/env bash
+echo "gcsfuse $*" >>"${FAKE_EVENTS}"
+touch "${FAKE_STATE}/mounted"
+"""
+
+FAKE_MOUNTPOINT = """#!/usr/bin/env bash
+[[ -f "${FAKE_STATE}/mounted" ]]
+"""
+
+
+@dataclass
+class FakeVm:
+    """State shared with the HTTP handler; tests read ``published`` and ``events``."""
+
+    root: Path
+    attributes: dict[str, str]
+    running_requests: list[int] = field(default_factory=list)  # successive /metrics answers; last one repeats
+    published: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def events_file(self) -> Path:
+        return self.root / "events.log"
+
+    def events(self) -> list[str]:
+        return self.events_file.read_text(encoding="utf-8").splitlines() if self.events_file.exists() else []
+
+    def record(self, line: str) -> None:
+        with self.lock, self.events_file.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+    def next_running(self) -> int | None:
+        with self.lock:
+            if not self.running_requests:
+                return None
+            return self.running_requests.pop(0) if len(self.running_requests) > 1 else self.running_requests[0]
+
+
+def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _send(self, status: int, body: str, content_type: str = "text/plain") -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/computeMetadata/v1/"):
+                self._metadata(self.path.removeprefix("/computeMetadata/v1/"))
+            elif self.path == "/health":
+                self._send(200, "ok")
+            elif self.path == "/metrics":
+                self._metrics()
+            else:
+                self._send(404, "not found")
+
+        def _metadata(self, key: str) -> None:
+            if self.headers.get("Metadata-Flavor") != "Google":
+                self._send(403, "missing Metadata-Flavor header")
+                return
+            fixed = {
+                "instance/name": "chat-a-1",
+                "instance/zone": "projects/412345678901/zones/us-central1-a",
+                "instance/preempted": "TRUE",
+            }
+            if key == "instance/service-accounts/default/token":
+                token = {"access_token": TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+                self._send(200, json.dumps(token), "application/json")
+            elif key in fixed:
+                self._send(200, fixed[key])
+            elif key.startswith("instance/attributes/") and key.removeprefix("instance/attributes/") in vm.attributes:
+                self._send(200, vm.attributes[key.removeprefix("instance/attributes/")])
+            else:
+                self._send(404, "no such metadata")
+
+        def _metrics(self) -> None:
+            running = vm.next_running()
+            if running is None:
+                self._send(404, "no metrics")
+                return
+            vm.record(f"metrics running={running}")
+            self._send(200, f'vllm:num_requests_running{{model_name="m"}} {running}.0\n')
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not self.path.endswith(":publish"):
+                self._send(404, "not found")
+                return
+            for message in body.get("messages", []):
+                decoded = json.loads(base64.b64decode(message["data"]))
+                with vm.lock:
+                    vm.published.append({"path": self.path, **decoded})
+                    vm.authorizations.append(self.headers.get("Authorization", ""))
+                vm.record(f"publish {decoded.get('kind')}")
+            self._send(200, json.dumps({"messageIds": ["1"]}), "application/json")
+
+    return Handler
+
+
+@contextmanager
+def running_fake_vm(root: Path, attributes: dict[str, str]) -> Iterator[tuple[FakeVm, dict[str, str]]]:
+    """Start the fake VM; yields it and the environment to run an agent script with. Always stops the server."""
+    vm = FakeVm(root=root, attributes=dict(attributes))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(vm))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        vm.attributes["spotgate-port"] = str(port)
+        bin_dir, state_dir = root / "bin", root / "state"
+        bin_dir.mkdir()
+        state_dir.mkdir()
+        for name, text in (("docker", FAKE_DOCKER), ("gcsfuse", FAKE_GCSFUSE), ("mountpoint", FAKE_MOUNTPOINT)):
+            (bin_dir / name).write_text(text, encoding="utf-8")
+            (bin_dir / name).chmod(0o755)
+        env = {
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "FAKE_EVENTS": str(vm.events_file),
+            "FAKE_STATE": str(state_dir),
+            "SPOTGATE_METADATA_URL": f"http://127.0.0.1:{port}/computeMetadata/v1",
+            "SPOTGATE_PUBSUB_URL": f"http://127.0.0.1:{port}/v1",
+            "SPOTGATE_STATE_DIR": str(root / "var-lib-spotgate"),
+            "SPOTGATE_MOUNT_DIR": str(root / "bucket"),
+        }
+        yield vm, env
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
