@@ -33,6 +33,14 @@ def state_dir(cloud: SandboxCloud, tmp_path: Path) -> Path:
     return directory
 
 
+@pytest.fixture
+def shared_state_dir(shared_cloud: SandboxCloud, tmp_path: Path) -> Path:
+    """A state directory recording the module's shared (read-only) cloud."""
+    directory = tmp_path / "state"
+    write_state(directory, SandboxState(shared_cloud.endpoints()))
+    return directory
+
+
 def test_commands_without_a_running_sandbox_say_so(tmp_path: Path) -> None:
     code, output = run("status", "--state-dir", str(tmp_path))
     assert code == 1
@@ -62,8 +70,8 @@ def test_status_preempt_and_stockout_act_on_the_running_sandbox(cloud: SandboxCl
         pytest.param(("stockout", "europe-west4-a", "--seconds", "5"), "has no instances", id="unknown-zone"),
     ],
 )
-def test_refused_actions_explain_why(state_dir: Path, args: tuple[str, ...], message: str) -> None:
-    code, output = run(*args, "--state-dir", str(state_dir))
+def test_refused_actions_explain_why(shared_state_dir: Path, args: tuple[str, ...], message: str) -> None:
+    code, output = run(*args, "--state-dir", str(shared_state_dir))
     assert code == 1
     assert message in output
 

@@ -257,3 +257,9 @@ def test_vllm_length_controls_make_long_answers(engine: EngineProcess, extra: di
     )
     assert answer.usage is not None
     assert answer.usage.completion_tokens == expected
+
+
+def test_health_path_is_configurable(launcher: EngineLauncher) -> None:
+    engine = an_engine(launcher, health_path="/ready")
+    assert requests.get(engine.url + "/ready", timeout=5).status_code == 200
+    assert requests.get(engine.url + "/health", timeout=5).status_code == 404

@@ -66,7 +66,9 @@ class SandboxCloud:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> SandboxCloud:
-        """Bring everything up; on any failure, tear down what started and re-raise."""
+        """Bring everything up (once); on any failure, tear down what started and re-raise."""
+        if self._compute is not None:
+            return self
         try:
             self._start_core()
             for component in self._components:

@@ -6,7 +6,8 @@ whose ``uri`` is the overflow engine's loopback URL; ``services.patch`` (``updat
 integer enums) applies the service-level ``scaling.minInstanceCount`` (an absent ``scaling`` leaves it as
 is; ``scaling: {}`` means 0, as proto3 JSON omits zeros), tells the engine, and returns a long-running
 operation that is already done; ``operations.get`` returns it again. Only ``scaling`` is writable, which is
-all spotgate changes; a patch that names other fields in ``updateMask`` is refused with 400.
+all spotgate changes; a patch that names other fields in ``updateMask`` is refused with 400, and
+``validateOnly`` changes nothing.
 """
 
 from __future__ import annotations
@@ -170,8 +171,9 @@ def create_cloudrun_app(services: OverflowServices) -> Flask:
         if not isinstance(body, dict):
             raise _BadPatchError("The request body must be a Service JSON object.")
         count = _patched_min_instances(body, request.args.get("updateMask", ""))
-        if count is None:  # nothing to change; Cloud Run still answers with an operation
-            count = int(services.get(name)["scaling"].get("minInstanceCount", 0))
+        current = int(services.get(name)["scaling"].get("minInstanceCount", 0))
+        if count is None or request.args.get("validateOnly") == "true":
+            count = current  # nothing to apply; Cloud Run still answers with an operation
         return services.set_min_instances(name, count)
 
     @app.get(f"{LOCATION}/operations/<operation>")

@@ -5,10 +5,11 @@ VM: open streams are cut by the kernel, not politely closed. It serves with geve
 monkey-patching happens only in ``main``, inside this process), because one engine must hold thousands of
 concurrent SSE streams cheaply for the gateway benchmarks; a greenlet per stream costs a few kilobytes.
 
-Playing a VM engine: ``/health`` answers 503 until the model-load delay has passed, then 200. Playing a
-Cloud Run service (``--audience``/``--certs-url``/``--invoker``): every request needs a Google ID token for
-the audience signed by a key from the certs URL and naming an allowed invoker, like Cloud Run IAM (401 when
-missing or invalid, 403 for another principal). ``--cold-start`` plays scale-to-zero: while min instances
+Playing a VM engine: the health path (``--health-path``, default ``/health``) answers 503 until the
+model-load delay has passed, then 200. Playing a Cloud Run service (``--audience``/``--certs-url``/
+``--invoker``): every request except the health path needs a Google ID token for the audience, signed by
+a key from the certs URL and naming an allowed invoker, like Cloud Run IAM (401 when missing or invalid,
+403 for another principal). ``--cold-start`` plays scale-to-zero: while min instances
 is 0 and the service has been idle for ``--scale-down-after``, the next request first waits the cold start
 (concurrent requests share one cold start). ``POST /_sandbox/scaling {"min_instances": n}`` sets min
 instances; with 1 or more the service is warm at once (the sandbox models the warm-up as instantaneous).
@@ -45,6 +46,7 @@ class EngineOptions:
     model: str
     name: str = "engine"
     aliases: tuple[str, ...] = ()
+    health_path: str = "/health"
     load_delay: float = 0.0
     ttft: float = 0.0
     tokens_per_second: float = 1000.0
@@ -98,7 +100,7 @@ class Engine:
 
     def _dispatch(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
-        if path == "/health":
+        if path == self.options.health_path:
             return self._health()
         if path == "/_sandbox/scaling":
             return self._scaling(environ, method)
@@ -313,6 +315,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
     p.add_argument("--model", required=True)
     p.add_argument("--alias", action="append", default=[], help="another model name this engine answers to")
     p.add_argument("--name", default=None, help="backend name for x-spotgate-backend (default host:port)")
+    p.add_argument("--health-path", default="/health")
     p.add_argument("--load-delay", type=float, default=0.0)
     p.add_argument("--ttft", type=float, default=0.0)
     p.add_argument("--tokens-per-second", type=float, default=1000.0)
@@ -331,6 +334,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
         model=a.model,
         name=a.name or f"{a.host}:{a.port}",
         aliases=tuple(a.alias),
+        health_path=a.health_path,
         load_delay=a.load_delay,
         ttft=a.ttft,
         tokens_per_second=a.tokens_per_second,
@@ -353,6 +357,15 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
+def _raise_file_limit() -> None:
+    """Lift the soft open-files limit to the hard one: each open stream is a socket."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> None:
     from gevent import monkey
 
@@ -363,7 +376,9 @@ def main(argv: list[str] | None = None) -> None:
     host, port, options = parse_args(argv)
     gevent.spawn(_watch_parent, os.getppid())
     engine = Engine(options)
-    server = WSGIServer((host, port), engine, log=None, spawn=10_000)
+    _raise_file_limit()
+    # backlog: the benchmarks open a thousand streams at once; the default (256) would drop some SYNs.
+    server = WSGIServer((host, port), engine, log=None, spawn=10_000, backlog=4096)
     server.start()  # binds now, so --port 0 reports the real port; the first stdout line is the readiness signal
     url = f"http://{host}:{server.server_port}"
     print(json.dumps({"severity": "INFO", "message": "engine listening", "url": url}), flush=True)

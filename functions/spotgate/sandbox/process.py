@@ -35,6 +35,7 @@ class EngineArgs:
     model: str
     name: str
     aliases: tuple[str, ...] = ()
+    health_path: str = "/health"
     load_delay: float = 0.0
     ttft: float = 0.0
     tokens_per_second: float = 1000.0
@@ -46,7 +47,8 @@ class EngineArgs:
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "spotgate.sandbox.engine", "--host", self.host, "--port", str(self.port)]
-        args += ["--model", self.model, "--name", self.name, "--load-delay", f"{self.load_delay:.3f}"]
+        args += ["--model", self.model, "--name", self.name, "--health-path", self.health_path]
+        args += ["--load-delay", f"{self.load_delay:.3f}"]
         args += ["--ttft", f"{self.ttft:.3f}", "--tokens-per-second", str(self.tokens_per_second)]
         args += ["--cold-start", f"{self.cold_start:.3f}", "--scale-down-after", f"{self.scale_down_after:.3f}"]
         for alias in self.aliases:

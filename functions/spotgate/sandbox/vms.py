@@ -36,6 +36,7 @@ class VmEngines:
             model=pool.model,
             name=vm.name,
             aliases=pool.aliases,
+            health_path=vm.health_path,
             load_delay=spec.load_delay.total_seconds() / spec.speedup,
             ttft=spec.time_to_first_token.total_seconds() / spec.speedup,
             tokens_per_second=spec.tokens_per_second * spec.speedup,
