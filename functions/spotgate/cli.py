@@ -18,6 +18,7 @@ class _LazyGroup(click.Group):
 
     lazy: dict[str, str] = {
         "sandbox": "spotgate.sandbox.cli:sandbox",
+        "dev": "spotgate.sandbox.dev_cli:dev",
         "keys": "spotgate.keys_cli:keys",
     }
 

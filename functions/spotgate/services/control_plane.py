@@ -153,15 +153,11 @@ class ControlPlane:
         for action in decided.actions:
             try:
                 self._apply_one(action)
-            except (CapacityError, QuotaError) as e:
-                state = (
-                    record_start_failure(state, action, e, now, spec) if isinstance(action, StartInstance) else state
-                )
-                failed = failed or isinstance(action, StartInstance)
-                records.append(_record(spec, now, "error", action, str(e)))
-                log.warning("action failed: %s", e, extra={"pool": spec.name, "action": _kind(action)})
-                continue
             except TransientError as e:
+                if isinstance(action, StartInstance):
+                    # Forget the attempt (and, for capacity or quota, block the zone) so the next plan retries.
+                    state = record_start_failure(state, action, e, now, spec)
+                    failed = failed or isinstance(e, CapacityError | QuotaError)
                 records.append(_record(spec, now, "error", action, str(e)))
                 log.warning("action failed: %s", e, extra={"pool": spec.name, "action": _kind(action)})
                 continue
