@@ -22,9 +22,9 @@ def identity() -> Identity:
     return Identity.generate()
 
 
-def running_cloud(state_dir: Path, identity: Identity) -> Iterator[SandboxCloud]:
+def running_cloud(state_dir: Path, identity: Identity, overflow: bool = True) -> Iterator[SandboxCloud]:
     """A running sandbox of the example fleet; afterwards no engine process it started is alive."""
-    sandbox = SandboxCloud(a_fleet(), state_dir, identity=identity)
+    sandbox = SandboxCloud(a_fleet(overflow=overflow), state_dir, identity=identity)
     pids: list[int] = []
     try:
         sandbox.start()
@@ -39,6 +39,12 @@ def running_cloud(state_dir: Path, identity: Identity) -> Iterator[SandboxCloud]
 def cloud(tmp_path: Path, identity: Identity) -> Iterator[SandboxCloud]:
     """A fresh sandbox per test, for tests that start, stop, preempt or stock out."""
     yield from running_cloud(tmp_path / ".spotgate", identity)
+
+
+@pytest.fixture
+def compute_cloud(tmp_path: Path, identity: Identity) -> Iterator[SandboxCloud]:
+    """Like ``cloud`` without the overflow services (quicker), for tests of Compute Engine alone."""
+    yield from running_cloud(tmp_path / ".spotgate", identity, overflow=False)
 
 
 @pytest.fixture(scope="module")

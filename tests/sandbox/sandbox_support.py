@@ -31,10 +31,15 @@ FAST = SandboxSpec(
 )
 
 
-def a_fleet(**sandbox: Any) -> FleetConfig:
-    """The example fleet with test-speed sandbox timings (``sandbox`` overrides single fields)."""
+def a_fleet(*, overflow: bool = True, **sandbox: Any) -> FleetConfig:
+    """The example fleet with test-speed sandbox timings (``sandbox`` overrides single fields).
+
+    ``overflow=False`` drops the overflow services, for Compute-only tests: no overflow engine to start.
+    """
     spec = FAST.model_validate({**FAST.model_dump(), **sandbox})
-    return load_fleet(EXAMPLE_FLEET).model_copy(update={"sandbox": spec})
+    fleet = load_fleet(EXAMPLE_FLEET)
+    pools = fleet.pools if overflow else tuple(p.model_copy(update={"overflow": None}) for p in fleet.pools)
+    return fleet.model_copy(update={"sandbox": spec, "pools": pools})
 
 
 def engine_pids(cloud: SandboxCloud) -> list[int]:

@@ -51,8 +51,8 @@ def test_unknown_instance_is_a_not_found_error(shared_cloud: SandboxCloud) -> No
         instances.get(project=PROJECT, zone=ZONE, instance="no-such-vm")
 
 
-def test_start_runs_an_engine_on_a_private_loopback_address_and_stop_ends_it(cloud: SandboxCloud) -> None:
-    instances, operations = compute_clients(cloud)
+def test_start_runs_an_engine_on_a_private_loopback_address_and_stop_ends_it(compute_cloud: SandboxCloud) -> None:
+    instances, operations = compute_clients(compute_cloud)
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
     done = operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
     vm = instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1")
@@ -78,8 +78,8 @@ def test_start_runs_an_engine_on_a_private_loopback_address_and_stop_ends_it(clo
     assert not healthy(url)
 
 
-def test_start_of_a_running_vm_and_stop_of_a_terminated_one_are_done_at_once(cloud: SandboxCloud) -> None:
-    instances, operations = compute_clients(cloud)
+def test_start_of_a_running_vm_and_stop_of_a_terminated_one_are_done_at_once(compute_cloud: SandboxCloud) -> None:
+    instances, operations = compute_clients(compute_cloud)
     stop = instances.stop_unary(project=PROJECT, zone=ZONE, instance="embed-b-1")
     first = instances.start_unary(project=PROJECT, zone=ZONE, instance="embed-b-1")
     operations.wait(project=PROJECT, zone=ZONE, operation=first.name)
@@ -87,9 +87,9 @@ def test_start_of_a_running_vm_and_stop_of_a_terminated_one_are_done_at_once(clo
     assert stop.status == again.status == compute_v1.Operation.Status.DONE
 
 
-def test_stockout_fails_the_start_operation_like_gce(cloud: SandboxCloud) -> None:
-    instances, operations = compute_clients(cloud)
-    cloud.compute.stock_out("us-central1-a", 60)
+def test_stockout_fails_the_start_operation_like_gce(compute_cloud: SandboxCloud) -> None:
+    instances, operations = compute_clients(compute_cloud)
+    compute_cloud.compute.stock_out("us-central1-a", 60)
     started = instances.start_unary(project=PROJECT, zone="us-central1-a", instance="chat-a-1")
     with pytest.raises(exceptions.ServiceUnavailable) as caught:
         as_extended(operations, PROJECT, "us-central1-a", started).result(timeout=10)
@@ -101,11 +101,11 @@ def test_stockout_fails_the_start_operation_like_gce(cloud: SandboxCloud) -> Non
     assert instances.get(project=PROJECT, zone="us-central1-a", instance="chat-a-1").status == "TERMINATED"
 
 
-def test_start_while_stopping_is_refused_and_stop_waits_for_the_stop(cloud: SandboxCloud) -> None:
-    instances, operations = compute_clients(cloud)
+def test_start_while_stopping_is_refused_and_stop_waits_for_the_stop(compute_cloud: SandboxCloud) -> None:
+    instances, operations = compute_clients(compute_cloud)
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
     operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
-    cloud.compute.preempt("chat-b-1")
+    compute_cloud.compute.preempt("chat-b-1")
     with pytest.raises(exceptions.BadRequest, match="not ready"):
         instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
     stop = instances.stop_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")  # joins the preemption's stop
@@ -114,17 +114,17 @@ def test_start_while_stopping_is_refused_and_stop_waits_for_the_stop(cloud: Sand
     assert instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "TERMINATED"
 
 
-def test_preemption_terminates_the_vm_and_logs_a_system_event(cloud: SandboxCloud) -> None:
-    instances, operations = compute_clients(cloud)
+def test_preemption_terminates_the_vm_and_logs_a_system_event(compute_cloud: SandboxCloud) -> None:
+    instances, operations = compute_clients(compute_cloud)
     seen: list[VmEventKind] = []
-    cloud.compute.add_listener(lambda event: seen.append(event.kind))
+    compute_cloud.compute.add_listener(lambda event: seen.append(event.kind))
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
     operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
-    cloud.compute.preempt("chat-b-1")
+    compute_cloud.compute.preempt("chat-b-1")
     assert instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "STOPPING"
     assert wait_until(lambda: instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "TERMINATED")
     vm = instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1")
-    methods = [e.method for e in cloud.compute.system_events() if e.kind is VmEventKind.SYSTEM_EVENT]
+    methods = [e.method for e in compute_cloud.compute.system_events() if e.kind is VmEventKind.SYSTEM_EVENT]
     assert vm.last_stop_timestamp
     assert methods == ["compute.instances.preempted"]
     assert seen == [
@@ -136,11 +136,11 @@ def test_preemption_terminates_the_vm_and_logs_a_system_event(cloud: SandboxClou
     ]
 
 
-def test_host_maintenance_stops_the_vm_at_once(cloud: SandboxCloud) -> None:
-    instances, operations = compute_clients(cloud)
+def test_host_maintenance_stops_the_vm_at_once(compute_cloud: SandboxCloud) -> None:
+    instances, operations = compute_clients(compute_cloud)
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="embed-b-1")
     operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
-    cloud.compute.maintenance("embed-b-1")
+    compute_cloud.compute.maintenance("embed-b-1")
     assert wait_until(lambda: instances.get(project=PROJECT, zone=ZONE, instance="embed-b-1").status == "TERMINATED")
-    events = [e for e in cloud.compute.system_events() if e.kind is VmEventKind.SYSTEM_EVENT]
+    events = [e for e in compute_cloud.compute.system_events() if e.kind is VmEventKind.SYSTEM_EVENT]
     assert [(e.instance, e.method) for e in events] == [("embed-b-1", "compute.instances.terminateOnHostMaintenance")]
