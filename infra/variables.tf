@@ -24,8 +24,8 @@ variable "name" {
   default     = "spotgate"
 
   validation {
-    condition     = can(regex("^[a-z][-a-z0-9]{0,11}$", var.name))
-    error_message = "name must be 1-12 characters of lowercase letters, digits and hyphens, starting with a letter."
+    condition     = can(regex("^[a-z][-a-z0-9]{2,11}$", var.name))
+    error_message = "name must be 3-12 characters of lowercase letters, digits and hyphens, starting with a letter (service account IDs NAME-vm need 6)."
   }
 }
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from tests.infra.invariants import CHECKS, Check
-from tests.infra.terraform_tree import TerraformTree, load_tree
+from tests.infra.terraform_tree import INFRA, TerraformTree, load_tree
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +26,17 @@ def test_every_terraform_file_parses(tree: TerraformTree) -> None:
 @pytest.mark.parametrize("check", [pytest.param(c, id=name) for name, c in CHECKS.items()])
 def test_invariant_holds(tree: TerraformTree, check: Check) -> None:
     assert check(tree) == []
+
+
+def test_terraform_files_are_canonically_formatted() -> None:
+    terraform = shutil.which("terraform")
+    assert terraform, "the Terraform CLI must be on PATH (cloudbuild.yaml copies it from hashicorp/terraform)"
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-list=true", str(INFRA)],
+        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"run `terraform fmt -recursive infra`: {result.stdout}"
