@@ -46,7 +46,7 @@ case "$1" in
     while [[ $# -gt 0 ]]; do
       case "$1" in --label) label="${2#spotgate.config=}"; shift 2 ;; *) shift ;; esac
     done
-    printf '%s\nrunning\n' "${label}" >"${state}"
+    printf '%s\n%s\n' "${label}" "${FAKE_ENGINE_STATUS:-running}" >"${state}"
     exit 0 ;;
 esac
 exit 0
@@ -69,6 +69,7 @@ class FakeVm:
     root: Path
     attributes: dict[str, str]
     running_requests: list[int] = field(default_factory=list)  # successive /metrics answers; last one repeats
+    healthy: bool = True  # what /health answers
     published: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,7 +109,7 @@ def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/computeMetadata/v1/"):
                 self._metadata(self.path.removeprefix("/computeMetadata/v1/"))
             elif self.path == "/health":
-                self._send(200, "ok")
+                self._send(200 if vm.healthy else 503, "ok" if vm.healthy else "loading")
             elif self.path == "/metrics":
                 self._metrics()
             else:

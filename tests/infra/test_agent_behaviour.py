@@ -149,3 +149,14 @@ def test_shutdown_still_stops_the_engine_when_publishing_fails(vm: tuple[FakeVm,
     assert result.returncode == 0
     assert "could not publish draining" in result.stdout
     assert "docker stop -t 3 spotgate-engine" in fake.events()
+
+
+def test_startup_never_reports_ready_when_the_engine_dies(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    fake.healthy = False
+
+    result = run_agent("startup.sh", {**env, "FAKE_ENGINE_STATUS": "exited"})
+
+    assert result.returncode != 0
+    assert "engine container exited" in result.stdout
+    assert fake.published == []

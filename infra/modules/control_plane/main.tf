@@ -126,6 +126,13 @@ resource "google_storage_bucket_object" "functions" {
   name   = "functions/${data.archive_file.functions.output_sha256}.zip"
   bucket = var.source_bucket
   source = data.archive_file.functions.output_path
+
+  lifecycle {
+    precondition {
+      condition     = fileexists("${var.source_dir}/main.py") && fileexists("${var.source_dir}/requirements.txt")
+      error_message = "functions/ needs main.py and requirements.txt: run `make requirements` before terraform apply."
+    }
+  }
 }
 
 resource "google_cloudfunctions2_function" "function" {
