@@ -26,13 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
+from spotgate.errors import PermissionDeniedError
 from spotgate.sandbox import completion
 from spotgate.sandbox.completion import Completion
-
-if TYPE_CHECKING:  # google-auth pulls in ssl; import it only after gevent has patched (see main)
-    from google.auth import transport
+from spotgate.sandbox.iam import InvokerCheck, UnauthenticatedError
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden"}
@@ -84,7 +83,7 @@ class Engine:
         self.options = options
         self.started = time.monotonic() if started is None else started
         self.scale = ScaleState(min_instances=options.min_instances)
-        self._verifier: _TokenVerifier | None = None
+        self._verifier: InvokerCheck | None = None
         self._verifier_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -105,7 +104,7 @@ class Engine:
         if path == "/_sandbox/scaling":
             return self._scaling(environ, method)
         if self.options.audience:
-            self.verifier().check(environ.get("HTTP_AUTHORIZATION", ""))
+            self._authorize(environ.get("HTTP_AUTHORIZATION", ""))
         self._await_instance()
         routes: dict[str, Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], Iterable[bytes]]]] = {
             "/v1/chat/completions": self._chat,
@@ -123,12 +122,22 @@ class Engine:
         finally:
             self.scale.last_active = time.monotonic()
 
-    def verifier(self) -> _TokenVerifier:
+    def verifier(self) -> InvokerCheck:
         """The ID-token check, built on first use: google-auth's imports take about a second."""
         with self._verifier_lock:
             if self._verifier is None:
-                self._verifier = _TokenVerifier(self.options)
+                self._verifier = InvokerCheck(
+                    self.options.audience or "", self.options.certs_url or "", self.options.invokers
+                )
             return self._verifier
+
+    def _authorize(self, authorization: str) -> None:
+        try:
+            self.verifier().check(authorization)
+        except UnauthenticatedError as e:
+            raise HttpError(401, str(e), "authentication_error", code="unauthorized") from e
+        except PermissionDeniedError as e:
+            raise HttpError(403, str(e), "permission_error", code="forbidden") from e
 
     def _health(self) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
         if time.monotonic() - self.started < self.options.load_delay:
@@ -227,53 +236,6 @@ class Engine:
             yield completion.usage_chunk(c)
         yield completion.DONE
         self.scale.last_active = time.monotonic()
-
-
-class _TokenVerifier:
-    """Cloud Run IAM in miniature: a valid Google ID token for the audience, from an allowed invoker."""
-
-    def __init__(self, options: EngineOptions) -> None:
-        from google.auth.transport import requests as google_requests
-
-        self.options = options
-        self.certs_url = options.certs_url or ""
-        self._request = cast("transport.Request", _CachingRequest(google_requests.Request()))
-
-    def check(self, authorization: str) -> None:
-        from google.auth.exceptions import GoogleAuthError
-        from google.oauth2 import id_token
-
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HttpError(
-                401, "Missing Authorization: Bearer <ID token>", "authentication_error", code="unauthorized"
-            )
-        try:
-            claims = id_token.verify_token(
-                token, self._request, audience=self.options.audience, certs_url=self.certs_url
-            )
-        except (ValueError, GoogleAuthError) as e:
-            raise HttpError(401, f"Invalid ID token: {e}", "authentication_error", code="invalid_token") from e
-        email = str(claims.get("email", ""))
-        if email not in self.options.invokers:
-            raise HttpError(403, f"{email or 'The caller'} may not invoke this service", "permission_error")
-
-
-class _CachingRequest:
-    """A google-auth transport that remembers certs responses for a minute (verify_token fetches every call)."""
-
-    def __init__(self, inner: transport.Request) -> None:
-        self._inner = inner
-        self._cache: dict[str, tuple[float, transport.Response]] = {}
-
-    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> transport.Response:
-        hit = self._cache.get(url)
-        if method == "GET" and hit and time.monotonic() - hit[0] < 60:
-            return hit[1]
-        response: transport.Response = self._inner(url, method=method, **kwargs)
-        if method == "GET" and response.status == 200:
-            self._cache[url] = (time.monotonic(), response)
-        return response
 
 
 def _limits(body: dict[str, Any]) -> tuple[completion.Limits, int]:
