@@ -34,7 +34,6 @@ from spotgate.sandbox.agent import VmAgent
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.logsink import LogSink
 from spotgate.sandbox.metadata import MetadataServer
-from spotgate.sandbox.process import _death_signal_setter
 from spotgate.sandbox.pubsub import PubSub
 from spotgate.sandbox.push import Chaos, RetryPolicy
 from spotgate.sandbox.scheduler import Scheduler
@@ -161,7 +160,7 @@ class DevStack:
     def _spawn_gateway(self, env: dict[str, str]) -> str:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        gateway_env = {**env, "PORT": str(port), "SPOTGATE_GATEWAY_URL": url, "BIND_HOST": "127.0.0.1"}
+        gateway_env = {**env, "PORT": str(port), "SPOTGATE_GATEWAY_URL": url}
         gateway_env["WEB_CONCURRENCY"] = str(self.options.gateway_workers)
         argv = [
             _bin("gunicorn"),
@@ -184,12 +183,7 @@ class DevStack:
         (self.state_dir / "logs").mkdir(exist_ok=True)
         logfile = (self.state_dir / "logs" / f"{name}.log").open("ab")
         child = subprocess.Popen(
-            argv,
-            env={**environment(), **env},
-            cwd=REPO,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_death_signal_setter(),  # noqa: PLW1509 - only prctl runs between fork and exec
+            die_with_parent(argv), env={**environment(), **env}, cwd=REPO, stdout=logfile, stderr=subprocess.STDOUT
         )
         self._children.append((name, child, logfile))
 
@@ -233,6 +227,16 @@ def control_plane_env(cloud: SandboxCloud, db_path: Path, log_level: str = "INFO
         "SPOTGATE_LOG_LEVEL": log_level,
         "SPOTGATE_OPERATION_TIMEOUT": "30",
     }
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run under ``setpriv --pdeathsig KILL``: the child dies with the thread that spawned it.
+
+    Not ``preexec_fn``: that forces a plain ``fork()``, which runs gRPC's fork handlers in the child while
+    this process serves gRPC (the Pub/Sub emulation) and can kill the child before it execs. Without a
+    ``preexec_fn`` Python uses vfork and nothing runs between fork and exec.
+    """
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 def _bin(name: str) -> str:
