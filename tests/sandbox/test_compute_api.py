@@ -127,6 +127,7 @@ def test_preemption_terminates_the_vm_and_logs_a_system_event(compute_cloud: San
     methods = [e.method for e in compute_cloud.compute.system_events() if e.kind is VmEventKind.SYSTEM_EVENT]
     assert vm.last_stop_timestamp
     assert methods == ["compute.instances.preempted"]
+    assert wait_until(lambda: len(seen) >= 5)  # listeners hear of events on the model's event thread
     assert seen == [
         VmEventKind.RUNNING,
         VmEventKind.PREEMPT_NOTICE,

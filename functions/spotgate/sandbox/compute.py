@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from spotgate.clock import SystemClock
@@ -28,7 +27,7 @@ from spotgate.config import FleetConfig
 from spotgate.domain import InstanceStatus
 from spotgate.errors import ConflictError, NotFoundError, SpotgateError
 from spotgate.ports import Clock
-from spotgate.sandbox.compute_records import Operation, OperationFailure, Vm, new_operation, new_vm
+from spotgate.sandbox.compute_records import Operation, OperationFailure, Timing, Vm, new_operation, new_vm
 from spotgate.sandbox.vm_events import EventLog, VmEvent, VmEventKind
 
 __all__ = ["ComputeModel", "EngineHost", "NotReadyError", "Timing", "VmEvent", "VmEventKind"]
@@ -46,27 +45,6 @@ class EngineHost(Protocol):
     def boot(self, vm: Vm) -> str: ...
 
     def halt(self, instance: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """Real-second delays (the fleet's simulated delays divided by its speedup)."""
-
-    boot: float
-    stop: float
-    preempt_notice: float
-    stockout_failure: float
-
-    @classmethod
-    def of(cls, fleet: FleetConfig) -> Timing:
-        spec = fleet.sandbox
-        boot = spec.boot_delay.total_seconds() / spec.speedup
-        return cls(
-            boot=boot,
-            stop=spec.stop_delay.total_seconds() / spec.speedup,
-            preempt_notice=spec.preempt_notice.total_seconds() / spec.speedup,
-            stockout_failure=min(boot / 4, 2.0),
-        )
 
 
 class ComputeModel:
@@ -138,7 +116,7 @@ class ComputeModel:
             return {z: end - now for z, end in self._stockouts.items() if end > now}
 
     def add_listener(self, listener: Callable[[VmEvent], None]) -> None:
-        """Call ``listener`` for every event, from model threads; it must not block."""
+        """Call ``listener`` for every later event, in order, from the model's event thread; it should not block."""
         self._events.add_listener(listener)
 
     def system_events(self) -> list[VmEvent]:
@@ -221,6 +199,7 @@ class ComputeModel:
             thread.join(timeout=10)
         for vm in self._vms.values():
             self._engines.halt(vm.name)
+        self._events.close()
 
     # -- transitions (run on operation threads) ------------------------------------------------------------
 

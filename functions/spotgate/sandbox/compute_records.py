@@ -1,4 +1,4 @@
-"""The records the sandbox's Compute Engine keeps: a VM and a zone operation, as mutable state with copies.
+"""The records the sandbox's Compute Engine keeps (a VM, a zone operation) and the timings it runs on.
 
 The model (``compute``) mutates these under its lock and hands out copies; the REST app (``compute_api``)
 renders the copies as GCE JSON. Ids are derived from names (stable across runs) and look like GCE's:
@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from spotgate.config import EngineSpec, VmSpec
+from spotgate.config import EngineSpec, FleetConfig, VmSpec
 from spotgate.domain import InstanceStatus, ProvisioningModel
 
 POOL_LABEL = "spotgate-pool"
@@ -169,3 +169,24 @@ def decimal_id(seed: str) -> str:
     """A 19-digit decimal id, stable for a seed, shaped like GCE's uint64 ids."""
     value = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
     return str(10**18 + value % (9 * 10**18))
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Real-second delays (the fleet's simulated delays divided by its speedup)."""
+
+    boot: float
+    stop: float
+    preempt_notice: float
+    stockout_failure: float
+
+    @classmethod
+    def of(cls, fleet: FleetConfig) -> Timing:
+        spec = fleet.sandbox
+        boot = spec.boot_delay.total_seconds() / spec.speedup
+        return cls(
+            boot=boot,
+            stop=spec.stop_delay.total_seconds() / spec.speedup,
+            preempt_notice=spec.preempt_notice.total_seconds() / spec.speedup,
+            stockout_failure=min(boot / 4, 2.0),
+        )

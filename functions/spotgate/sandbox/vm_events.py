@@ -3,13 +3,14 @@
 ``SYSTEM_EVENT`` events are the ones GCE writes to the ``system_event`` audit log (their ``method`` is the
 audit ``methodName``); the others are status changes and the preemption notice a guest would see
 (ACPI soft-off, ``instance/preempted`` turning TRUE). Listeners run on the compute model's threads, in
-order, and must not block; one failing listener is logged and does not stop the others.
+order, on one dispatcher thread, and should not block; a failing listener is logged and does not stop the others.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,12 +44,19 @@ class VmEvent:
 
 
 class EventLog:
-    """The timestamped record of every event, and the listeners told of each as it is recorded."""
+    """The timestamped record of every event, and the listeners told of each, in order, off the caller's thread.
+
+    ``record`` only appends and enqueues, so the compute model can record while holding its lock; one
+    dispatcher thread calls the listeners, so a slow listener delays other listeners, never a VM.
+    """
 
     def __init__(self) -> None:
         self._events: list[VmEvent] = []
         self._listeners: list[Callable[[VmEvent], None]] = []
-        self._lock = threading.RLock()  # re-entrant: a listener may read the log while being told
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[VmEvent | None] = queue.SimpleQueue()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="vm-events", daemon=True)
+        self._dispatcher.start()
 
     def add_listener(self, listener: Callable[[VmEvent], None]) -> None:
         with self._lock:
@@ -59,12 +67,24 @@ class EventLog:
             return list(self._events)
 
     def record(self, event: VmEvent) -> None:
-        """Append ``event`` and tell every listener, in the order they were added."""
+        """Append ``event`` now; listeners hear of it shortly, in recording order."""
         with self._lock:
             self._events.append(event)
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # a listener's bug must not break the VM's lifecycle
-                log.exception("VM event listener failed", extra={"instance": event.instance, "kind": str(event.kind)})
+        self._queue.put(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, then stop the dispatcher (bounded by ``timeout``). Idempotent."""
+        self._queue.put(None)
+        self._dispatcher.join(timeout)
+
+    def _dispatch(self) -> None:
+        while (event := self._queue.get()) is not None:
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:  # a listener's bug must not stop the others or later events
+                    log.exception(
+                        "VM event listener failed", extra={"instance": event.instance, "kind": str(event.kind)}
+                    )
