@@ -58,6 +58,17 @@ def test_cloud_run_get_and_patch_service_level_min_instances(shared_cloud: Sandb
     assert cooled.scaling.min_instance_count == 0
 
 
+def test_cloud_run_patch_of_a_whole_fetched_service_changes_only_scaling(shared_cloud: SandboxCloud) -> None:
+    client = services_client(shared_cloud)
+    service = client.get_service(name=SERVICE)
+    service.scaling.min_instance_count = 1  # read-modify-write: the body carries every field, enums as ints
+    updated = client.update_service(service=service).result(timeout=10)
+    client.update_service(service=run_v2.Service(name=SERVICE, scaling=run_v2.ServiceScaling())).result(timeout=10)
+    assert updated.scaling.min_instance_count == 1
+    assert updated.uri == service.uri
+    assert updated.ingress == run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
+
+
 def test_cloud_run_unknown_service_is_not_found(shared_cloud: SandboxCloud) -> None:
     with pytest.raises(exceptions.NotFound):
         services_client(shared_cloud).get_service(name=SERVICE.replace("chat-overflow", "nope"))

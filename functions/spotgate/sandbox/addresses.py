@@ -47,11 +47,15 @@ def claim_block(ports: Iterable[int], rng: random.Random | None = None) -> Addre
         if all(_bindable(f"{prefix}.2", port) for port in needed):
             return AddressBlock(prefix, claim)
         claim.close()
-    raise UnavailableError(f"no free 127.x.y.0/24 block after {ATTEMPTS} attempts")
+    taken = [port for port in needed if not _bindable("127.0.0.2", port)]
+    hint = f"; ports {taken} are taken on every loopback address (something listens on 0.0.0.0?)" if taken else ""
+    raise UnavailableError(f"no free 127.x.y.0/24 block after {ATTEMPTS} attempts{hint}")
 
 
 def _try_bind(host: str, port: int) -> socket.socket | None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As the engines do: a port in TIME_WAIT from an earlier run is free; a listening one is not.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
         sock.listen(1)
