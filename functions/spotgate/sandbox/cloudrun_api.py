@@ -108,20 +108,6 @@ def service_json(s: OverflowService) -> dict[str, Any]:
     """A v2 Service as Cloud Run returns it for a GPU service (L4, scale to zero, one instance max)."""
     revision = f"{s.name}/revisions/{s.service}-{s.generation:05d}"
     ready = {"type": "Ready", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": _ts(s.updated)}
-    container = {
-        "image": f"{s.location}-docker.pkg.dev/{s.project}/spotgate/engine:latest",
-        "ports": [{"containerPort": 8080, "name": "http1"}],
-        "resources": {"limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}, "startupCpuBoost": True},
-    }
-    template = {
-        "containers": [container],
-        "nodeSelector": {"accelerator": "nvidia-l4"},
-        "gpuZonalRedundancyDisabled": True,
-        "scaling": {"maxInstanceCount": 1},
-        "maxInstanceRequestConcurrency": 8,
-        "serviceAccount": s.service_account,
-        "timeout": "600s",
-    }
     return {
         "name": s.name,
         "uid": s.uid,
@@ -133,7 +119,7 @@ def service_json(s: OverflowService) -> dict[str, Any]:
         "ingress": "INGRESS_TRAFFIC_ALL",
         "launchStage": "GA",
         "scaling": {"minInstanceCount": s.min_instances} if s.min_instances else {},
-        "template": template,
+        "template": _template(s),
         "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
         "observedGeneration": str(s.generation),
         "terminalCondition": ready,
@@ -144,6 +130,23 @@ def service_json(s: OverflowService) -> dict[str, Any]:
         "urls": [s.engine_url],
         "etag": f'"{s.uid[:8]}-{s.generation}"',
         "reconciling": False,
+    }
+
+
+def _template(s: OverflowService) -> dict[str, Any]:
+    container = {
+        "image": f"{s.location}-docker.pkg.dev/{s.project}/spotgate/engine:latest",
+        "ports": [{"containerPort": 8080, "name": "http1"}],
+        "resources": {"limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}, "startupCpuBoost": True},
+    }
+    return {
+        "containers": [container],
+        "nodeSelector": {"accelerator": "nvidia-l4"},
+        "gpuZonalRedundancyDisabled": True,
+        "scaling": {"maxInstanceCount": 1},
+        "maxInstanceRequestConcurrency": 8,
+        "serviceAccount": s.service_account,
+        "timeout": "600s",
     }
 
 
