@@ -13,6 +13,7 @@ import pytest
 import requests
 from openai import OpenAI
 
+from spotgate.sandbox.engine import parse_args
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess
 
@@ -263,3 +264,11 @@ def test_health_path_is_configurable(launcher: EngineLauncher) -> None:
     engine = an_engine(launcher, health_path="/ready")
     assert requests.get(engine.url + "/ready", timeout=5).status_code == 200
     assert requests.get(engine.url + "/health", timeout=5).status_code == 404
+
+
+def test_command_line_takes_several_invokers_and_aliases_per_flag() -> None:
+    _, _, options = parse_args(
+        ["--port", "0", "--model", "m", "--alias", "a", "b", "--invoker", "x@p.iam", "y@p.iam", "--invoker", "z@p"]
+    )
+    assert options.aliases == ("a", "b")
+    assert options.invokers == ("x@p.iam", "y@p.iam", "z@p")

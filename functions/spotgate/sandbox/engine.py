@@ -275,7 +275,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--alias", action="append", default=[], help="another model name this engine answers to")
+    p.add_argument("--alias", action="extend", nargs="+", default=[], help="other model names it answers to")
     p.add_argument("--name", default=None, help="backend name for x-spotgate-backend (default host:port)")
     p.add_argument("--health-path", default="/health")
     p.add_argument("--load-delay", type=float, default=0.0)
@@ -286,7 +286,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
     p.add_argument("--min-instances", type=int, default=0)
     p.add_argument("--audience")
     p.add_argument("--certs-url")
-    p.add_argument("--invoker", action="append", default=[])
+    p.add_argument("--invoker", action="extend", nargs="+", default=[], help="emails allowed to invoke")
     a = p.parse_args(argv)
     if bool(a.audience) != bool(a.certs_url):
         p.error("--audience and --certs-url go together")
