@@ -7,7 +7,7 @@ that a local endpoint (the sandbox) works with the same code; it sends enums as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -17,16 +17,16 @@ from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
 from spotgate.adapters.gce_compute import translate_api_error
-from spotgate.errors import SpotgateError
+from spotgate.errors import NotFoundError, SpotgateError
 
 
 class CloudRunOverflow:
-    """Cloud Run services of one project and region, addressed by short service name."""
+    """Cloud Run services of one project, addressed by short service name; ``regions`` maps service -> region."""
 
     def __init__(
         self,
         project: str,
-        region: str,
+        regions: Mapping[str, str],
         *,
         endpoint: str | None = None,
         credentials: Credentials | None = None,
@@ -35,24 +35,30 @@ class CloudRunOverflow:
         options = ClientOptions(api_endpoint=endpoint) if endpoint else None
         creds = credentials or (AnonymousCredentials() if endpoint else None)
         self._client = run_v2.ServicesClient(transport="rest", client_options=options, credentials=creds)
-        self._parent = f"projects/{project}/locations/{region}"
+        self._project = project
+        self._regions = dict(regions)
         self._timeout = operation_timeout.total_seconds()
 
     def get_min_instances(self, service: str) -> int:
         with _translated(f"read overflow service {service}"):
-            found = self._client.get_service(name=f"{self._parent}/services/{service}")
+            found = self._client.get_service(name=self._name(service))
         return int(found.scaling.min_instance_count)
 
     def set_min_instances(self, service: str, count: int) -> None:
         update = run_v2.UpdateServiceRequest(
             service=run_v2.Service(
-                name=f"{self._parent}/services/{service}",
+                name=self._name(service),
                 scaling=run_v2.ServiceScaling(min_instance_count=count),
             ),
             update_mask=field_mask_pb2.FieldMask(paths=["scaling.min_instance_count"]),
         )
         with _translated(f"set min instances of {service} to {count}"):
             self._client.update_service(request=update).result(timeout=self._timeout)
+
+    def _name(self, service: str) -> str:
+        if service not in self._regions:
+            raise NotFoundError(f"overflow service {service!r} is not in the fleet configuration")
+        return f"projects/{self._project}/locations/{self._regions[service]}/services/{service}"
 
 
 @contextmanager

@@ -116,8 +116,8 @@ class DevStack:
             url = self._spawn_function(target, env)
             self.function_urls[target] = url
             self.pubsub.subscribe_push(topic, url)
+        self.api_key = self._issue_dev_key()  # before the gateway starts, so the printed key works at once
         self.gateway_url = self._spawn_gateway(env)
-        self.api_key = self._issue_dev_key()
         self._write_state(env)
 
     def _components(self) -> list[Any]:
@@ -263,10 +263,11 @@ def _healthy(url: str) -> bool:
 
 
 def _terminate(name: str, child: subprocess.Popen[bytes]) -> None:
+    """Quick shutdown (gunicorn's SIGINT): a local stack need not wait out keep-alive clients."""
     if child.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(signal.SIGINT)
     try:
         child.wait(timeout=10)
     except subprocess.TimeoutExpired:
