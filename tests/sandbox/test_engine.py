@@ -13,7 +13,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from spotgate.sandbox.engine import parse_args
+from spotgate.sandbox.engine_options import EngineOptions, parse_args
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess
 
@@ -32,8 +32,8 @@ def launcher() -> Iterator[EngineLauncher]:
 
 
 def an_engine(launcher: EngineLauncher, **overrides: object) -> EngineProcess:
-    fields: dict[str, object] = {"host": "127.0.0.1", "port": 0, "model": MODEL, "name": "backend-a"}
-    return launcher.launch(EngineArgs(**{**fields, **overrides}))  # type: ignore[arg-type]
+    fields: dict[str, object] = {"model": MODEL, "name": "backend-a"}
+    return launcher.launch(EngineArgs("127.0.0.1", 0, EngineOptions(**{**fields, **overrides})))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +272,12 @@ def test_command_line_takes_several_invokers_and_aliases_per_flag() -> None:
     )
     assert options.aliases == ("a", "b")
     assert options.invokers == ("x@p.iam", "y@p.iam", "z@p")
+
+
+def test_options_survive_the_command_line_round_trip() -> None:
+    options = EngineOptions(
+        model="m", name="n", aliases=("a",), health_path="/ready", load_delay=1.5, ttft=0.25,
+        tokens_per_second=42.0, cold_start=2.0, scale_down_after=30.0, min_instances=1,
+        audience="https://svc", certs_url="http://127.0.0.1:1/certs", invokers=("x@p", "y@p"),
+    )  # fmt: skip
+    assert parse_args(["--host", "127.0.0.9", "--port", "0", *options.argv()]) == ("127.0.0.9", 0, options)

@@ -23,6 +23,7 @@ from spotgate.sandbox.addresses import AddressBlock, claim_block
 from spotgate.sandbox.cloudrun_api import OverflowService, OverflowServices, create_cloudrun_app
 from spotgate.sandbox.compute import ComputeModel
 from spotgate.sandbox.compute_api import create_compute_app
+from spotgate.sandbox.engine_options import EngineOptions
 from spotgate.sandbox.http_server import LocalServer
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.process import EngineArgs, EngineLauncher
@@ -189,9 +190,7 @@ class SandboxCloud:
 
     def _overflow_args(self, pool: PoolSpec, overflow: OverflowSpec, host: str) -> EngineArgs:
         spec = self.fleet.sandbox
-        return EngineArgs(
-            host=host,
-            port=0,
+        options = EngineOptions(
             model=pool.model,
             name=overflow.service,
             aliases=pool.aliases,
@@ -203,6 +202,7 @@ class SandboxCloud:
             certs_url=self.certs_url,
             invokers=(self.gateway_email,),
         )
+        return EngineArgs(host, 0, options)
 
     @staticmethod
     def _server(server: LocalServer | None) -> LocalServer:

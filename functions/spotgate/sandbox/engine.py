@@ -18,7 +18,6 @@ Every response carries ``x-spotgate-backend`` so tests can tell which backend an
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,30 +30,12 @@ from typing import Any
 from spotgate.errors import PermissionDeniedError
 from spotgate.sandbox import completion
 from spotgate.sandbox.completion import Completion
+from spotgate.sandbox.engine_options import EngineOptions, parse_args
 from spotgate.sandbox.iam import InvokerCheck, UnauthenticatedError
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden"}
 _STATUS |= {404: "404 Not Found", 405: "405 Method Not Allowed", 503: "503 Service Unavailable"}
-
-
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
-    """How the engine behaves. Durations are real seconds (the sandbox has already applied its speedup)."""
-
-    model: str
-    name: str = "engine"
-    aliases: tuple[str, ...] = ()
-    health_path: str = "/health"
-    load_delay: float = 0.0
-    ttft: float = 0.0
-    tokens_per_second: float = 1000.0
-    cold_start: float = 0.0
-    scale_down_after: float = 60.0
-    min_instances: int = 0
-    audience: str | None = None
-    certs_url: str | None = None
-    invokers: tuple[str, ...] = ()
 
 
 class HttpError(Exception):
@@ -268,46 +249,6 @@ def _json(body: dict[str, Any]) -> bytes:
 
 def _json_response(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], list[bytes]]:
     return status, [("content-type", "application/json")], [_json(body)]
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
-    p = argparse.ArgumentParser(prog="python -m spotgate.sandbox.engine", description=__doc__.split("\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--alias", action="extend", nargs="+", default=[], help="other model names it answers to")
-    p.add_argument("--name", default=None, help="backend name for x-spotgate-backend (default host:port)")
-    p.add_argument("--health-path", default="/health")
-    p.add_argument("--load-delay", type=float, default=0.0)
-    p.add_argument("--ttft", type=float, default=0.0)
-    p.add_argument("--tokens-per-second", type=float, default=1000.0)
-    p.add_argument("--cold-start", type=float, default=0.0)
-    p.add_argument("--scale-down-after", type=float, default=60.0)
-    p.add_argument("--min-instances", type=int, default=0)
-    p.add_argument("--audience")
-    p.add_argument("--certs-url")
-    p.add_argument("--invoker", action="extend", nargs="+", default=[], help="emails allowed to invoke")
-    a = p.parse_args(argv)
-    if bool(a.audience) != bool(a.certs_url):
-        p.error("--audience and --certs-url go together")
-    if a.tokens_per_second <= 0:
-        p.error("--tokens-per-second must be positive")
-    options = EngineOptions(
-        model=a.model,
-        name=a.name or f"{a.host}:{a.port}",
-        aliases=tuple(a.alias),
-        health_path=a.health_path,
-        load_delay=a.load_delay,
-        ttft=a.ttft,
-        tokens_per_second=a.tokens_per_second,
-        cold_start=a.cold_start,
-        scale_down_after=a.scale_down_after,
-        min_instances=a.min_instances,
-        audience=a.audience,
-        certs_url=a.certs_url,
-        invokers=tuple(a.invoker),
-    )
-    return a.host, a.port, options
 
 
 def _watch_parent(parent: int) -> None:

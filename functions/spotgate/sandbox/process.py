@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spotgate.errors import UnavailableError
+from spotgate.sandbox.engine_options import EngineOptions
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -28,36 +29,19 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True, slots=True)
 class EngineArgs:
-    """Command-line options of ``python -m spotgate.sandbox.engine`` (durations in real seconds)."""
+    """Where an engine listens (port 0: the kernel picks) and how it behaves."""
 
     host: str
     port: int
-    model: str
-    name: str
-    aliases: tuple[str, ...] = ()
-    health_path: str = "/health"
-    load_delay: float = 0.0
-    ttft: float = 0.0
-    tokens_per_second: float = 1000.0
-    cold_start: float = 0.0
-    scale_down_after: float = 60.0
-    audience: str | None = None
-    certs_url: str | None = None
-    invokers: tuple[str, ...] = ()
+    options: EngineOptions
+
+    @property
+    def name(self) -> str:
+        return self.options.name
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "spotgate.sandbox.engine", "--host", self.host, "--port", str(self.port)]
-        args += ["--model", self.model, "--name", self.name, "--health-path", self.health_path]
-        args += ["--load-delay", f"{self.load_delay:.3f}"]
-        args += ["--ttft", f"{self.ttft:.3f}", "--tokens-per-second", str(self.tokens_per_second)]
-        args += ["--cold-start", f"{self.cold_start:.3f}", "--scale-down-after", f"{self.scale_down_after:.3f}"]
-        for alias in self.aliases:
-            args += ["--alias", alias]
-        if self.audience and self.certs_url:
-            args += ["--audience", self.audience, "--certs-url", self.certs_url]
-        for invoker in self.invokers:
-            args += ["--invoker", invoker]
-        return args
+        return args + self.options.argv()
 
 
 def death_signal_setter() -> Callable[[], None]:

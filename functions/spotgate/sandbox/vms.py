@@ -12,6 +12,7 @@ import threading
 
 from spotgate.config import FleetConfig, PoolSpec
 from spotgate.sandbox.compute_records import Vm
+from spotgate.sandbox.engine_options import EngineOptions
 from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,7 @@ class VmEngines:
         """Start ``vm``'s engine; returns its URL once it listens (its /health is 503 while it loads)."""
         pool = self._pool(vm.pool)
         spec = self._fleet.sandbox
-        args = EngineArgs(
-            host=vm.network_ip,
-            port=vm.engine_port,
+        options = EngineOptions(
             model=pool.model,
             name=vm.name,
             aliases=pool.aliases,
@@ -42,7 +41,7 @@ class VmEngines:
             tokens_per_second=spec.tokens_per_second * spec.speedup,
         )
         self.halt(vm.name)
-        engine = self._launcher.launch(args)
+        engine = self._launcher.launch(EngineArgs(vm.network_ip, vm.engine_port, options))
         with self._lock:
             self._running[vm.name] = engine
         return engine.url
