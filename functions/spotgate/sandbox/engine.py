@@ -63,6 +63,7 @@ class Engine:
     def __init__(self, options: EngineOptions, started: float | None = None) -> None:
         self.options = options
         self.started = time.monotonic() if started is None else started
+        self.created = int(time.time())  # wall clock, for /v1/models "created"
         self.scale = ScaleState(min_instances=options.min_instances)
         self._verifier: InvokerCheck | None = None
         self._verifier_lock = threading.Lock()
@@ -153,7 +154,7 @@ class Engine:
 
     def _models(self) -> dict[str, Any]:
         names = (self.options.model, *self.options.aliases)
-        data = [{"id": n, "object": "model", "created": int(self.started), "owned_by": "spotgate"} for n in names]
+        data = [{"id": n, "object": "model", "created": self.created, "owned_by": "spotgate"} for n in names]
         return {"object": "list", "data": data}
 
     def _check_model(self, body: dict[str, Any]) -> str:
