@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,9 @@ def identity() -> Identity:
     return Identity.generate()
 
 
-def running_cloud(state_dir: Path, identity: Identity, overflow: bool = True) -> Iterator[SandboxCloud]:
+def running_cloud(state_dir: Path, identity: Identity, overflow: bool = True, **timings: Any) -> Iterator[SandboxCloud]:
     """A running sandbox of the example fleet; afterwards no engine process it started is alive."""
-    sandbox = SandboxCloud(a_fleet(overflow=overflow), state_dir, identity=identity)
+    sandbox = SandboxCloud(a_fleet(overflow=overflow, **timings), state_dir, identity=identity)
     pids: list[int] = []
     try:
         sandbox.start()
@@ -42,9 +43,13 @@ def cloud(tmp_path: Path, identity: Identity) -> Iterator[SandboxCloud]:
 
 
 @pytest.fixture
-def compute_cloud(tmp_path: Path, identity: Identity) -> Iterator[SandboxCloud]:
-    """Like ``cloud`` without the overflow services (quicker), for tests of Compute Engine alone."""
-    yield from running_cloud(tmp_path / ".spotgate", identity, overflow=False)
+def compute_cloud(request: pytest.FixtureRequest, tmp_path: Path, identity: Identity) -> Iterator[SandboxCloud]:
+    """Like ``cloud`` without the overflow services (quicker), for tests of Compute Engine alone.
+
+    Parametrize it indirectly with a dict to override sandbox timings, e.g. ``{"preempt_notice": 1500}``.
+    """
+    timings = getattr(request, "param", {})
+    yield from running_cloud(tmp_path / ".spotgate", identity, overflow=False, **timings)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from google.api_core import exceptions
 from google.cloud import compute_v1
 from openai import OpenAI
 
+from spotgate.domain import InstanceStatus
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.compute import VmEventKind
 from tests.sandbox.sandbox_support import as_extended, compute_clients, healthy, wait_until
@@ -101,6 +102,12 @@ def test_stockout_fails_the_start_operation_like_gce(compute_cloud: SandboxCloud
     assert instances.get(project=PROJECT, zone="us-central1-a", instance="chat-a-1").status == "TERMINATED"
 
 
+LONG_NOTICE = pytest.mark.parametrize(
+    "compute_cloud", [pytest.param({"preempt_notice": 1500}, id="1.5s-notice")], indirect=True
+)  # long enough that the next API call surely lands inside the notice, even on a busy machine
+
+
+@LONG_NOTICE
 def test_start_while_stopping_is_refused_and_stop_waits_for_the_stop(compute_cloud: SandboxCloud) -> None:
     instances, operations = compute_clients(compute_cloud)
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
@@ -121,7 +128,7 @@ def test_preemption_terminates_the_vm_and_logs_a_system_event(compute_cloud: San
     started = instances.start_unary(project=PROJECT, zone=ZONE, instance="chat-b-1")
     operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
     compute_cloud.compute.preempt("chat-b-1")
-    assert instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "STOPPING"
+    assert compute_cloud.compute.find("chat-b-1").status is InstanceStatus.STOPPING  # the notice has begun
     assert wait_until(lambda: instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "TERMINATED")
     vm = instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1")
     methods = [e.method for e in compute_cloud.compute.system_events() if e.kind is VmEventKind.SYSTEM_EVENT]

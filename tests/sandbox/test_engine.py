@@ -136,9 +136,9 @@ def test_bad_requests_get_openai_shaped_errors(
 
 
 def test_health_is_503_while_the_model_loads_then_200(launcher: EngineLauncher) -> None:
-    engine = an_engine(launcher, load_delay=0.8)
+    engine = an_engine(launcher, load_delay=1.5)
     seen = [requests.get(engine.url + "/health", timeout=5).status_code]
-    for _ in range(40):
+    for _ in range(60):
         if seen[-1] == 200:
             break
         time.sleep(0.1)
