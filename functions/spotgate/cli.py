@@ -8,9 +8,13 @@ developer tools; they are loaded only when invoked, so a deployed CLI never impo
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from spotgate.bootstrap import ControlPlaneRuntime
 
 
 class _LazyGroup(click.Group):
@@ -35,20 +39,27 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="spotgate")
-def main() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read SPOTGATE_* settings from this file too (a local stack writes .spotgate/dev.env).",
+)
+@click.pass_context
+def main(ctx: click.Context, env_file: Path | None) -> None:
     """spotgate: SPOT GPU inference on GCP with one OpenAI-compatible URL."""
+    ctx.obj = {"env_file": env_file}
 
 
 @main.command()
 @click.option("--pool", "pool_name", help="Only this pool (default: every pool).")
-def plan(pool_name: str | None) -> None:
+@click.pass_context
+def plan(ctx: click.Context, pool_name: str | None) -> None:
     """Show what the reconciler would do now, with reasons, without applying anything."""
     from rich.console import Console
 
-    from spotgate.bootstrap import build_control_plane
     from spotgate.cli_views import plan_view
 
-    runtime = _runtime_or_exit(build_control_plane)
+    runtime = _runtime(ctx)
     pools = [p for p in runtime.fleet.pools if pool_name in (None, p.name)]
     if not pools:
         raise click.BadParameter(f"no pool named {pool_name!r}", param_hint="--pool")
@@ -57,14 +68,15 @@ def plan(pool_name: str | None) -> None:
 
 @main.command()
 @click.option("--events", "event_count", default=12, show_default=True, help="How many recent actions to show.")
-def status(event_count: int) -> None:
+@click.pass_context
+def status(ctx: click.Context, event_count: int) -> None:
     """Show pools, VMs, route states, overflow and the last control-plane actions."""
     from rich.console import Console
 
-    from spotgate.bootstrap import build_compute, build_control_plane
+    from spotgate.bootstrap import build_compute
     from spotgate.cli_views import events_table, fleet_table
 
-    runtime = _runtime_or_exit(build_control_plane)
+    runtime = _runtime(ctx)
     compute = build_compute(runtime.settings, runtime.fleet)
     instances = {p.name: compute.list_instances(p.name) for p in runtime.fleet.pools}
     console = Console()
@@ -72,10 +84,13 @@ def status(event_count: int) -> None:
     console.print(events_table(runtime.store.recent_events(limit=event_count), event_count))
 
 
-def _runtime_or_exit(build: Any) -> Any:
+def _runtime(ctx: click.Context) -> ControlPlaneRuntime:
+    """The production composition for CLI commands; configuration errors become clean CLI errors."""
+    from spotgate.bootstrap import build_control_plane
+    from spotgate.config import read_settings
     from spotgate.errors import SpotgateError
 
     try:
-        return build()
+        return build_control_plane(read_settings(ctx.obj["env_file"]))
     except SpotgateError as e:
         raise click.ClickException(str(e)) from None

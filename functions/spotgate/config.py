@@ -390,10 +390,13 @@ class GatewaySettings(BaseSettings):
     heartbeat: Duration = timedelta(seconds=10)
 
 
-def read_settings() -> Settings:
-    """Settings from the environment. Raises ConfigError naming the variable."""
+def read_settings(env_file: Path | None = None) -> Settings:
+    """Settings from the environment, plus ``env_file`` (KEY=VALUE lines) if given; the environment wins.
+
+    Raises ConfigError naming the variable.
+    """
     try:
-        return Settings()
+        return Settings(_env_file=env_file) if env_file else Settings()
     except ValidationError as e:
         raise ConfigError(_settings_error("SPOTGATE_", e)) from None
 

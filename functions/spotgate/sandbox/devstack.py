@@ -34,6 +34,7 @@ from spotgate.sandbox.agent import VmAgent
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.logsink import LogSink
 from spotgate.sandbox.metadata import MetadataServer
+from spotgate.sandbox.process import die_with_parent
 from spotgate.sandbox.pubsub import PubSub
 from spotgate.sandbox.push import Chaos, RetryPolicy
 from spotgate.sandbox.scheduler import Scheduler
@@ -210,6 +211,15 @@ class DevStack:
         path = self.state_dir / "dev.json"
         path.write_text(json.dumps(state, indent=2))
         path.chmod(0o600)  # it holds the dev API key
+        self._write_env_file(env)
+
+    def _write_env_file(self, env: dict[str, str]) -> None:
+        """``.spotgate/dev.env`` for ``spotgate --env-file``: the CLI then acts on this stack."""
+        fleet_file = self.state_dir / "fleet.json"
+        fleet_file.write_text(env["SPOTGATE_FLEET"])
+        lines = [f"{k}={v}" for k, v in env.items() if k.startswith("SPOTGATE_") and k != "SPOTGATE_FLEET"]
+        lines.append(f"SPOTGATE_FLEET_FILE={fleet_file}")
+        (self.state_dir / "dev.env").write_text("\n".join(lines) + "\n")
 
 
 def control_plane_env(cloud: SandboxCloud, db_path: Path, log_level: str = "INFO") -> dict[str, str]:
@@ -227,16 +237,6 @@ def control_plane_env(cloud: SandboxCloud, db_path: Path, log_level: str = "INFO
         "SPOTGATE_LOG_LEVEL": log_level,
         "SPOTGATE_OPERATION_TIMEOUT": "30",
     }
-
-
-def die_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` run under ``setpriv --pdeathsig KILL``: the child dies with the thread that spawned it.
-
-    Not ``preexec_fn``: that forces a plain ``fork()``, which runs gRPC's fork handlers in the child while
-    this process serves gRPC (the Pub/Sub emulation) and can kill the child before it execs. Without a
-    ``preexec_fn`` Python uses vfork and nothing runs between fork and exec.
-    """
-    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 def _bin(name: str) -> str:

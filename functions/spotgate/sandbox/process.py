@@ -8,14 +8,11 @@ for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and the engine a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,17 +41,15 @@ class EngineArgs:
         return args + self.options.argv()
 
 
-def death_signal_setter() -> Callable[[], None]:
-    """A preexec_fn asking the kernel to SIGKILL the child when its parent thread exits.
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run under ``setpriv --pdeathsig KILL``: the child gets SIGKILL when its parent thread exits.
 
-    libc is loaded here, in the parent: only the already-resolved ``prctl`` call runs between fork and exec.
+    Not a ``preexec_fn`` calling prctl: a preexec_fn forces a plain ``fork()``, which runs gRPC's fork
+    handlers in the child whenever the sandbox process also serves gRPC (the Pub/Sub emulation), and the child
+    can die before it execs. Without one, Python spawns with vfork and nothing runs between fork and exec;
+    setpriv (util-linux) sets the death signal and execs the real command.
     """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def die_with_parent() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    return die_with_parent
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 class EngineProcess:
@@ -82,9 +77,6 @@ class EngineProcess:
             self._popen.stdout.close()
 
 
-_death_signal_setter = death_signal_setter  # the name devstack imported first
-
-
 class EngineLauncher:
     """Starts engines from one long-lived thread and kills every engine it started on ``close``.
 
@@ -99,14 +91,13 @@ class EngineLauncher:
         self._children: list[EngineProcess] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._preexec = death_signal_setter()
 
     def launch(self, args: EngineArgs, timeout: float = 15.0) -> EngineProcess:
         """Start an engine and return once it listens. Raises UnavailableError if it exits or stays silent."""
         with self._lock:
             if self._closed:
                 raise UnavailableError("the sandbox is stopping; no new engines")
-            popen = self._forker.submit(_fork, args, self._preexec, self._log_dir).result()
+            popen = self._forker.submit(_fork, args, self._log_dir).result()
         line = _first_line(popen, timeout)
         try:
             url = str(json.loads(line)["url"])
@@ -139,7 +130,7 @@ class EngineLauncher:
             return [c for c in self._children if c.alive()]
 
 
-def _fork(args: EngineArgs, preexec: Callable[[], None], log_dir: Path | None) -> subprocess.Popen[bytes]:
+def _fork(args: EngineArgs, log_dir: Path | None) -> subprocess.Popen[bytes]:
     """Start the child; its stderr goes to ``log_dir/<name>.log`` (appended across restarts) or is inherited."""
     stderr = None
     if log_dir is not None:
@@ -147,11 +138,7 @@ def _fork(args: EngineArgs, preexec: Callable[[], None], log_dir: Path | None) -
         stderr = (log_dir / f"{args.name}.log").open("ab")
     try:
         return subprocess.Popen(
-            args.argv(),
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            stderr=stderr,
-            preexec_fn=preexec,  # noqa: PLW1509 - it only calls prctl (async-signal-safe), resolved before fork
+            die_with_parent(args.argv()), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=stderr
         )
     finally:
         if stderr is not None:
