@@ -1,0 +1,108 @@
+"""``spotgate sandbox chaos``: run the whole local system under SPOT chaos for N minutes and judge it.
+
+Prints the report as rich tables, writes it as JSON (``<state-dir>/chaos-report.json``), and exits 1 when
+the verdict is FAIL, so a CI job can run it as a gate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console, Group
+from rich.table import Table
+
+from spotgate.config import load_fleet
+from spotgate.errors import SpotgateError
+from spotgate.sandbox.chaos import ChaosOptions, run_chaos
+from spotgate.sandbox.chaos_report import ChaosReport
+from spotgate.sandbox.chaos_verdict import RECLAIMS
+
+
+@click.command("chaos")
+@click.option("--minutes", type=click.FloatRange(min=0.1, max=120), required=True, help="Length of the chaos phase.")
+@click.option(
+    "--config", "config_path", default="examples/chaos-fleet.yaml", show_default=True, type=click.Path(dir_okay=False)
+)
+@click.option("--seed", default=1, show_default=True, help="Seed of every chaos decision.")
+@click.option("--clients", type=click.IntRange(min=1, max=64), default=4, show_default=True)
+@click.option("--state-dir", default=".spotgate/chaos", show_default=True, type=click.Path(file_okay=False))
+def chaos(minutes: float, config_path: str, seed: int, clients: int, state_dir: str) -> None:
+    """Run the local system under preemptions, stockouts, maintenance and Pub/Sub faults; PASS or FAIL."""
+    console = Console()
+    try:
+        fleet = load_fleet(config_path)
+        console.print(f"chaos for {minutes:g} min on [bold]{config_path}[/] (seed {seed}, {clients} clients)")
+        result = run_chaos(fleet, Path(state_dir), ChaosOptions(seconds=minutes * 60, seed=seed, clients=clients))
+    except (SpotgateError, TimeoutError) as e:
+        raise click.ClickException(str(e)) from None
+    path = Path(state_dir) / "chaos-report.json"
+    path.write_text(json.dumps(result.report.as_json(), indent=2))
+    console.print(render(result.report))
+    console.print(f"report written to {path}")
+    if not result.report.passed:
+        raise SystemExit(1)
+
+
+def render(report: ChaosReport) -> Group:
+    """The report as tables: requests, recovery, cost, criteria and the verdict."""
+    colour = "green" if report.passed else "red"
+    length = f"{report.seconds:.0f} s wall, {report.simulated_seconds / 60:.0f} min simulated"
+    return Group(
+        _requests(report),
+        _recovery(report),
+        _costs(report),
+        _criteria(report),
+        f"[bold {colour}]{report.verdict}[/]  ({length})",
+    )
+
+
+def _requests(report: ChaosReport) -> Table:
+    table = Table("pool", "ok", "failed before 1st byte", "cut mid-stream", "streaming", title="requests")
+    for pool, c in report.requests.items():
+        table.add_row(pool, str(c.ok), str(c.failed_before_first_byte), str(c.cut_mid_stream), str(c.streaming))
+    return table
+
+
+def _recovery(report: ChaosReport) -> Table:
+    table = Table("fault", "count", "to draining p50 / max", "to ready VM p50 / max", title="recovery (seconds)")
+    for kind in RECLAIMS:
+        count = sum(1 for r in report.reclaims if r.kind == kind)
+        table.add_row(
+            kind, str(count), _pair(report.latency(kind, "to_draining")), _pair(report.latency(kind, "to_ready"))
+        )
+    table.add_row("stockout", str(report.injected.get("stockout", 0)), "", "")
+    push = report.push
+    table.add_row(
+        "push",
+        f"{push.get('failed_attempts', 0)} failed",
+        f"{push.get('redelivered', 0)} redelivered",
+        f"{push.get('duplicates', 0)} duplicated",
+    )
+    return table
+
+
+def _costs(report: ChaosReport) -> Table:
+    table = Table(
+        "pool", "SPOT GPU-s", "STANDARD GPU-s", "overflow warm-s", "cost $", "peak ready", "always-on $",
+        title="GPU time and cost (simulated time)",
+    )  # fmt: skip
+    for c in report.costs:
+        table.add_row(
+            c.pool, f"{c.spot_seconds:.0f}", f"{c.standard_seconds:.0f}", f"{c.overflow_warm_seconds:.0f}",
+            f"{c.cost:.4f}", str(c.peak_ready), f"{c.baseline_cost:.4f}",
+        )  # fmt: skip
+    return table
+
+
+def _criteria(report: ChaosReport) -> Table:
+    table = Table("criterion", "result", "detail", title="verdict")
+    for c in report.criteria:
+        detail = "\n".join([c.summary, *c.violations[:10]])
+        table.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", detail)
+    return table
+
+
+def _pair(values: tuple[float | None, float | None]) -> str:
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in values)
