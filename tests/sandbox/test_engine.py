@@ -135,16 +135,17 @@ def test_bad_requests_get_openai_shaped_errors(
     assert response.headers["x-spotgate-backend"] == "backend-a"
 
 
-def test_health_is_503_while_the_model_loads_then_200(launcher: EngineLauncher) -> None:
-    engine = an_engine(launcher, load_delay=1.5)
-    seen = [requests.get(engine.url + "/health", timeout=5).status_code]
+def test_health_path_is_503_while_the_model_loads_then_200(launcher: EngineLauncher) -> None:
+    engine = an_engine(launcher, load_delay=1.5, health_path="/ready")
+    seen = [requests.get(engine.url + "/ready", timeout=5).status_code]
     for _ in range(60):
         if seen[-1] == 200:
             break
         time.sleep(0.1)
-        seen.append(requests.get(engine.url + "/health", timeout=5).status_code)
+        seen.append(requests.get(engine.url + "/ready", timeout=5).status_code)
     assert seen[0] == 503
     assert seen[-1] == 200
+    assert requests.get(engine.url + "/health", timeout=5).status_code == 404  # the pool chose /ready
 
 
 class _Certs:
@@ -217,20 +218,17 @@ def scaling(engine: EngineProcess, min_instances: int | None = None) -> dict[str
     return requests.post(engine.url + "/_sandbox/scaling", json=body, timeout=5).json()  # type: ignore[no-any-return]
 
 
-def test_scaled_to_zero_service_cold_starts_then_stays_warm(launcher: EngineLauncher) -> None:
+def test_scaled_to_zero_service_cold_starts_unless_min_instances_keeps_it_warm(launcher: EngineLauncher) -> None:
     engine = an_engine(launcher, cold_start=0.3, scale_down_after=30.0)
-    before = scaling(engine)
+    at_zero = scaling(engine)
+    pinned = scaling(engine, 1)
+    released = scaling(engine, 0)
     answer = client_for(engine).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
-    assert before == {"min_instances": 0, "warm": False}
-    assert answer.choices[0].message.content
-    assert scaling(engine)["warm"] is True
-
-
-def test_min_instances_keeps_the_service_warm(launcher: EngineLauncher) -> None:
-    engine = an_engine(launcher, cold_start=5.0, scale_down_after=0.0)
-    assert scaling(engine)["warm"] is False
-    assert scaling(engine, 1) == {"min_instances": 1, "warm": True}
-    assert scaling(engine, 0)["warm"] is False
+    assert at_zero == {"min_instances": 0, "warm": False}
+    assert pinned == {"min_instances": 1, "warm": True}
+    assert released == {"min_instances": 0, "warm": False}  # never used: back to zero
+    assert answer.choices[0].message.content  # served after the cold start
+    assert scaling(engine)["warm"] is True  # and warm while recently used
 
 
 def test_killed_engine_cuts_an_open_stream(launcher: EngineLauncher) -> None:
@@ -258,12 +256,6 @@ def test_vllm_length_controls_make_long_answers(engine: EngineProcess, extra: di
     )
     assert answer.usage is not None
     assert answer.usage.completion_tokens == expected
-
-
-def test_health_path_is_configurable(launcher: EngineLauncher) -> None:
-    engine = an_engine(launcher, health_path="/ready")
-    assert requests.get(engine.url + "/ready", timeout=5).status_code == 200
-    assert requests.get(engine.url + "/health", timeout=5).status_code == 404
 
 
 def test_command_line_takes_several_invokers_and_aliases_per_flag() -> None:
