@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from spotgate.sandbox.chaos_record import Observations, Outcome, PoolRules
+from spotgate.sandbox.chaos_record import Observations, Outcome, PoolRules, RequestRecord, VmRun
 from spotgate.sandbox.chaos_spans import Span, Spans, clip, count_at, intersect, subtract, union
 
 RECLAIMS = ("preempt", "maintenance")  # injections that take a VM away
@@ -127,12 +127,20 @@ def _unjustified_idle(obs: Observations, pool: PoolRules, limit: float) -> list[
     runs = [run for run in obs.vm_runs if run.pool == pool.name]
     idle: list[tuple[str, Span]] = []
     for run in runs:
-        busy = [Span(r.start, r.end) for r in obs.requests if r.backend == run.instance]
+        busy = [Span(r.start, r.end) for r in obs.requests if _may_have_served(r, run)]
         idle += [(run.instance, s) for s in subtract(clip((run.running,), obs.window), busy) if s.length > limit]
     overdue = [Span(s.start + limit, s.end) for _, s in idle]
     running = [run.running for run in runs]
     unneeded = _excess(running, overdue, pool.min_ready)
     return [(name, s) for (name, s), late in zip(idle, overdue, strict=True) if intersect((late,), unneeded)]
+
+
+def _may_have_served(request: RequestRecord, run: VmRun) -> bool:
+    """A request named its backend, or (held streams get their headers before a backend is picked) may have
+    been any of its pool's VMs: counted as traffic to each, so the idle check never blames a busy VM."""
+    if request.backend is not None:
+        return request.backend == run.instance
+    return request.pool == run.pool and request.outcome is not Outcome.FAILED_BEFORE_FIRST_BYTE
 
 
 def _excess(running: list[Span], overdue: list[Span], min_ready: int) -> Spans:
