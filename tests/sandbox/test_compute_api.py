@@ -48,8 +48,12 @@ def test_aggregated_list_filters_on_the_pool_label(shared_cloud: SandboxCloud, e
 
 def test_unknown_instance_is_a_not_found_error(shared_cloud: SandboxCloud) -> None:
     instances, _ = compute_clients(shared_cloud)
-    with pytest.raises(exceptions.NotFound, match="was not found"):
+    with pytest.raises(exceptions.NotFound) as caught:
         instances.get(project=PROJECT, zone=ZONE, instance="no-such-vm")
+    assert "The resource 'projects/spotgate-local/zones/us-central1-b/instances/no-such-vm' was not found" in str(
+        caught.value
+    )
+    assert caught.value.errors[0]["reason"] == "notFound"
 
 
 def test_start_runs_an_engine_on_a_private_loopback_address_and_stop_ends_it(compute_cloud: SandboxCloud) -> None:
