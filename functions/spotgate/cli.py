@@ -47,7 +47,7 @@ class _LazyGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, env_file: Path | None) -> None:
     """spotgate: SPOT GPU inference on GCP with one OpenAI-compatible URL."""
-    ctx.obj = {"env_file": env_file}
+    ctx.ensure_object(dict)["env_file"] = env_file
 
 
 @main.command()
@@ -91,6 +91,6 @@ def _runtime(ctx: click.Context) -> ControlPlaneRuntime:
     from spotgate.errors import SpotgateError
 
     try:
-        return build_control_plane(read_settings(ctx.obj["env_file"]))
+        return build_control_plane(read_settings(ctx.obj.get("env_file")))
     except SpotgateError as e:
         raise click.ClickException(str(e)) from None

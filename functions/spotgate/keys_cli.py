@@ -34,7 +34,7 @@ def _store(ctx: click.Context) -> RouteStore:
         from spotgate.bootstrap import build_store
         from spotgate.config import read_settings
 
-        obj["store"] = build_store(read_settings())
+        obj["store"] = build_store(read_settings(obj.get("env_file")))
     store: RouteStore = obj["store"]
     return store
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -63,6 +64,18 @@ class ActivityRecorder:
             counts.last_request_at = now
             counts.new_requests += 1
             counts.dirty = True
+
+    @contextmanager
+    def waiting(self, pool: str) -> Iterator[None]:
+        """Count a request as in flight while the gateway holds it for a VM to wake."""
+        with self._lock:
+            counts = self._pools.setdefault(pool, _Counts())
+            counts.inflight += 1
+            counts.dirty = True
+        try:
+            yield
+        finally:
+            self.finished(pool)
 
     def started(self, pool: str, backend: str) -> None:
         now = self._clock.now()

@@ -164,15 +164,20 @@ class Forwarder:
 
     # holding ---------------------------------------------------------------------------------------------
     def _hold(self, call: Call, hold: _Hold, until: float) -> _Opened | None:
-        """Wait for routing-table changes until ``until``, trying the backends again after each one."""
-        while (remaining := until - self._monotonic()) > 0:
-            if not self._table.wait_for_change(hold.version, remaining):
-                return None
-            hold.version = self._table.version
-            hold.tried.clear()
-            opened = self._attempt(call, hold.tried)
-            if opened is not None:
-                return opened
+        """Wait for routing-table changes until ``until``, trying the backends again after each one.
+
+        A held request counts as in flight: it is demand, and the control plane must keep the VM it woke
+        even when the pool's idle timeout is shorter than the VM's boot.
+        """
+        with self._activity.waiting(call.pool.name):
+            while (remaining := until - self._monotonic()) > 0:
+                if not self._table.wait_for_change(hold.version, remaining):
+                    return None
+                hold.version = self._table.version
+                hold.tried.clear()
+                opened = self._attempt(call, hold.tried)
+                if opened is not None:
+                    return opened
         return None
 
     def _held_stream(self, call: Call, hold: _Hold, release: Callable[[], None]) -> Response:

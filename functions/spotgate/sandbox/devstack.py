@@ -136,6 +136,7 @@ class DevStack:
         return {
             **control_plane_env(self.cloud, self.db_path, self.options.log_level),
             "SPOTGATE_GATEWAY_CERTS_URL": self.cloud.certs_url,
+            "SPOTGATE_GATEWAY_ACTIVITY_FLUSH": "1s",  # local timers are short; the planner should see demand soon
             "SPOTGATE_GATEWAY_ALLOWED_PRINCIPALS": json.dumps([f"@{self.fleet.project}.iam.gserviceaccount.com"]),
             "PUBSUB_EMULATOR_HOST": self.pubsub.emulator_host,
             "GCE_METADATA_HOST": self.metadata.address,
