@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from spotgate.domain import InstanceStatus
 from spotgate.sandbox.cli import sandbox
 from spotgate.sandbox.cloud import SandboxCloud
-from spotgate.sandbox.state import SANDBOX_FILE, SandboxState, read_state, write_state
+from spotgate.sandbox.state import DEV_FILE, SANDBOX_FILE, SandboxState, read_state, write_state
 from tests.sandbox.sandbox_support import EXAMPLE_FLEET, healthy, wait_until
 
 
@@ -74,6 +75,15 @@ def test_refused_actions_explain_why(shared_state_dir: Path, args: tuple[str, ..
     code, output = run(*args, "--state-dir", str(shared_state_dir))
     assert code == 1
     assert message in output
+
+
+def test_commands_also_find_a_sandbox_started_by_spotgate_dev(shared_cloud: SandboxCloud, tmp_path: Path) -> None:
+    (tmp_path / DEV_FILE).write_text(
+        json.dumps({"gateway_url": "http://127.0.0.1:1", "sandbox": shared_cloud.endpoints()})
+    )
+    code, output = run("status", "--state-dir", str(tmp_path))
+    assert code == 0
+    assert "embed-b-1" in output
 
 
 def fast_config(directory: Path) -> Path:
