@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -273,3 +274,24 @@ def test_options_survive_the_command_line_round_trip() -> None:
         audience="https://svc", certs_url="http://127.0.0.1:1/certs", invokers=("x@p", "y@p"),
     )  # fmt: skip
     assert parse_args(["--host", "127.0.0.9", "--port", "0", *options.argv()]) == ("127.0.0.9", 0, options)
+
+
+async def _stream_over_raw_socket(url: str, body: bytes) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    writer.write(f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return b"data: [DONE]" in data
+
+
+def test_one_engine_holds_hundreds_of_concurrent_streams(engine: EngineProcess) -> None:
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
+
+    async def all_at_once() -> list[bool]:
+        return await asyncio.gather(*(_stream_over_raw_socket(engine.url, body) for _ in range(500)))
+
+    assert all(asyncio.run(all_at_once()))
