@@ -55,19 +55,31 @@ def remove_state(state_dir: Path) -> None:
 
 
 def read_state(state_dir: Path) -> SandboxState:
-    """The running sandbox's state. Raises NotRunningError when there is none or it does not answer."""
-    state = _load(state_dir)
+    """The running sandbox's state. Raises NotRunningError when there is none or it does not answer.
+
+    ``sandbox.json`` is tried before ``dev.json``; a stale one (its sandbox crashed) does not hide the other.
+    """
+    states = _load(state_dir)
+    if not states:
+        raise NotRunningError(f"no sandbox is running for {state_dir}: start one with `spotgate sandbox serve`")
+    for state in states:
+        if _answers(state):
+            return state
+    raise NotRunningError(
+        f"the sandbox recorded in {state_dir} does not answer at {states[0].compute_url} (stale state file?); "
+        "start one with `spotgate sandbox serve`"
+    )
+
+
+def _answers(state: SandboxState) -> bool:
     try:
-        requests.get(state.compute_url + "/sandbox/status", timeout=3).raise_for_status()
-    except requests.RequestException as e:
-        raise NotRunningError(
-            f"the sandbox recorded in {state_dir} does not answer at {state.compute_url} (stale state file?); "
-            "start one with `spotgate sandbox serve`"
-        ) from e
-    return state
+        return requests.get(state.compute_url + "/sandbox/status", timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
 
 
-def _load(state_dir: Path) -> SandboxState:
+def _load(state_dir: Path) -> list[SandboxState]:
+    states = []
     for name, key in ((SANDBOX_FILE, None), (DEV_FILE, "sandbox")):
         path = state_dir / name
         try:
@@ -78,5 +90,5 @@ def _load(state_dir: Path) -> SandboxState:
             raise NotRunningError(f"cannot read {path}: {e}") from e
         endpoints = data.get(key) if key else data.get("endpoints")
         if isinstance(endpoints, dict) and "compute" in endpoints:
-            return SandboxState(endpoints, data.get("pid"), data.get("config"))
-    raise NotRunningError(f"no sandbox is running for {state_dir}: start one with `spotgate sandbox serve`")
+            states.append(SandboxState(endpoints, data.get("pid"), data.get("config")))
+    return states
