@@ -27,8 +27,9 @@ from spotgate.config import FleetConfig
 from spotgate.domain import InstanceStatus
 from spotgate.errors import ConflictError, NotFoundError, SpotgateError
 from spotgate.ports import Clock
-from spotgate.sandbox.compute_records import Operation, OperationFailure, Timing, Vm, new_operation, new_vm
+from spotgate.sandbox.compute_records import Operation, OperationFailure, Timing, Vm, new_vm
 from spotgate.sandbox.vm_events import EventLog, VmEvent, VmEventKind
+from spotgate.sandbox.zone_operations import ZoneOperations
 
 __all__ = ["ComputeModel", "EngineHost", "NotReadyError", "Timing", "VmEvent", "VmEventKind"]
 
@@ -64,7 +65,7 @@ class ComputeModel:
         self._lock = threading.Condition()
         self._closing = threading.Event()
         self._events = EventLog()
-        self._operations: dict[str, Operation] = {}
+        self._operations = ZoneOperations(self.project, self._lock, self._clock)
         self._stockouts: dict[str, float] = {}  # zone -> monotonic end
         self._threads: list[threading.Thread] = []
         now = self._clock.now()
@@ -95,19 +96,12 @@ class ComputeModel:
             return vm.copy()
 
     def operation(self, zone: str, name: str) -> Operation:
-        with self._lock:
-            op = self._operations.get(name)
-            if op is None or op.zone != zone:
-                raise NotFoundError(
-                    f"The resource 'projects/{self.project}/zones/{zone}/operations/{name}' was not found"
-                )
-            return op.copy()
+        """Raises NotFoundError."""
+        return self._operations.get(zone, name)
 
     def wait(self, zone: str, name: str, timeout: float) -> Operation:
         """The operation once DONE, or as it is after ``timeout`` seconds (GCE's wait is bounded too)."""
-        with self._lock:
-            self._lock.wait_for(lambda: self._operations[name].done or self._closing.is_set(), timeout)
-        return self.operation(zone, name)
+        return self._operations.wait(zone, name, timeout, self._closing.is_set)
 
     def stockouts(self) -> dict[str, float]:
         """Stocked-out zones and the seconds each stays so."""
@@ -133,27 +127,30 @@ class ComputeModel:
                 raise NotReadyError(
                     f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' is not ready"
                 )
-            op = self._new_op("start", vm, user)
+            op = self._operations.create("start", vm, user)
             if vm.status is not InstanceStatus.TERMINATED:
-                return self._finish(op)
+                return self._operations.finish(op.name)
             if self._stocked_out(zone):
-                self._run(self._fail_stockout, op.name)
-                return op.copy()
+                self._run(self._fail_stockout, op.name, zone)
+                return op
             vm.generation += 1
             self._set_status(vm, InstanceStatus.PROVISIONING)
             self._run(self._boot, vm.name, vm.generation, op.name)
-            return op.copy()
+            return op
 
     def stop(self, zone: str, name: str, user: str) -> Operation:
         """Stop a VM (any live state). Returns the operation; raises NotFoundError."""
         with self._lock:
             vm = self._find(zone, name)
-            op = self._new_op("stop", vm, user)
-            if vm.status in (InstanceStatus.TERMINATED, InstanceStatus.STOPPING):
-                return self._finish(op) if vm.status is InstanceStatus.TERMINATED else self._follow(op, vm)
+            op = self._operations.create("stop", vm, user)
+            if vm.status is InstanceStatus.TERMINATED:
+                return self._operations.finish(op.name)
+            if vm.status is InstanceStatus.STOPPING:  # completes with the stop already under way
+                self._run(self._finish_when_stopped, vm.name, op.name)
+                return op
             self._begin_stopping(vm)
             self._run(self._terminate_after, vm.name, vm.generation, self.timing.stop, op.name)
-            return op.copy()
+            return op
 
     # -- SPOT and system events ----------------------------------------------------------------------------
 
@@ -204,7 +201,7 @@ class ComputeModel:
     # -- transitions (run on operation threads) ------------------------------------------------------------
 
     def _boot(self, name: str, generation: int, op_name: str) -> None:
-        self._progress(op_name)
+        self._operations.begin(op_name)
         snapshot = self._provision(name, generation)
         url = None
         if snapshot is not None:
@@ -223,7 +220,7 @@ class ComputeModel:
             elif vm.generation == generation:  # the engine failed: the guest never came up
                 vm.last_stop = self._clock.now()
                 self._set_status(vm, InstanceStatus.TERMINATED)
-            self._finish(self._operations[op_name])
+            self._operations.finish(op_name)
 
     def _provision(self, name: str, generation: int) -> Vm | None:
         """PROVISIONING -> STAGING -> (boot delay) ; the VM's snapshot, or None if it was stopped meanwhile."""
@@ -237,7 +234,7 @@ class ComputeModel:
 
     def _terminate_after(self, name: str, generation: int, delay: float, op_name: str | None) -> None:
         if op_name:
-            self._progress(op_name)
+            self._operations.begin(op_name)
         self._pause(delay)
         with self._lock:
             vm = self._vms[name]
@@ -247,24 +244,23 @@ class ComputeModel:
                 vm.last_stop = self._clock.now()
                 self._set_status(vm, InstanceStatus.TERMINATED)
             if op_name:
-                self._finish(self._operations[op_name])
+                self._operations.finish(op_name)
 
     def _finish_when_stopped(self, name: str, op_name: str) -> None:
-        self._progress(op_name)
+        self._operations.begin(op_name)
         limit = max(self.timing.stop, self.timing.preempt_notice) + 5.0
         with self._lock:
             self._lock.wait_for(
                 lambda: self._vms[name].status is not InstanceStatus.STOPPING or self._closing.is_set(), limit
             )
-            self._finish(self._operations[op_name])
+            self._operations.finish(op_name)
 
-    def _fail_stockout(self, op_name: str) -> None:
-        self._progress(op_name)
+    def _fail_stockout(self, op_name: str, zone: str) -> None:
+        self._operations.begin(op_name)
         self._pause(self.timing.stockout_failure)
         with self._lock:
-            op = self._operations[op_name]
-            op.failure = OperationFailure.stockout(self.project, op.zone, self.zones_available(op.zone))
-            self._finish(op)
+            failure = OperationFailure.stockout(self.project, zone, self.zones_available(zone))
+            self._operations.finish(op_name, failure)
 
     # -- internals (callers hold the lock unless noted) ----------------------------------------------------
 
@@ -284,25 +280,6 @@ class ComputeModel:
 
     def _stocked_out(self, zone: str) -> bool:
         return self._stockouts.get(zone, 0.0) > time.monotonic()
-
-    def _new_op(self, kind: str, vm: Vm, user: str) -> Operation:
-        op = new_operation(self.project, kind, vm, user, self._clock.now())
-        self._operations[op.name] = op
-        return op
-
-    def _finish(self, op: Operation) -> Operation:
-        op.finish(self._clock.now())
-        self._lock.notify_all()
-        return op.copy()
-
-    def _follow(self, op: Operation, vm: Vm) -> Operation:
-        """A stop of a VM already STOPPING completes when its current stop does."""
-        self._run(self._finish_when_stopped, vm.name, op.name)
-        return op.copy()
-
-    def _progress(self, op_name: str) -> None:
-        with self._lock:
-            self._operations[op_name].begin(self._clock.now())
 
     def _advance(self, name: str, generation: int, status: InstanceStatus) -> bool:
         with self._lock:
@@ -329,26 +306,12 @@ class ComputeModel:
         log.info("instance %s is %s", vm.name, status, extra={"instance": vm.name, "status": str(status)})
 
     def _system_event(self, vm: Vm, method: str, message: str) -> None:
-        op = new_operation(self.project, method, vm, "system", self._clock.now(), system=True)
-        op.status_message = message
-        op.finish(self._clock.now())
-        self._operations[op.name] = op
+        op = self._operations.create(method, vm, "system", system=True)
+        self._operations.finish(op.name, message=message)
         self._emit(VmEventKind.SYSTEM_EVENT, vm, method)
 
     def _emit(self, kind: VmEventKind, vm: Vm, method: str | None = None) -> None:
-        event = VmEvent(
-            kind=kind,
-            instance=vm.name,
-            zone=vm.zone,
-            pool=vm.pool,
-            at=self._clock.now(),
-            method=method,
-            instance_id=vm.instance_id,
-            network_ip=vm.network_ip,
-            engine_url=vm.engine_url if kind is VmEventKind.RUNNING else None,
-            health_path=vm.health_path,
-        )
-        self._events.record(event)
+        self._events.record(VmEvent.of(kind, vm, self._clock.now(), method))
 
     def _run(self, target: Callable[..., None], *args: object) -> None:
         if self._closing.is_set():

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from spotgate.sandbox.compute_records import Vm
+
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +43,22 @@ class VmEvent:
     network_ip: str | None = None
     engine_url: str | None = None  # "http://127.x.y.z:port" once RUNNING
     health_path: str = "/health"
+
+    @classmethod
+    def of(cls, kind: VmEventKind, vm: Vm, at: datetime, method: str | None = None) -> VmEvent:
+        """The event for ``vm`` as it is now; only RUNNING carries the engine URL."""
+        return cls(
+            kind=kind,
+            instance=vm.name,
+            zone=vm.zone,
+            pool=vm.pool,
+            at=at,
+            method=method,
+            instance_id=vm.instance_id,
+            network_ip=vm.network_ip,
+            engine_url=vm.engine_url if kind is VmEventKind.RUNNING else None,
+            health_path=vm.health_path,
+        )
 
 
 class EventLog:
