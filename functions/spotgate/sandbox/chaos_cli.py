@@ -16,7 +16,7 @@ from rich.table import Table
 from spotgate.config import load_fleet
 from spotgate.errors import SpotgateError
 from spotgate.sandbox.chaos import ChaosOptions, run_chaos
-from spotgate.sandbox.chaos_report import ChaosReport
+from spotgate.sandbox.chaos_report import ChaosReport, percentile
 from spotgate.sandbox.chaos_verdict import RECLAIMS
 
 
@@ -73,6 +73,16 @@ def _recovery(report: ChaosReport) -> Table:
             kind, str(count), _pair(report.latency(kind, "to_draining")), _pair(report.latency(kind, "to_ready"))
         )
     table.add_row("stockout", str(report.injected.get("stockout", 0)), "", "")
+    ready = [b.to_ready for b in report.boots if b.to_ready is not None]
+    running = [b.to_running for b in report.boots]
+    expected = max((b.expected for b in report.boots), default=0.0)
+    boot_pair = (percentile(running, 50), max(running, default=None))
+    table.add_row(
+        f"VM boot (fleet: {expected:.1f}s to ready)",
+        str(len(report.boots)),
+        f"to RUNNING {_pair(boot_pair)}",
+        _pair((percentile(ready, 50), max(ready, default=None))),
+    )
     push = report.push
     table.add_row(
         "push",

@@ -36,13 +36,17 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class VmRun:
-    """One RUNNING stretch of a VM: ``running`` until STOPPING (serving time), ``billed`` until TERMINATED."""
+    """One RUNNING stretch of a VM: ``running`` until STOPPING (serving time), ``billed`` until TERMINATED.
+
+    ``booting_since`` to ``running.start`` is the boot as it really took, to compare with the fleet's.
+    """
 
     pool: str
     instance: str
     provisioning_model: str  # "SPOT" or "STANDARD"
     running: Span
     billed: Span
+    booting_since: float | None = None  # when the run saw it PROVISIONING (None: already booting when watched)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,17 @@ class Reclaim:
 
 
 @dataclass(frozen=True, slots=True)
+class Boot:
+    """One VM boot as it really took: from PROVISIONING to RUNNING, and on to its route being ready."""
+
+    pool: str
+    instance: str
+    to_running: float
+    to_ready: float | None
+    expected: float  # the fleet's boot + load, over the speedup
+
+
+@dataclass(frozen=True, slots=True)
 class PoolCost:
     """Simulated GPU-seconds by provisioning model and what they cost, against the always-on baseline."""
 
@@ -64,6 +75,7 @@ class ChaosReport:
     simulated_seconds: float
     requests: dict[str, RequestCounts]
     reclaims: tuple[Reclaim, ...]
+    boots: tuple[Boot, ...]
     costs: tuple[PoolCost, ...]
     injected: dict[str, int]
     push: dict[str, int]
@@ -97,6 +109,7 @@ class ChaosReport:
             "requests": {pool: {**asdict(c), "total": c.total} for pool, c in self.requests.items()},
             "reclaim_latency_seconds": latencies,
             "reclaims": [asdict(r) for r in self.reclaims],
+            "boots": [asdict(b) for b in self.boots],
             "costs": [asdict(c) for c in self.costs],
             "cost_total": round(sum(c.cost for c in self.costs), 6),
             "baseline_total": round(sum(c.baseline_cost for c in self.costs), 6),
@@ -116,6 +129,7 @@ def summarize(obs: Observations) -> ChaosReport:
         simulated_seconds=obs.window.length * obs.speedup,
         requests=request_counts(obs),
         reclaims=tuple(reclaim(obs, i) for i in obs.injections if i.kind in RECLAIMS and i.pool is not None),
+        boots=boots(obs),
         costs=tuple(pool_cost(obs, pool.name) for pool in obs.pools),
         injected=injected,
         push=dict(obs.push),
@@ -167,6 +181,24 @@ def _first_after(at: float, wanted: Sequence[RouteSpan], seen: Sequence[RouteSpa
         return 0.0
     later = [r.span.start for r in wanted if r.span.start > at]
     return round(min(later) - at, 3) if later else None
+
+
+def boots(obs: Observations) -> tuple[Boot, ...]:
+    """Every boot the run saw begin: how long to RUNNING and to a ready route, against the fleet's promise."""
+    expected = {pool.name: pool.boot for pool in obs.pools}
+    found = []
+    for run in obs.vm_runs:
+        if run.booting_since is None:
+            continue
+        ready = [
+            r.span.start
+            for r in obs.routes
+            if r.backend == run.instance and r.state == "ready" and r.span.end > run.running.start
+        ]
+        to_ready = round(min(ready) - run.booting_since, 3) if ready else None
+        to_running = round(run.running.start - run.booting_since, 3)
+        found.append(Boot(run.pool, run.instance, to_running, to_ready, expected.get(run.pool, 0.0)))
+    return tuple(found)
 
 
 def pool_cost(obs: Observations, pool: str) -> PoolCost:

@@ -17,6 +17,7 @@ import requests
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.config import FleetConfig
+from spotgate.domain import InstanceStatus
 from spotgate.errors import SpotgateError
 from spotgate.sandbox.chaos_record import RouteSpan, VmRun
 from spotgate.sandbox.chaos_spans import Span
@@ -24,16 +25,18 @@ from spotgate.sandbox.compute import VmEvent, VmEventKind
 from spotgate.sandbox.devstack import DevStack
 
 log = logging.getLogger(__name__)
+_BOOTING = (InstanceStatus.PROVISIONING, InstanceStatus.STAGING)
 ROUTE_POLL = 0.1
 OVERFLOW_POLL = 0.5
 
 
 class _Open:
-    """A stretch still in progress: its key's attributes and when it began."""
+    """A stretch still in progress: its key's attributes, when it began, and (VM runs) when its boot began."""
 
-    def __init__(self, since: float, *values: str) -> None:
+    def __init__(self, since: float, *values: str, booting: float | None = None) -> None:
         self.since = since
         self.values = values
+        self.booting = booting
 
 
 class Watcher:
@@ -48,6 +51,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._running: dict[str, _Open] = {}  # instance -> RUNNING since (pool, model)
+        self._booting: dict[str, float] = {}  # instance -> first seen PROVISIONING in this boot
         self._stopping: dict[str, tuple[_Open, float]] = {}  # instance -> (run, STOPPING at)
         self._runs: list[VmRun] = []
         self._route_open: dict[str, _Open] = {}  # route key -> (pool, backend, kind, state)
@@ -98,7 +102,8 @@ class Watcher:
             if self._stop.is_set():
                 return
             if event.kind is VmEventKind.RUNNING:
-                self._running[event.instance] = _Open(at, event.pool, self._model(event.instance))
+                booting = self._booting.pop(event.instance, None)
+                self._running[event.instance] = _Open(at, event.pool, self._model(event.instance), booting=booting)
             elif event.kind is VmEventKind.STOPPING and event.instance in self._running:
                 self._stopping[event.instance] = (self._running.pop(event.instance), at)
             elif event.kind is VmEventKind.TERMINATED:
@@ -120,10 +125,21 @@ class Watcher:
     def _poll(self) -> None:
         next_overflow = 0.0
         while not self._stop.wait(ROUTE_POLL):
+            self._poll_boots()
             self._poll_routes()
             if time.monotonic() >= next_overflow:
                 next_overflow = time.monotonic() + OVERFLOW_POLL
                 self._poll_overflow()
+
+    def _poll_boots(self) -> None:
+        """Note when each VM is first seen booting: the compute model announces RUNNING, not PROVISIONING."""
+        now = time.time()
+        booting = {vm.name for vm in self._stack.cloud.compute.instances() if vm.status in _BOOTING}
+        with self._lock:
+            for name in booting - self._booting.keys():
+                self._booting[name] = now
+            for name in self._booting.keys() - booting:
+                del self._booting[name]  # stopped mid-boot, or RUNNING (the event took its time already)
 
     def _poll_routes(self) -> None:
         try:
@@ -176,4 +192,4 @@ class Watcher:
 
 def _run(instance: str, run: _Open, stopping_at: float, terminated_at: float) -> VmRun:
     pool, model = run.values
-    return VmRun(pool, instance, model, Span(run.since, stopping_at), Span(run.since, terminated_at))
+    return VmRun(pool, instance, model, Span(run.since, stopping_at), Span(run.since, terminated_at), run.booting)
