@@ -10,7 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from spotgate.sandbox.chaos_cli import render
 from spotgate.sandbox.chaos_record import (
     Injection,
     Observations,
@@ -246,3 +248,22 @@ def test_the_verdict_passes_only_when_every_criterion_does() -> None:
         "streaming": 0,
         "total": 1,
     }
+
+
+def test_boots_compare_the_real_boot_with_the_fleets() -> None:
+    vm = replace(a_vm("batch-a-1", 10, 30), booting_since=6.5)
+    run = a_run(
+        vm_runs=(vm,), routes=(a_route("batch-a-1", "starting", 10, 11.2), a_route("batch-a-1", "ready", 11.2, 30))
+    )
+    (boot,) = summarize(run).boots
+    assert (boot.to_running, boot.to_ready, boot.expected) == (3.5, 4.7, 3.0)
+
+
+def test_the_printed_report_shows_counts_costs_and_the_verdict() -> None:
+    report = summarize(a_run(pools=(BATCH,), requests=(a_request(1, 2, outcome=Outcome.FAILED_BEFORE_FIRST_BYTE),)))
+    console = Console(record=True, width=160)
+    console.print(render(report))
+    text = console.export_text()
+    assert "failed before 1st byte" in text
+    assert "always-on $" in text
+    assert "FAIL" in text

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from spotgate.config import load_fleet
 from spotgate.errors import SpotgateError
-from spotgate.sandbox.chaos import ChaosOptions, run_chaos
 from spotgate.sandbox.chaos_report import ChaosReport, percentile
 from spotgate.sandbox.chaos_verdict import RECLAIMS
 
@@ -30,6 +29,9 @@ from spotgate.sandbox.chaos_verdict import RECLAIMS
 @click.option("--state-dir", default=".spotgate/chaos", show_default=True, type=click.Path(file_okay=False))
 def chaos(minutes: float, config_path: str, seed: int, clients: int, state_dir: str) -> None:
     """Run the local system under preemptions, stockouts, maintenance and Pub/Sub faults; PASS or FAIL."""
+    # Imported here: the run pulls in the whole sandbox (gRPC, Google clients); rendering a report does not.
+    from spotgate.sandbox.chaos import ChaosOptions, run_chaos
+
     console = Console()
     try:
         fleet = load_fleet(config_path)
