@@ -6,6 +6,11 @@ serves the sandbox's controls under ``/sandbox/`` (preempt, stockout, maintenanc
 JSON bodies) for the CLI and tests, and ``/oauth2/v1/certs``, the sandbox identity's certificates, so
 ID tokens it issued verify like Google's.
 
+Drive it as GCE: ``InstancesClient(credentials=AnonymousCredentials(), client_options={"api_endpoint": URL})``,
+then ``start_unary``/``stop_unary`` and wait with a ``ZoneOperationsClient`` built with the same options
+(``.wait`` holds up to ``WAIT_LIMIT`` seconds); the ``ExtendedOperation`` from ``start()`` would poll the
+real Google host. Operations start PENDING; a start is DONE when the VM is RUNNING and its engine listens.
+
 Errors follow GCE's synchronous envelope (``compute_json.error_json``): unknown instance or operation 404
 ``notFound``; starting a STOPPING VM 400 ``resourceNotReady``; an unparsable filter 400 ``invalid``.
 """
