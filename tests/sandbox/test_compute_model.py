@@ -138,3 +138,10 @@ def test_stockout_names_the_zones_still_available(model: ComputeModel) -> None:
     assert op.failure.details[0]["errorInfo"]["metadatas"]["zonesAvailable"] == "us-central1-b"  # type: ignore[index]
     assert set(model.stockouts()) == {"us-central1-a", "us-central1-c"}
     assert status(model, "chat-a-1") is InstanceStatus.TERMINATED
+
+
+def test_a_spot_stockout_leaves_on_demand_capacity_alone(model: ComputeModel) -> None:
+    model.stock_out("us-central1-a", 30)
+    op = model.wait("us-central1-a", model.start("us-central1-a", "chat-standard", "t").name, timeout=10)
+    assert op.failure is None
+    assert status(model, "chat-standard") is InstanceStatus.RUNNING

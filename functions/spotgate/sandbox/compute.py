@@ -24,7 +24,7 @@ from typing import Protocol
 
 from spotgate.clock import SystemClock
 from spotgate.config import FleetConfig
-from spotgate.domain import InstanceStatus
+from spotgate.domain import InstanceStatus, ProvisioningModel
 from spotgate.errors import ConflictError, NotFoundError, SpotgateError
 from spotgate.ports import Clock
 from spotgate.sandbox.compute_records import Operation, OperationFailure, Timing, Vm, new_vm
@@ -130,7 +130,7 @@ class ComputeModel:
             op = self._operations.create("start", vm, user)
             if vm.status is not InstanceStatus.TERMINATED:
                 return self._operations.finish(op.name)
-            if self._stocked_out(zone):
+            if vm.provisioning_model is ProvisioningModel.SPOT and self._stocked_out(zone):
                 self._run(self._fail_stockout, op.name, zone)
                 return op
             vm.generation += 1
@@ -176,7 +176,11 @@ class ComputeModel:
             return vm.copy()
 
     def stock_out(self, zone: str, seconds: float) -> None:
-        """Make ``start`` in ``zone`` fail with a stockout for ``seconds`` (0 ends a stockout)."""
+        """Make SPOT ``start``s in ``zone`` fail with a stockout for ``seconds`` (0 ends a stockout).
+
+        On-demand (STANDARD) capacity is a separate pool in GCE and is not affected: that is what makes
+        an on-demand fallback worth having during a SPOT stockout.
+        """
         if zone not in self.zones:
             raise NotFoundError(f"zone {zone!r} has no instances in project {self.project}")
         with self._lock:
