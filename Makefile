@@ -51,9 +51,11 @@ typecheck:
 imports:
 	$(BIN)/lint-imports
 
-# functions/requirements.txt is what Cloud Functions installs; it is generated from uv.lock.
+# What Cloud Functions (functions/requirements.txt) and the gateway image (run_service/requirements.txt,
+# hash-pinned) install; both are generated from uv.lock, and a test fails when either drifts from it.
 requirements: $(VENV)/.installed
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --quiet -o functions/requirements.txt
+	$(UV) export --format requirements.txt --no-dev --no-emit-project --frozen --quiet -o run_service/requirements.txt
 
 clean:
 	rm -rf .venv .tools .venv-checkov tests/emulators/node_modules .spotgate .mypy_cache .ruff_cache .pytest_cache

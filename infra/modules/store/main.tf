@@ -15,3 +15,20 @@ resource "google_firestore_database" "store" {
   delete_protection_state           = local.delete_protection_state
   deletion_policy                   = "DELETE"
 }
+
+# The audit trail is read newest-first per pool (`spotgate status`, the dev view): where pool == X order by
+# at desc. Firestore needs a composite index for an equality filter combined with an order on another field.
+resource "google_firestore_index" "events_by_pool" {
+  project    = var.project
+  database   = google_firestore_database.store.name
+  collection = "${var.collection_prefix}_events"
+
+  fields {
+    field_path = "pool"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "at"
+    order      = "DESCENDING"
+  }
+}

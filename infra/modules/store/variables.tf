@@ -29,3 +29,14 @@ variable "deletion_protection" {
   description = "Refuse to delete the database (routes, pool state, API keys live here)."
   default     = true
 }
+
+variable "collection_prefix" {
+  type        = string
+  description = "Prefix of spotgate's Firestore collections (SPOTGATE_STORE_PREFIX); the events index is built on <prefix>_events."
+  default     = "spotgate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,30}$", var.collection_prefix))
+    error_message = "collection_prefix must be lowercase letters, digits and underscores, starting with a letter."
+  }
+}
