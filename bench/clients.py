@@ -1,0 +1,94 @@
+"""urllib3 vs httpx as the gateway's upstream client: CPU and latency per proxied request, same conditions.
+
+    python -m bench.clients [--requests 2000] [--concurrency 1,20]
+
+Runs under gevent's monkey-patching, like the gateway's worker, against one sandbox engine (TCP_NODELAY, see
+``bench.engine``). Each client keeps a pool of keep-alive connections and reads the whole body of a small
+non-streaming chat completion; CPU per request is this process's CPU time divided by requests, which is
+what the client costs the gateway worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+
+def _urllib3_client(base: str) -> Callable[[bytes], int]:
+    import urllib3
+
+    pool = urllib3.connection_from_url(base, maxsize=64, block=False, retries=False)
+
+    def call(body: bytes) -> int:
+        r = pool.urlopen("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"},
+                         preload_content=False, redirect=False)  # fmt: skip
+        for _ in r.stream(65536, decode_content=False):
+            pass
+        r.release_conn()
+        return r.status
+
+    return call
+
+
+def _httpx_client(base: str) -> Callable[[bytes], int]:
+    import httpx2 as httpx  # the installed httpx major version (the OpenAI SDK's HTTP client)
+
+    client = httpx.Client(base_url=base, limits=httpx.Limits(max_keepalive_connections=64))
+
+    def call(body: bytes) -> int:
+        with client.stream("POST", "/v1/chat/completions", content=body,
+                           headers={"Content-Type": "application/json"}) as r:  # fmt: skip
+            for _ in r.iter_raw():
+                pass
+            return r.status_code
+
+    return call
+
+
+def measure(call: Callable[[bytes], int], requests: int, concurrency: int) -> tuple[float, float, float]:
+    """(CPU ms per request, p50 ms, p99 ms)."""
+    import gevent
+    from gevent.pool import Pool
+
+    body = json.dumps({"model": "fast-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16})
+    payload = body.encode()
+    for _ in range(50):
+        call(payload)
+    latencies: list[float] = []
+
+    def one(_: int) -> None:
+        started = time.perf_counter()
+        assert call(payload) == 200
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    cpu = time.process_time()
+    Pool(concurrency).map(one, range(requests))
+    cpu_ms = (time.process_time() - cpu) * 1000 / requests
+    gevent.sleep(0)
+    latencies.sort()
+    return cpu_ms, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+
+
+def main() -> None:
+    from gevent import monkey
+
+    monkey.patch_all()
+    from bench import processes
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--concurrency", default="1,20")
+    a = p.parse_args()
+    with processes.engine("127.0.91.5", "fast-model", ttft=0, tokens_per_second=1e6) as base:
+        print("| client | concurrency | CPU per request | p50 | p99 |")
+        print("|---|---:|---:|---:|---:|")
+        for concurrency in (int(c) for c in a.concurrency.split(",")):
+            for name, make in (("urllib3", _urllib3_client), ("httpx", _httpx_client)) * 2:
+                cpu, p50, p99 = measure(make(base), a.requests, concurrency)
+                print(f"| {name} | {concurrency} | {cpu:.3f} ms | {p50:.2f} ms | {p99:.2f} ms |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
