@@ -54,6 +54,7 @@ class ChaosOptions:
     pool_rest: float = 10.0
     push_chaos: Chaos = field(default_factory=lambda: Chaos(duplicate=0.1, fail_rate=0.15))
     warmup_timeout: float = 90.0
+    log_level: str = "WARNING"  # of the functions and the gateway (their logs are under <state-dir>/logs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class ChaosResult:
 def run_chaos(fleet: FleetConfig, state_dir: Path, options: ChaosOptions) -> ChaosResult:
     """Run the stack under chaos for ``options.seconds`` and judge it. Every process is stopped on return."""
     rng = random.Random(options.seed)
-    dev = DevOptions(tick_interval=timedelta(seconds=options.tick), log_level="WARNING")
+    dev = DevOptions(tick_interval=timedelta(seconds=options.tick), log_level=options.log_level)
     with DevStack(fleet, state_dir, dev) as stack:
         watcher = Watcher(stack)
         watcher.start()

@@ -88,7 +88,7 @@ def _recovery(report: ChaosReport) -> Table:
     push = report.push
     table.add_row(
         "push",
-        f"{push.get('failed_attempts', 0)} failed",
+        f"{push.get('failed_attempts', 0)} failed, {push.get('dead_lettered', 0)} dropped",
         f"{push.get('redelivered', 0)} redelivered",
         f"{push.get('duplicates', 0)} duplicated",
     )
