@@ -20,7 +20,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth import transport as auth_transport
 from google.oauth2 import id_token
 
-from gateway.errors import invalid_api_key, permission_denied
+from gateway.errors import ApiError, invalid_api_key, permission_denied
 from gateway.table import LiveTable
 from spotgate.apikeys import hash_secret, looks_like_jwt, looks_like_key
 from spotgate.config import GatewaySettings
@@ -118,6 +118,10 @@ class Authenticator:
             raise invalid_api_key("This gateway does not accept Google ID tokens.")
         try:
             claims = id_token.verify_token(token, self._request, audience=self._audiences, certs_url=self._certs_url)
+        except auth_exceptions.TransportError:
+            # The certificates could not be fetched: the token may be fine, so this is ours to retry, not a 401.
+            raise ApiError(503, "Cannot verify ID tokens right now.", "service_unavailable", "certs_unavailable",
+                           retry_after=5) from None  # fmt: skip
         except (ValueError, auth_exceptions.GoogleAuthError):
             raise invalid_api_key("Invalid Google ID token.") from None
         email = str(claims.get("email", "")).lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,3 +81,22 @@ def _handler(recorder: Recorder, sse: bool) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def send_raw(host: str, port: int, head: str, body: bytes = b"") -> int:
+    """Send bytes exactly as given (no client-side normalisation) and return the status code."""
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(head.encode("latin-1") + body)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def raw_request(method: str, path: str, secret: str, *, body: str = "", extra: str = "", host: str = "gw") -> str:
+    auth = f"Authorization: Bearer {secret}\r\n"
+    length = f"Content-Length: {len(body.encode())}\r\n" if body or method == "POST" else ""
+    return f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{length}{extra}Connection: close\r\n\r\n{body}"

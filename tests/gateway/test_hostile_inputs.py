@@ -4,13 +4,12 @@ that is not in the routing table: a trap server on another loopback address must
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from tests.gateway.servers import RecordingServer
+from tests.gateway.servers import RecordingServer, raw_request, send_raw
 from tests.gateway.stack import (
     IdentityTokens,
     RecordingPublisher,
@@ -51,25 +50,6 @@ def target(tmp_path_factory, metadata, identity) -> Iterator[tuple[str, int, str
     finally:
         engine.kill()
         store.close()
-
-
-def send_raw(host: str, port: int, head: str, body: bytes = b"") -> int:
-    """Send bytes exactly as given (no client-side normalisation) and return the status code."""
-    with socket.create_connection((host, port), timeout=10) as conn:
-        conn.sendall(head.encode("latin-1") + body)
-        reply = b""
-        while b"\r\n" not in reply:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return int(reply.split(b" ", 2)[1])
-
-
-def request(method: str, path: str, secret: str, *, body: str = "", extra: str = "", host: str = "gw") -> str:
-    auth = f"Authorization: Bearer {secret}\r\n"
-    length = f"Content-Length: {len(body.encode())}\r\n" if body or method == "POST" else ""
-    return f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{length}{extra}Connection: close\r\n\r\n{body}"
 
 
 TRAP = "TRAP"  # replaced by the trap server's host:port in each case
@@ -114,7 +94,7 @@ def test_hostile_input_never_reaches_a_host_outside_the_table(
     *, target, trap, method: str, path: str, body: str, extra: str, expected: set[int]
 ) -> None:
     host, port, secret = target
-    raw = request(method, path.replace(TRAP, trap.hostport), secret, body=body.replace(TRAP, trap.hostport),
+    raw = raw_request(method, path.replace(TRAP, trap.hostport), secret, body=body.replace(TRAP, trap.hostport),
                   extra=extra.replace(TRAP, trap.hostport))  # fmt: skip
     assert send_raw(host, port, raw) in expected
     assert trap.recorder.requests == []
@@ -122,5 +102,7 @@ def test_hostile_input_never_reaches_a_host_outside_the_table(
 
 def test_the_host_header_is_never_used_for_routing(target, trap) -> None:
     host, port, secret = target
-    assert send_raw(host, port, request("POST", "/v1/chat/completions", secret, body=CHAT, host=trap.hostport)) == 200
+    assert (
+        send_raw(host, port, raw_request("POST", "/v1/chat/completions", secret, body=CHAT, host=trap.hostport)) == 200
+    )
     assert trap.recorder.requests == []

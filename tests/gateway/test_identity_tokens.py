@@ -57,3 +57,10 @@ def test_a_token_signed_by_an_unknown_key_is_refused(gateway) -> None:
     forged = Identity.generate().sign_id_token("https://gateway.test", "alice@example.com")
     with pytest.raises(openai.AuthenticationError):
         ask(gateway, forged)
+
+
+def test_unreachable_certificates_are_a_503_not_a_401(make_gateway, identity) -> None:
+    gateway = make_gateway(allowed_principals=ALLOWED, certs_url="http://127.0.0.1:9/certs")
+    with pytest.raises(openai.InternalServerError) as raised:
+        ask(gateway, identity.sign_id_token("https://gateway.test", "alice@example.com"))
+    assert raised.value.status_code == 503

@@ -60,3 +60,13 @@ def test_revoke_disables_the_key(store) -> None:
 def test_invalid_commands_fail_without_writing(store, args: list[str]) -> None:
     assert run(store, *args).exit_code != 0
     assert store.list_keys() == []
+
+
+def test_the_cli_finds_the_configured_store_without_injection(tmp_path) -> None:
+    env = {"SPOTGATE_STORE": "sqlite", "SPOTGATE_SQLITE_PATH": str(tmp_path / "keys.db")}
+    runner = CliRunner(env=env)
+    created = runner.invoke(main, ["keys", "create", "ops"], catch_exceptions=False)
+    listed = runner.invoke(main, ["keys", "list"], catch_exceptions=False)
+    assert created.exit_code == 0, created.output
+    assert "ops" in listed.output
+    assert KEY.search(created.output).group(0) not in listed.output

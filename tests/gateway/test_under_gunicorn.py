@@ -18,7 +18,7 @@ from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.config import environment
 from spotgate.domain import BackendKind
 from tests.gateway.conftest import GATEWAY_EMAIL
-from tests.gateway.servers import RecordingServer
+from tests.gateway.servers import RecordingServer, raw_request, send_raw
 from tests.gateway.stack import a_host, a_key, a_route, fleet_document, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +114,13 @@ def test_streams_overflow_and_hang_ups_under_gunicorn(gunicorn) -> None:
         assert next(r.iter_lines()) == b"data: 0"
     assert sse.recorder.disconnected.wait(10)
     client.close()  # an idle keep-alive connection would hold gunicorn's graceful shutdown open
+
+    host, port = url.removeprefix("http://").split(":")
+    for path in (f"http://{sse.hostport}/pools/embed/x", "/pools/embed/%2e%2e/%2e%2e/x", "/pools/embed/..%2f..%2fx"):
+        assert send_raw(host, int(port), raw_request("GET", path, secret)) == 400
+    assert sse.recorder.requests == [
+        "GET /events"
+    ]  # an idle keep-alive connection would hold gunicorn's graceful shutdown open
 
 
 def _authorised(url: str, secret: str) -> bool:
