@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,11 @@ from spotgate.sandbox.devstack import DevOptions, DevStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ZONES = ["us-central1-a", "us-central1-b", "us-central1-c"]
+
+
+def _a_window_twelve_hours_away() -> dict[str, Any]:
+    hour = (datetime.now(UTC).hour + 12) % 24
+    return {"timezone": "UTC", "windows": [{"start": f"{hour:02d}:00", "end": f"{(hour + 1) % 24:02d}:00"}]}
 
 
 def e2e_fleet() -> FleetConfig:
@@ -57,6 +63,15 @@ def e2e_fleet() -> FleetConfig:
                     "idle_timeout": "4s",
                     "drain_grace": "1s",
                     "wake_hold": "40s",
+                },
+                {
+                    "name": "night",
+                    "model": "tiny-night",
+                    "spot": {"zones": ["us-central1-c"]},
+                    "engine": {"port": 8002},
+                    "min_ready": 1,
+                    "drain_grace": "1s",
+                    "active_hours": _a_window_twelve_hours_away(),
                 },
             ],
             "sandbox": {
@@ -190,6 +205,20 @@ def test_an_idle_pool_scales_to_zero_and_wakes_on_the_next_request(stack: Stack)
     # Idle past idle_timeout (4 s): the control plane stops it again.
     eventually(lambda: stack.status(nap) is InstanceStatus.TERMINATED, timeout=60)
     eventually(lambda: stack.routes("nap")[nap].state is RouteState.DOWN, timeout=10)
+
+
+def test_a_vm_running_outside_its_pools_active_hours_is_stopped(stack: Stack) -> None:
+    (night,) = [vm.name for vm in stack.dev.fleet.pools[2].vms]
+    assert stack.status(night) is InstanceStatus.TERMINATED  # min_ready 1, but not now
+    vm = stack.dev.cloud.compute.find(night)
+    stack.dev.cloud.compute.start(vm.zone, night, "operator@example.com")  # someone starts it by hand
+
+    def stopped_for_active_hours() -> bool:
+        stops = [e for e in stack.store.recent_events("night") if e.action == "stop"]
+        return any("active hours" in e.reason for e in stops)
+
+    eventually(stopped_for_active_hours, timeout=60)  # often before it even reaches RUNNING
+    eventually(lambda: stack.status(night) is InstanceStatus.TERMINATED, timeout=60)
 
 
 def test_full_spot_stockout_falls_back_to_standard_and_returns_to_spot(stack: Stack, serving: str) -> None:
