@@ -186,7 +186,11 @@ class Forwarder:
         def chunks() -> Iterator[bytes]:
             while True:
                 yield HEARTBEAT
-                opened = self._hold(call, hold, min(hold.deadline, self._after(self._heartbeat)))
+                try:
+                    opened = self._hold(call, hold, min(hold.deadline, self._after(self._heartbeat)))
+                except errors.ApiError as e:  # e.g. a backend timed out: the headers are out, so say it in-band
+                    yield e.sse_event()
+                    return
                 if opened is not None:
                     current.append(opened)
                     yield from self._stream_into_open_sse(call, opened)
