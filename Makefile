@@ -33,7 +33,7 @@ $(CHECKOV): .ci/checkov-requirements.txt
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r .ci/checkov-requirements.txt
 	touch $@
 
-dev: install
+dev: $(VENV)/.installed  # the local stack needs neither the Firestore emulator nor checkov
 	$(BIN)/spotgate dev --config examples/fleet.yaml
 
 test: install check

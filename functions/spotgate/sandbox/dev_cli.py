@@ -14,7 +14,6 @@ from types import FrameType
 import click
 from rich.console import Console, Group
 from rich.live import Live
-from rich.panel import Panel
 
 from spotgate.adapters.gce_compute import GceCompute
 from spotgate.adapters.sqlite_store import SqliteStore
@@ -44,7 +43,9 @@ def dev(config_path: str, state_dir: str, live: bool) -> None:
         fleet = load_fleet(config_path)
         console.print(f"starting the local cloud for [bold]{config_path}[/] (first start imports a lot; ~10-30 s)")
         with DevStack(fleet, Path(state_dir)) as stack:
-            console.print(banner(stack))
+            console.rule("spotgate dev is running")
+            click.echo(banner(stack))  # plain text: a panel would wrap the curl line and break copy-paste
+            console.rule()
             if live:
                 _watch(stack, stop, console)
             else:
@@ -55,7 +56,7 @@ def dev(config_path: str, state_dir: str, live: bool) -> None:
     console.print("stopped.")
 
 
-def banner(stack: DevStack) -> Panel:
+def banner(stack: DevStack) -> str:
     """How to call the gateway, with the dev key (shown here and kept in the state file, mode 0600)."""
     model = stack.fleet.pools[0].model
     text = (
@@ -66,9 +67,10 @@ def banner(stack: DevStack) -> Panel:
         f"  -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\\n"
         f'  -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "hello"}}]}}\'\n\n'
         f"python: OpenAI(base_url='{stack.gateway_url}/v1', api_key='{stack.api_key}')\n"
-        f"preempt a VM:  spotgate sandbox preempt NAME --state-dir {stack.state_dir}"
+        f"preempt a VM:  .venv/bin/spotgate sandbox preempt NAME --state-dir {stack.state_dir}\n"
+        f"fleet status:  .venv/bin/spotgate --env-file {stack.state_dir / 'dev.env'} status"
     )
-    return Panel(text, title="spotgate dev is running", expand=False)
+    return text
 
 
 def _watch(stack: DevStack, stop: threading.Event, console: Console) -> None:
