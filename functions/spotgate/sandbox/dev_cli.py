@@ -59,7 +59,7 @@ def dev(config_path: str, state_dir: str, live: bool) -> None:
 def banner(stack: DevStack) -> str:
     """How to call the gateway, with the dev key (shown here and kept in the state file, mode 0600)."""
     model = stack.fleet.pools[0].model
-    text = (
+    return (
         f"gateway   {stack.gateway_url}\n"
         f"API key   {stack.api_key}\n"
         f"state     {stack.state_dir / 'dev.json'}\n\n"
@@ -70,7 +70,6 @@ def banner(stack: DevStack) -> str:
         f"preempt a VM:  .venv/bin/spotgate sandbox preempt NAME --state-dir {stack.state_dir}\n"
         f"fleet status:  .venv/bin/spotgate --env-file {stack.state_dir / 'dev.env'} status"
     )
-    return text
 
 
 def _watch(stack: DevStack, stop: threading.Event, console: Console) -> None:
