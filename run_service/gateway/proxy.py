@@ -27,7 +27,7 @@ from flask import Response
 from gateway import errors
 from gateway.activity import ActivityRecorder
 from gateway.headers import SSE_HEADERS, downstream_headers
-from gateway.relay import HEARTBEAT, Relay, plain_body, sse_body
+from gateway.relay import HEARTBEAT, Relay, first_byte_heartbeats, plain_body, sse_body
 from gateway.selection import Balancer
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
@@ -213,7 +213,7 @@ class Forwarder:
         """Continue a stream whose 200 headers were already sent: relay SSE, or turn an error into an event."""
         response = opened.response
         if response.status == 200 and _is_sse(response):
-            yield from sse_body(body_chunks(response), call.request_id)
+            yield from sse_body(first_byte_heartbeats(body_chunks(response), self._heartbeat), call.request_id)
             return
         yield _upstream_error(response).sse_event()
 
@@ -229,8 +229,13 @@ class Forwarder:
         headers = downstream_headers(response.headers, keep_length=not sse)
         if sse:
             headers.extend(SSE_HEADERS.items())
-        body = sse_body if sse else plain_body
-        relay = Relay(body(body_chunks(response), call.request_id), lambda: _both(self._finish, opened, release))
+        chunks = body_chunks(response)
+        body = (
+            sse_body(first_byte_heartbeats(chunks, self._heartbeat), call.request_id)
+            if sse
+            else plain_body(chunks, call.request_id)
+        )
+        relay = Relay(body, lambda: _both(self._finish, opened, release))
         return Response(relay, status=response.status, headers=headers, direct_passthrough=True)
 
     def _after(self, seconds: float) -> float:

@@ -10,6 +10,8 @@ raise an error instead of waiting forever or mistaking a truncated answer for a 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
 
 from gateway.errors import stream_interrupted
@@ -52,6 +54,38 @@ def sse_body(chunks: Iterator[bytes], request_id: str) -> Iterator[bytes]:
     except StreamCutError as e:
         log.warning("stream cut by backend", extra={"request_id": request_id, "error": str(e)})
         yield stream_interrupted(f"The backend stream was interrupted (request {request_id}).").sse_event()
+
+
+def first_byte_heartbeats(chunks: Iterator[bytes], every: float) -> Iterator[bytes]:
+    """Relay ``chunks``, sending SSE comments every ``every`` seconds until the first chunk arrives.
+
+    An engine may send nothing between its response headers and the first token (a long prefill): idle
+    timeouts of proxies and load balancers on the way would cut such a stream. The first chunk is read on a
+    helper thread (a greenlet under gevent) so the wait can be interrupted; later chunks are read directly.
+    """
+    pending: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+
+    def pull_first() -> None:
+        try:
+            pending.put(("chunk", next(chunks)))
+        except StopIteration:
+            pending.put(("end", None))
+        except BaseException as e:  # handed to the relaying side, which raises it there
+            pending.put(("error", e))
+
+    threading.Thread(target=pull_first, name="gateway-first-chunk", daemon=True).start()
+    while True:
+        try:
+            kind, value = pending.get(timeout=every)
+        except queue.Empty:
+            yield HEARTBEAT
+            continue
+        break
+    if kind == "error":
+        raise value  # type: ignore[misc]
+    if kind == "chunk":
+        yield value  # type: ignore[misc]
+        yield from chunks
 
 
 def plain_body(chunks: Iterator[bytes], request_id: str) -> Iterator[bytes]:

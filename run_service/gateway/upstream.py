@@ -11,6 +11,8 @@ accepted the request but did not answer within the read timeout, which is not re
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -111,8 +113,16 @@ def body_chunks(response: urllib3.HTTPResponse) -> Iterator[bytes]:
 
 
 def discard(response: urllib3.HTTPResponse) -> None:
-    """Close an upstream response early: the connection is dropped, never reused mid-body."""
+    """Close an upstream response early: the connection is dropped, never reused mid-body.
+
+    The socket is shut down before it is closed: a plain close does not wake a thread blocked reading it
+    (nor send the backend a FIN while that read is in progress), a shutdown does both.
+    """
+    sock = getattr(response.connection, "sock", None)
     try:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         response.close()
     finally:
         response.release_conn()

@@ -16,11 +16,12 @@ class Recorder:
 
 
 class RecordingServer:
-    """A threaded HTTP server on ``host``; ``sse=True`` streams an event every 50 ms until the peer hangs up."""
+    """A threaded HTTP server on ``host``; ``sse=True`` streams an event every 50 ms until the peer hangs up
+    (the first one ``first_event_after`` seconds after the headers)."""
 
-    def __init__(self, host: str, *, sse: bool = False) -> None:
+    def __init__(self, host: str, *, sse: bool = False, first_event_after: float = 0.0) -> None:
         self.recorder = Recorder()
-        self._server = ThreadingHTTPServer((host, 0), _handler(self.recorder, sse))
+        self._server = ThreadingHTTPServer((host, 0), _handler(self.recorder, sse, first_event_after))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -43,7 +44,7 @@ class RecordingServer:
         self._thread.join(timeout=10)
 
 
-def _handler(recorder: Recorder, sse: bool) -> type[BaseHTTPRequestHandler]:
+def _handler(recorder: Recorder, sse: bool, first_event_after: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # the body ends when the connection closes
 
@@ -57,6 +58,8 @@ def _handler(recorder: Recorder, sse: bool) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
+            self.wfile.flush()
+            time.sleep(first_event_after)  # headers out, no event yet: a long prefill
             try:
                 for n in range(400):  # at most 20 s
                     self.wfile.write(f"data: {n}\n\n".encode())

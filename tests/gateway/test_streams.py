@@ -37,6 +37,21 @@ def test_a_held_stream_gets_heartbeats_until_a_vm_is_ready(store, engines, make_
     assert lines[-1] == "data: [DONE]"
 
 
+def test_a_slow_first_token_gets_heartbeats_until_it_arrives(store, make_gateway, hosts) -> None:
+    with RecordingServer(next(hosts), sse=True, first_event_after=1.0) as backend:
+        store.put_routes([a_route("chat", "chat-prefill", backend.url)])
+        secret, _ = a_key(store)
+        headers = {"Authorization": f"Bearer {secret}", "Accept": "text/event-stream"}
+        url = f"{make_gateway().url}/pools/chat/v1/stream"
+        with requests.get(url, headers=headers, stream=True, timeout=20) as r:
+            lines = r.iter_lines(decode_unicode=True)
+            before = []
+            while (line := next(lines)) != "data: 0":
+                before.append(line)
+    assert {line for line in before if line} == {": keepalive"}
+    assert len([line for line in before if line]) >= 2
+
+
 def test_a_held_stream_that_finds_no_vm_ends_with_an_error_event(store, make_gateway) -> None:
     secret, _ = a_key(store)
     lines = sse_lines(make_gateway(a_fleet(wake_hold="1s")), secret, STREAM)
