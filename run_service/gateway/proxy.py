@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import urllib3
@@ -27,6 +27,7 @@ from flask import Response
 from gateway import errors
 from gateway.activity import ActivityRecorder
 from gateway.headers import SSE_HEADERS, downstream_headers
+from gateway.pending import Pending
 from gateway.relay import HEARTBEAT, Relay, first_byte_heartbeats, plain_body, sse_body
 from gateway.selection import Balancer
 from gateway.table import LiveTable
@@ -100,7 +101,13 @@ class Forwarder:
         if not self._table.ready(pool):
             self._wake.wake(pool)
         hold = _Hold(self._table.version, self._monotonic() + call.pool.wake_hold.total_seconds())
-        opened = self._attempt(call, hold.tried)
+        if call.stream:
+            pending: Pending[_Opened] = Pending(lambda: self._attempt(call, hold.tried), self._finish)
+            if not pending.wait(self._heartbeat):  # the backend is slow to answer: start the stream ourselves
+                return self._held_stream(call, hold, release, pending)
+            opened = pending.take()
+        else:
+            opened = self._attempt(call, hold.tried)
         if opened is None:
             self._wake.wake(pool)
             first_wait = hold.deadline if not call.stream else min(hold.deadline, self._after(self._heartbeat))
@@ -180,27 +187,31 @@ class Forwarder:
                     return opened
         return None
 
-    def _held_stream(self, call: Call, hold: _Hold, release: Callable[[], None]) -> Response:
+    def _held_stream(
+        self, call: Call, hold: _Hold, release: Callable[[], None], pending: Pending[_Opened] | None = None
+    ) -> Response:
+        """A 200 SSE response that sends heartbeats while it waits for ``pending`` or for the hold."""
         current: list[_Opened] = []
 
         def chunks() -> Iterator[bytes]:
-            while True:
-                yield HEARTBEAT
-                try:
+            try:
+                opened = None if pending is None else (yield from self._await_attempt(call, pending))
+                while opened is None:
+                    if self._monotonic() >= hold.deadline:
+                        yield errors.no_backend(call.pool.name, _retry_after(call.pool)).sse_event()
+                        return
+                    yield HEARTBEAT
                     opened = self._hold(call, hold, min(hold.deadline, self._after(self._heartbeat)))
-                except errors.ApiError as e:  # e.g. a backend timed out: the headers are out, so say it in-band
-                    yield e.sse_event()
-                    return
-                if opened is not None:
-                    current.append(opened)
-                    yield from self._stream_into_open_sse(call, opened)
-                    return
-                if self._monotonic() >= hold.deadline:
-                    yield errors.no_backend(call.pool.name, _retry_after(call.pool)).sse_event()
-                    return
+            except errors.ApiError as e:  # e.g. a backend timed out: the headers are out, so say it in-band
+                yield e.sse_event()
+                return
+            current.append(opened)
+            yield from self._stream_into_open_sse(call, opened)
 
         def finish() -> None:
             try:
+                if pending is not None:
+                    pending.abandon()
                 for opened in current:
                     self._finish(opened)
             finally:
@@ -208,6 +219,16 @@ class Forwarder:
 
         headers = {"Content-Type": "text/event-stream", **SSE_HEADERS}
         return Response(Relay(chunks(), finish), status=200, headers=headers, direct_passthrough=True)
+
+    def _await_attempt(self, call: Call, pending: Pending[_Opened]) -> Generator[bytes, None, _Opened | None]:
+        """Heartbeats until the first attempt ends; its result, after publishing a wake if it found nothing."""
+        yield HEARTBEAT
+        while not pending.wait(self._heartbeat):
+            yield HEARTBEAT
+        opened = pending.take()
+        if opened is None:
+            self._wake.wake(call.pool.name)
+        return opened
 
     def _stream_into_open_sse(self, call: Call, opened: _Opened) -> Iterator[bytes]:
         """Continue a stream whose 200 headers were already sent: relay SSE, or turn an error into an event."""

@@ -52,6 +52,19 @@ def test_a_slow_first_token_gets_heartbeats_until_it_arrives(store, make_gateway
     assert len([line for line in before if line]) >= 2
 
 
+def test_a_backend_that_withholds_its_headers_until_the_first_token_still_gets_heartbeats(
+    store, engines, make_gateway
+) -> None:
+    engine = engines("chat-model", "chat-slow-prefill", "--ttft", "1.0")
+    store.put_routes([a_route("chat", engine.name, engine.url)])
+    secret, _ = a_key(store)
+    lines = sse_lines(make_gateway(), secret, STREAM)
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    assert first_data >= 2
+    assert set(lines[:first_data]) == {": keepalive"}
+    assert lines[-1] == "data: [DONE]"
+
+
 def test_a_held_stream_that_finds_no_vm_ends_with_an_error_event(store, make_gateway) -> None:
     secret, _ = a_key(store)
     lines = sse_lines(make_gateway(a_fleet(wake_hold="1s")), secret, STREAM)
@@ -94,3 +107,17 @@ def test_a_client_hang_up_closes_the_backend_stream(store, make_gateway, hosts) 
         assert backend.recorder.requests == ["GET /events"]
         assert wait_until(lambda: store.get_activity("chat").requests_total == 1)
         assert wait_until(lambda: store.get_activity("chat").inflight == 0)
+
+
+def test_a_caller_gone_before_the_backend_answered_leaks_no_upstream(store, engines, make_gateway) -> None:
+    engine = engines("chat-model", "chat-slow-prefill", "--ttft", "1.0")
+    store.put_routes([a_route("chat", engine.name, engine.url)])
+    secret, _ = a_key(store)
+    gateway = make_gateway()
+    url = f"{gateway.url}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {secret}"}
+    with requests.post(url, json=STREAM, headers=headers, stream=True, timeout=20) as r:
+        assert next(r.iter_lines()) == b": keepalive"
+    assert wait_until(lambda: store.get_activity("chat").requests_total == 1)
+    assert wait_until(lambda: store.get_activity("chat").backend_last_request.keys() == {"chat-slow-prefill"})
+    assert wait_until(lambda: store.get_activity("chat").inflight == 0)
