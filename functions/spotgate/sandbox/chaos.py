@@ -27,7 +27,7 @@ from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.config import FleetConfig
 from spotgate.domain import BackendKind, InstanceStatus, ProvisioningModel, RouteState
 from spotgate.errors import SpotgateError
-from spotgate.sandbox.chaos_record import Injection, Observations, PoolRules, Rates
+from spotgate.sandbox.chaos_record import Injection, Observations, PoolRules, Rates, RequestRecord
 from spotgate.sandbox.chaos_report import ChaosReport, summarize
 from spotgate.sandbox.chaos_spans import Span
 from spotgate.sandbox.chaos_traffic import Traffic, plan_callers
@@ -72,34 +72,41 @@ def run_chaos(fleet: FleetConfig, state_dir: Path, options: ChaosOptions) -> Cha
         watcher.start()
         try:
             _wait_warm(stack, options.warmup_timeout)
-            start = time.time()
-            stack.pubsub.chaos = options.push_chaos
-            callers = plan_callers(fleet, options.clients, rng, start, options.seconds)
-            traffic = Traffic(stack.gateway_url, stack.api_key, callers, rng)
-            traffic.start()
-            try:
-                injections = Injector(stack.cloud.compute, fleet, rng, options).run(start + options.seconds)
-            finally:
-                traffic.stop()
-            end = time.time()
-            stack.pubsub.chaos = Chaos()
-            push = stack.pubsub.stats
+            window, requests, injections = _drive(stack, rng, options)
+            push = asdict(stack.pubsub.stats)
         finally:
             watcher.stop()
-        observations = Observations(
-            window=Span(start, end),
-            tick=options.tick,
-            speedup=fleet.sandbox.speedup,
-            rates=Rates(fleet.prices.spot_per_hour, fleet.prices.standard_per_hour, fleet.prices.overflow_per_hour),
-            pools=pool_rules(fleet),
-            requests=traffic.records(),
-            vm_runs=watcher.vm_runs(),
-            routes=watcher.routes(),
-            injections=injections,
-            overflow_warm=watcher.overflow_warm(),
-            push=asdict(push),
-        )
+    observations = Observations(
+        window=window,
+        tick=options.tick,
+        speedup=fleet.sandbox.speedup,
+        rates=Rates(fleet.prices.spot_per_hour, fleet.prices.standard_per_hour, fleet.prices.overflow_per_hour),
+        pools=pool_rules(fleet),
+        requests=requests,
+        vm_runs=watcher.vm_runs(),
+        routes=watcher.routes(),
+        injections=injections,
+        overflow_warm=watcher.overflow_warm(),
+        push=push,
+    )
     return ChaosResult(summarize(observations), observations)
+
+
+def _drive(
+    stack: DevStack, rng: random.Random, options: ChaosOptions
+) -> tuple[Span, tuple[RequestRecord, ...], tuple[Injection, ...]]:
+    """The chaos phase: traffic and faults until the deadline, then until the last request has ended."""
+    start = time.time()
+    stack.pubsub.chaos = options.push_chaos
+    callers = plan_callers(stack.fleet, options.clients, rng, start, options.seconds)
+    traffic = Traffic(stack.gateway_url, stack.api_key, callers, rng)
+    traffic.start()
+    try:
+        injections = Injector(stack.cloud.compute, stack.fleet, rng, options).run(start + options.seconds)
+    finally:
+        traffic.stop()
+        stack.pubsub.chaos = Chaos()
+    return Span(start, time.time()), traffic.records(), injections
 
 
 def pool_rules(fleet: FleetConfig) -> tuple[PoolRules, ...]:
