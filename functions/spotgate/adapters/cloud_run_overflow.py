@@ -7,8 +7,7 @@ that a local endpoint (the sandbox) works with the same code; it sends enums as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import timedelta
 
 from google.api_core.client_options import ClientOptions
@@ -16,8 +15,8 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
-from spotgate.adapters.gce_compute import translate_api_error
-from spotgate.errors import NotFoundError, SpotgateError
+from spotgate.adapters.api_errors import translated
+from spotgate.errors import NotFoundError
 
 
 class CloudRunOverflow:
@@ -40,7 +39,7 @@ class CloudRunOverflow:
         self._timeout = operation_timeout.total_seconds()
 
     def get_min_instances(self, service: str) -> int:
-        with _translated(f"read overflow service {service}"):
+        with translated(f"read overflow service {service}"):
             found = self._client.get_service(name=self._name(service))
         return int(found.scaling.min_instance_count)
 
@@ -52,20 +51,10 @@ class CloudRunOverflow:
             ),
             update_mask=field_mask_pb2.FieldMask(paths=["scaling.min_instance_count"]),
         )
-        with _translated(f"set min instances of {service} to {count}"):
+        with translated(f"set min instances of {service} to {count}"):
             self._client.update_service(request=update).result(timeout=self._timeout)
 
     def _name(self, service: str) -> str:
         if service not in self._regions:
             raise NotFoundError(f"overflow service {service!r} is not in the fleet configuration")
         return f"projects/{self._project}/locations/{self._regions[service]}/services/{service}"
-
-
-@contextmanager
-def _translated(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except SpotgateError:
-        raise
-    except Exception as e:
-        raise translate_api_error(doing, e) from e

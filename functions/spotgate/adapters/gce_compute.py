@@ -13,23 +13,19 @@ Two facts about the client library shape this adapter (DESIGN §4):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import compute_v1
 
+from spotgate.adapters.api_errors import translated
 from spotgate.domain import Instance, InstanceStatus, ProvisioningModel
 from spotgate.errors import (
     CapacityError,
     ConflictError,
     NotFoundError,
     PermanentError,
-    PermissionDeniedError,
     QuotaError,
-    SpotgateError,
     UnavailableError,
 )
 
@@ -62,19 +58,19 @@ class GceCompute:
         request = compute_v1.AggregatedListInstancesRequest(
             project=self._project, filter=f'labels.{POOL_LABEL} = "{pool}"'
         )
-        with _translated(f"list instances of pool {pool}"):
+        with translated(f"list instances of pool {pool}"):
             pages = self._instances.aggregated_list(request=request)
             found = [to_instance(vm) for _, scoped in pages for vm in scoped.instances]
         # Filters are evaluated server-side; re-check so a lax server can never hand us another pool's VM.
         return sorted((vm for vm in found if vm.labels.get(POOL_LABEL) == pool), key=lambda vm: vm.name)
 
     def start(self, zone: str, instance: str) -> None:
-        with _translated(f"start {instance} in {zone}"):
+        with translated(f"start {instance} in {zone}"):
             operation = self._instances.start_unary(project=self._project, zone=zone, instance=instance)
             self._wait(zone, operation, instance)
 
     def stop(self, zone: str, instance: str) -> None:
-        with _translated(f"stop {instance} in {zone}"):
+        with translated(f"stop {instance} in {zone}"):
             operation = self._instances.stop_unary(project=self._project, zone=zone, instance=instance)
             self._wait(zone, operation, instance)
 
@@ -134,30 +130,3 @@ def to_instance(vm: compute_v1.Instance) -> Instance:
 
 def _timestamp(value: str) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-@contextmanager
-def _translated(doing: str) -> Iterator[None]:
-    """Turn google.api_core errors raised inside into spotgate errors that say what we were doing."""
-    try:
-        yield
-    except SpotgateError:
-        raise
-    except Exception as e:
-        raise translate_api_error(doing, e) from e
-
-
-def translate_api_error(doing: str, error: Exception) -> SpotgateError:
-    """Map a google.api_core / transport exception to the spotgate error tree."""
-    text = f"{doing}: {error}"
-    if isinstance(error, gexc.NotFound):
-        return NotFoundError(text)
-    if isinstance(error, gexc.Forbidden | gexc.Unauthorized):
-        return PermissionDeniedError(text)
-    if isinstance(error, gexc.TooManyRequests):
-        return QuotaError(text)
-    if isinstance(error, gexc.Conflict | gexc.PreconditionFailed | gexc.BadRequest) and "NOT_READY" in str(error):
-        return ConflictError(text)
-    if isinstance(error, gexc.ClientError):
-        return PermanentError(text)
-    return UnavailableError(text)

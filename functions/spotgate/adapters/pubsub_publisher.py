@@ -13,8 +13,7 @@ from typing import Any
 
 from google.cloud.pubsub_v1 import PublisherClient
 
-from spotgate.adapters.gce_compute import translate_api_error
-from spotgate.errors import SpotgateError
+from spotgate.adapters.api_errors import translated
 
 
 class PubSubPublisher:
@@ -34,10 +33,6 @@ class PubSubPublisher:
     def publish(self, topic: str, message: Mapping[str, Any]) -> str:
         data = json.dumps(message, separators=(",", ":"), sort_keys=True).encode()
         path = f"projects/{self._project}/topics/{topic}"
-        try:
+        with translated(f"publish to {topic}"):
             message_id: str = self._client.publish(path, data).result(timeout=self._timeout)
-        except SpotgateError:
-            raise
-        except Exception as e:
-            raise translate_api_error(f"publish to {topic}", e) from e
         return message_id
