@@ -21,23 +21,37 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class PendingOperation(Protocol):
+    """A Compute operation that was accepted and may still be running."""
+
+    def wait(self) -> None:
+        """Block until it finishes (bounded by the adapter's operation timeout; still running then counts as
+        success, and the next reconcile observes the VM). Raises CapacityError (SPOT stockout, with
+        zones_available hints), QuotaError, ConflictError, NotFoundError or UnavailableError."""
+        ...
+
+
 class Compute(Protocol):
-    """Start and stop existing VMs; never create or delete them (Terraform owns what exists)."""
+    """Start and stop existing VMs; never create or delete them (Terraform owns what exists).
+
+    ``start``/``stop`` return as soon as GCE accepted the request, so a caller can let go of the pool's lease
+    before waiting (a VM start takes a minute; other events for the pool must not queue behind it).
+    """
 
     def list_instances(self, pool: str) -> list[Instance]:
         """Every VM labelled ``spotgate-pool=<pool>`` across all zones of the project."""
         ...
 
-    def start(self, zone: str, instance: str) -> None:
-        """Start a VM and wait for the operation; a no-op if it is already running.
+    def start(self, zone: str, instance: str) -> PendingOperation:
+        """Ask GCE to start a VM (a no-op operation if it is already running).
 
-        Raises CapacityError (SPOT stockout, with zones_available hints), QuotaError, NotFoundError,
-        ConflictError (e.g. still STOPPING) or UnavailableError.
+        Raises at once what GCE refuses synchronously: NotFoundError, ConflictError (still STOPPING),
+        PermissionDeniedError, UnavailableError. Capacity errors surface from ``wait()``.
         """
         ...
 
-    def stop(self, zone: str, instance: str) -> None:
-        """Stop a VM and wait for the operation; a no-op if it is already stopped."""
+    def stop(self, zone: str, instance: str) -> PendingOperation:
+        """Ask GCE to stop a VM (a no-op operation if it is already stopped)."""
         ...
 
 

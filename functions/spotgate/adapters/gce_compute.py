@@ -64,23 +64,41 @@ class GceCompute:
         # Filters are evaluated server-side; re-check so a lax server can never hand us another pool's VM.
         return sorted((vm for vm in found if vm.labels.get(POOL_LABEL) == pool), key=lambda vm: vm.name)
 
-    def start(self, zone: str, instance: str) -> None:
+    def start(self, zone: str, instance: str) -> GceOperation:
         with translated(f"start {instance} in {zone}"):
             operation = self._instances.start_unary(project=self._project, zone=zone, instance=instance)
-            self._wait(zone, operation, instance)
+        return GceOperation(self, zone, instance, operation, f"start {instance} in {zone}")
 
-    def stop(self, zone: str, instance: str) -> None:
+    def stop(self, zone: str, instance: str) -> GceOperation:
         with translated(f"stop {instance} in {zone}"):
             operation = self._instances.stop_unary(project=self._project, zone=zone, instance=instance)
-            self._wait(zone, operation, instance)
+        return GceOperation(self, zone, instance, operation, f"stop {instance} in {zone}")
 
-    def _wait(self, zone: str, operation: compute_v1.Operation, instance: str) -> None:
+    def wait_operation(self, zone: str, operation: compute_v1.Operation, instance: str) -> None:
+        """Poll until DONE (bounded by the operation timeout) and raise what a failed operation says."""
         deadline = time.monotonic() + self._timeout
         while operation.status != compute_v1.Operation.Status.DONE:
             if time.monotonic() >= deadline:
                 return  # still running: the next reconcile observes the VM's real status
             operation = self._operations.wait(project=self._project, zone=zone, operation=operation.name)
         raise_for_operation(operation, zone, instance)
+
+
+class GceOperation:
+    """A zone operation we issued; ``wait()`` polls it through our own ZoneOperationsClient."""
+
+    def __init__(
+        self, compute: GceCompute, zone: str, instance: str, operation: compute_v1.Operation, doing: str
+    ) -> None:
+        self._compute = compute
+        self._zone = zone
+        self._instance = instance
+        self._operation = operation
+        self._doing = doing
+
+    def wait(self) -> None:
+        with translated(self._doing):
+            self._compute.wait_operation(self._zone, self._operation, self._instance)
 
 
 def raise_for_operation(operation: compute_v1.Operation, zone: str, instance: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from spotgate.config import FleetConfig, PoolSpec
@@ -36,12 +36,12 @@ from spotgate.domain import (
     StartInstance,
     StopInstance,
 )
-from spotgate.errors import CapacityError, ConflictError, QuotaError, SpotgateError, TransientError
-from spotgate.ports import Clock, Compute, Overflow, RouteStore
+from spotgate.errors import ConflictError, SpotgateError, TransientError
+from spotgate.ports import Clock, Compute, Overflow, PendingOperation, RouteStore
 
 log = logging.getLogger("spotgate.control_plane")
 
-MAX_PLAN_ROUNDS = 4  # a stockout re-plans at once so the start moves to another zone in the same invocation
+MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,15 @@ class Outcome:
     pools: tuple[str, ...]
     actions: tuple[Action, ...] = ()
     skipped: str = ""
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one round under the lease did: actions issued, starts still running, audit records."""
+
+    actions: list[Action] = field(default_factory=list)
+    pending: list[tuple[StartInstance, PendingOperation]] = field(default_factory=list)
+    records: list[DecisionRecord] = field(default_factory=list)
 
 
 class ControlPlane:
@@ -92,14 +101,23 @@ class ControlPlane:
         return self.reconcile(spec, event)
 
     def reconcile(self, spec: PoolSpec, event: InboundEvent | None = None) -> Outcome:
-        """Gather, plan, apply and commit one pool under its lease."""
-        holder = uuid.uuid4().hex
-        if not self._store.acquire_lease(spec.name, holder, self._clock.now(), self._lease_ttl):
-            raise ConflictError(f"pool {spec.name} is being reconciled by another worker")
-        try:
-            return self._reconcile_locked(spec, event)
-        finally:
-            self._store.release_lease(spec.name, holder)
+        """Plan and apply under the pool's lease, then wait for VM starts *outside* it.
+
+        A start takes about a minute on GCE; holding the lease that long would bounce every other event for
+        the pool into redelivery. A start that fails (a SPOT stockout, most often) is folded into the state in
+        a new round under the lease, which plans again, so the start moves to another zone in this call.
+        """
+        applied: list[Action] = []
+        failures: list[tuple[StartInstance, SpotgateError]] = []
+        for round_number in range(MAX_PLAN_ROUNDS):
+            actions, pending = self._round(spec, event if round_number == 0 else None, failures)
+            applied.extend(actions)
+            failures = self._wait_for_starts(spec, pending)
+            if not failures:
+                break
+        else:
+            self._round(spec, None, failures, act=False)  # remember the last failures; the next tick retries
+        return Outcome((spec.name,), tuple(applied))
 
     def preview(self, spec: PoolSpec) -> Plan:
         """What ``reconcile`` would do now, without applying or committing anything (``spotgate plan``)."""
@@ -114,21 +132,47 @@ class ControlPlane:
                 log.info("tick skipped: pool busy", extra={"pool": spec.name})
         return Outcome(tuple(p.name for p in self.fleet.pools), tuple(actions))
 
-    def _reconcile_locked(self, spec: PoolSpec, event: InboundEvent | None) -> Outcome:
-        stored = self._store.get_pool_state(spec.name)
-        state = apply_event(stored, event, spec) if event is not None else stored
-        applied: list[Action] = []
-        records: list[DecisionRecord] = []
-        for _ in range(MAX_PLAN_ROUNDS):
+    def _round(
+        self,
+        spec: PoolSpec,
+        event: InboundEvent | None,
+        failures: list[tuple[StartInstance, SpotgateError]],
+        *,
+        act: bool = True,
+    ) -> tuple[list[Action], list[tuple[StartInstance, PendingOperation]]]:
+        """Under the lease: fold the event and failed starts into state, plan, issue actions, commit."""
+        holder = uuid.uuid4().hex
+        if not self._store.acquire_lease(spec.name, holder, self._clock.now(), self._lease_ttl):
+            raise ConflictError(f"pool {spec.name} is being reconciled by another worker")
+        try:
+            stored = self._store.get_pool_state(spec.name)
+            state = apply_event(stored, event, spec) if event is not None else stored
             now = self._clock.now()
-            decided = plan(spec, self._gather(spec), state, now)
-            _log_plan(spec, decided)
-            state, failed = self._apply(spec, decided, now, applied, records)
-            if not failed:
-                break
-        committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
-        self._store.append_events([replace(r, generation=committed.generation) for r in records])
-        return Outcome((spec.name,), tuple(applied))
+            done = _Round()
+            for action, error in failures:
+                state = record_start_failure(state, action, error, now, spec)
+                done.records.append(_record(spec, now, "error", action, str(error)))
+            if act:
+                decided = plan(spec, self._gather(spec), state, now)
+                _log_plan(spec, decided)
+                state = self._apply(spec, decided, now, done)
+            committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
+            self._store.append_events([replace(r, generation=committed.generation) for r in done.records])
+            return done.actions, done.pending
+        finally:
+            self._store.release_lease(spec.name, holder)
+
+    def _wait_for_starts(
+        self, spec: PoolSpec, pending: list[tuple[StartInstance, PendingOperation]]
+    ) -> list[tuple[StartInstance, SpotgateError]]:
+        failures: list[tuple[StartInstance, SpotgateError]] = []
+        for action, operation in pending:
+            try:
+                operation.wait()
+            except TransientError as e:
+                log.warning("start failed: %s", e, extra={"pool": spec.name, "instance": action.instance})
+                failures.append((action, e))
+        return failures
 
     def _gather(self, spec: PoolSpec) -> Observed:
         overflow_min = None
@@ -141,37 +185,35 @@ class ControlPlane:
             overflow_min_instances=overflow_min,
         )
 
-    def _apply(
-        self, spec: PoolSpec, decided: Plan, now: datetime, applied: list[Action], records: list[DecisionRecord]
-    ) -> tuple[PoolState, bool]:
-        """Apply a plan's actions; returns the state to carry on with and whether a start failed on capacity."""
+    def _apply(self, spec: PoolSpec, decided: Plan, now: datetime, done: _Round) -> PoolState:
+        """Issue a plan's actions (routes first); returns the state to commit. Starts are left to finish."""
         state = decided.next_state
         routes = [a.route for a in decided.actions if isinstance(a, SetRoute)]
         if routes:
             self._store.put_routes(routes)
-        failed = False
         for action in decided.actions:
             try:
-                self._apply_one(action)
+                operation = self._issue(action)
             except TransientError as e:
-                if isinstance(action, StartInstance):
-                    # Forget the attempt (and, for capacity or quota, block the zone) so the next plan retries.
+                if isinstance(action, StartInstance):  # forget the attempt so the next plan may retry at once
                     state = record_start_failure(state, action, e, now, spec)
-                    failed = failed or isinstance(e, CapacityError | QuotaError)
-                records.append(_record(spec, now, "error", action, str(e)))
+                done.records.append(_record(spec, now, "error", action, str(e)))
                 log.warning("action failed: %s", e, extra={"pool": spec.name, "action": _kind(action)})
                 continue
-            applied.append(action)
-            records.append(_record(spec, now, _kind(action), action, action.reason))
-        return state, failed
+            done.actions.append(action)
+            done.records.append(_record(spec, now, _kind(action), action, action.reason))
+            if isinstance(action, StartInstance) and operation is not None:
+                done.pending.append((action, operation))
+        return state
 
-    def _apply_one(self, action: Action) -> None:
+    def _issue(self, action: Action) -> PendingOperation | None:
         if isinstance(action, StartInstance):
-            self._compute.start(action.zone, action.instance)
-        elif isinstance(action, StopInstance):
-            self._compute.stop(action.zone, action.instance)
-        elif isinstance(action, SetOverflow) and self._overflow is not None:
+            return self._compute.start(action.zone, action.instance)
+        if isinstance(action, StopInstance):
+            return self._compute.stop(action.zone, action.instance)  # not waited on: the next tick observes it
+        if isinstance(action, SetOverflow) and self._overflow is not None:
             self._overflow.set_min_instances(action.service, action.min_instances)
+        return None
 
     def _fast_path(self, spec: PoolSpec, event: InboundEvent) -> None:
         """Mark a preempted or draining VM's route ``draining`` before anything slower happens."""
