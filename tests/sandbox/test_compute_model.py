@@ -24,7 +24,7 @@ class FakeEngines:
         self.gate.set()
         self.fail = False
 
-    def boot(self, vm: Vm) -> str:
+    def boot(self, vm: Vm, since: float | None = None) -> str:
         self.gate.wait(10)
         if self.fail:
             raise UnavailableError("engine crashed while loading")

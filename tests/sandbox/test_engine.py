@@ -295,3 +295,15 @@ def test_one_engine_holds_hundreds_of_concurrent_streams(engine: EngineProcess) 
         return await asyncio.gather(*(_stream_over_raw_socket(engine.url, body) for _ in range(500)))
 
     assert all(asyncio.run(all_at_once()))
+
+
+def test_a_vm_engine_is_loaded_at_its_absolute_ready_time_not_after_its_own_start() -> None:
+    import time as _time
+
+    from spotgate.sandbox.engine import Engine
+    from spotgate.sandbox.engine_options import EngineOptions, parse_args
+
+    assert not Engine(EngineOptions(model="m", ready_at=_time.time() + 60)).loaded()
+    assert Engine(EngineOptions(model="m", load_delay=60, ready_at=_time.time() - 1)).loaded()  # ready_at wins
+    options = EngineOptions(model="m", ready_at=1234.5)
+    assert parse_args(["--port", "1", *options.argv()])[2].ready_at == 1234.5

@@ -43,9 +43,28 @@ class NotReadyError(ConflictError):
 class EngineHost(Protocol):
     """Runs the engine of a VM: ``boot`` blocks until it listens and returns its URL; ``halt`` kills it."""
 
-    def boot(self, vm: Vm) -> str: ...
+    def boot(self, vm: Vm, since: float | None = None) -> str: ...
 
     def halt(self, instance: str) -> None: ...
+
+
+class _Launch:
+    """An engine start running in its own thread while the VM provisions; ``url()`` joins it."""
+
+    def __init__(self, engines: EngineHost, vm: Vm, since: float) -> None:
+        self._result: str | None = None
+        self._thread = threading.Thread(target=self._start, args=(engines, vm, since), daemon=True)
+        self._thread.start()
+
+    def _start(self, engines: EngineHost, vm: Vm, since: float) -> None:
+        try:
+            self._result = engines.boot(vm, since)
+        except SpotgateError:
+            log.exception("engine did not start", extra={"instance": vm.name})
+
+    def url(self) -> str | None:
+        self._thread.join()
+        return self._result
 
 
 class ComputeModel:
@@ -205,14 +224,16 @@ class ComputeModel:
     # -- transitions (run on operation threads) ------------------------------------------------------------
 
     def _boot(self, name: str, generation: int, op_name: str) -> None:
+        """Provision the VM while its engine process starts alongside (a real guest boots in that time)."""
         self._operations.begin(op_name)
+        with self._lock:
+            booting = self._vms[name].copy()
+        engine = _Launch(self._engines, booting, time.time())  # slow (a process start): outside the lock
         snapshot = self._provision(name, generation)
-        url = None
-        if snapshot is not None:
-            try:
-                url = self._engines.boot(snapshot)  # slow (a process start): outside the lock
-            except SpotgateError:
-                log.exception("engine did not start", extra={"instance": name})
+        url = engine.url()
+        if snapshot is None and url is not None:  # stopped while booting
+            self._engines.halt(name)
+            url = None
         with self._lock:
             vm = self._vms[name]
             if url is not None and vm.generation == generation:

@@ -122,8 +122,14 @@ class Engine:
         except PermissionDeniedError as e:
             raise HttpError(403, str(e), "permission_error", code="forbidden") from e
 
+    def loaded(self) -> bool:
+        """The model is loaded: at ``ready_at`` (a VM's boot plus load) or ``load_delay`` after start."""
+        if self.options.ready_at is not None:
+            return time.time() >= self.options.ready_at
+        return time.monotonic() - self.started >= self.options.load_delay
+
     def _health(self) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
-        if time.monotonic() - self.started < self.options.load_delay:
+        if not self.loaded():
             return _json_response(503, {"status": "loading", "model": self.options.model})
         return _json_response(200, {"status": "ok", "model": self.options.model})
 

@@ -20,6 +20,7 @@ class EngineOptions:
     aliases: tuple[str, ...] = ()
     health_path: str = "/health"
     load_delay: float = 0.0
+    ready_at: float | None = None  # wall-clock (epoch) time the model is loaded; wins over load_delay
     ttft: float = 0.0
     tokens_per_second: float = 1000.0
     cold_start: float = 0.0
@@ -33,6 +34,8 @@ class EngineOptions:
         """These options as ``python -m spotgate.sandbox.engine`` arguments (without host and port)."""
         args = ["--model", self.model, "--name", self.name, "--health-path", self.health_path]
         args += ["--load-delay", f"{self.load_delay:.3f}", "--ttft", f"{self.ttft:.3f}"]
+        if self.ready_at is not None:
+            args += ["--ready-at", f"{self.ready_at:.3f}"]
         args += ["--tokens-per-second", str(self.tokens_per_second), "--cold-start", f"{self.cold_start:.3f}"]
         args += ["--scale-down-after", f"{self.scale_down_after:.3f}", "--min-instances", str(self.min_instances)]
         args += [arg for alias in self.aliases for arg in ("--alias", alias)]
@@ -52,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
     p.add_argument("--name", default=None, help="backend name for x-spotgate-backend (default host:port)")
     p.add_argument("--health-path", default="/health")
     p.add_argument("--load-delay", type=float, default=0.0)
+    p.add_argument("--ready-at", type=float, default=None, help="epoch seconds when /health turns 200")
     p.add_argument("--ttft", type=float, default=0.0)
     p.add_argument("--tokens-per-second", type=float, default=1000.0)
     p.add_argument("--cold-start", type=float, default=0.0)
@@ -71,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, int, EngineOptions]:
         aliases=tuple(a.alias),
         health_path=a.health_path,
         load_delay=a.load_delay,
+        ready_at=a.ready_at,
         ttft=a.ttft,
         tokens_per_second=a.tokens_per_second,
         cold_start=a.cold_start,

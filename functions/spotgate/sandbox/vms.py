@@ -27,16 +27,22 @@ class VmEngines:
         self._running: dict[str, EngineProcess] = {}
         self._lock = threading.Lock()
 
-    def boot(self, vm: Vm) -> str:
-        """Start ``vm``'s engine; returns its URL once it listens (its /health is 503 while it loads)."""
+    def boot(self, vm: Vm, since: float | None = None) -> str:
+        """Start ``vm``'s engine; returns its URL once it listens (its /health is 503 while it loads).
+
+        ``since`` (epoch seconds) is when the VM's boot began: the model is then loaded at boot + load delay
+        after it, however long this process start took, as on a real VM whose disk is already warm.
+        """
         pool = self._pool(vm.pool)
         spec = self._fleet.sandbox
+        ready_at = None if since is None else since + (spec.boot_delay + spec.load_delay).total_seconds() / spec.speedup
         options = EngineOptions(
             model=pool.model,
             name=vm.name,
             aliases=pool.aliases,
             health_path=vm.health_path,
             load_delay=spec.load_delay.total_seconds() / spec.speedup,
+            ready_at=ready_at,
             ttft=spec.time_to_first_token.total_seconds() / spec.speedup,
             tokens_per_second=spec.tokens_per_second * spec.speedup,
         )
