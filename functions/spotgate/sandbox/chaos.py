@@ -66,7 +66,7 @@ class ChaosResult:
 def run_chaos(fleet: FleetConfig, state_dir: Path, options: ChaosOptions) -> ChaosResult:
     """Run the stack under chaos for ``options.seconds`` and judge it. Every process is stopped on return."""
     rng = random.Random(options.seed)
-    dev = DevOptions(tick_interval=timedelta(seconds=options.tick), log_level=options.log_level)
+    dev = DevOptions(tick_interval=timedelta(seconds=options.tick), log_level=options.log_level, seed=options.seed)
     with DevStack(fleet, state_dir, dev) as stack:
         watcher = Watcher(stack)
         watcher.start()

@@ -23,6 +23,7 @@ from rich.table import Table
 from spotgate.config import load_fleet
 from spotgate.errors import SpotgateError
 from spotgate.logs import configure_logging
+from spotgate.sandbox.chaos_cli import chaos
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.state import SandboxState, read_state, remove_state, write_state
 
@@ -175,3 +176,6 @@ def status_table(status: dict[str, Any]) -> Table:
             vm.get("engine_url") or "",
         )
     return table
+
+
+sandbox.add_command(chaos)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import signal
 import socket
 import subprocess
@@ -55,6 +56,7 @@ class DevOptions:
         default_factory=lambda: RetryPolicy(min_backoff=timedelta(milliseconds=200), max_backoff=timedelta(seconds=2))
     )
     chaos: Chaos = field(default_factory=Chaos)
+    seed: int | None = None  # seeds the Pub/Sub chaos (duplicates, failed pushes) for reproducible runs
     gateway_workers: int = 1
     log_level: str = "INFO"
     startup_timeout: float = 60.0
@@ -68,7 +70,8 @@ class DevStack:
         self.state_dir = state_dir.resolve()
         self.options = options or DevOptions()
         self.cloud = SandboxCloud(fleet, self.state_dir)
-        self.pubsub = PubSub(fleet.project, topics=(CONTROL_TOPIC, COMPUTE_TOPIC), retry=self.options.retry)
+        rng = random.Random(self.options.seed)
+        self.pubsub = PubSub(fleet.project, topics=(CONTROL_TOPIC, COMPUTE_TOPIC), retry=self.options.retry, rng=rng)
         self.pubsub.chaos = self.options.chaos
         self.metadata = MetadataServer(
             self.cloud.identity, project=fleet.project, service_account=self.cloud.gateway_email
