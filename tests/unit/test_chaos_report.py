@@ -124,6 +124,8 @@ def test_early_failures(outcomes: list[Outcome], passed: bool) -> None:
     [
         pytest.param([a_vm("batch-a-1", 0, 9)], [a_request(0, 2)], True, id="stopped-7s-after-last-request"),
         pytest.param([a_vm("batch-a-1", 0, 30)], [a_request(0, 2)], False, id="idle-28s-after-last-request"),
+        pytest.param([a_vm("batch-a-1", 0, 10.4)], [a_request(0, 2)], True, id="stopped-within-the-tick-handling"),
+        pytest.param([a_vm("batch-a-1", 0, 10.6)], [a_request(0, 2)], False, id="stopped-after-the-tick-handling"),
         pytest.param(
             [a_vm("batch-a-1", 0, 30)],
             [a_request(t, t + 1) for t in range(0, 29, 5)],

@@ -3,7 +3,10 @@
 1. No request failed before its first byte: under chaos a caller may see a stream cut (its VM was reclaimed
    mid-answer), never a refusal.
 2. No VM ran idle longer than its pool's ``idle_timeout`` plus one tick, unless ``min_ready`` needs it: idle
-   GPUs are the money spotgate exists to save.
+   GPUs are the money spotgate exists to save. "One tick" includes that tick's handling (Pub/Sub push, the
+   function's reconcile, the stop call): ``TICK_HANDLING`` seconds of wall time. The sandbox runs 30x faster
+   than real time but the control plane's own processing does not, so 0.3 s of handling is 9 simulated
+   seconds against a 2 s tick here, where in production it is well under 1% of a 60 s tick.
 3. No pool lacked a ready backend (a ready VM, or its overflow service) for longer than a boot plus one tick
    while it had demand (``min_ready``, or a request within ``idle_timeout``) and capacity (some zone of the
    pool not stocked out). A reclaim of one of the pool's VMs restarts that clock: a VM preempted while it
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 
 from spotgate.sandbox.chaos_record import Observations, Outcome, PoolRules, RequestRecord, VmRun
 from spotgate.sandbox.chaos_spans import Span, Spans, clip, count_at, intersect, subtract, union
+
+TICK_HANDLING = 0.5  # seconds (wall) a tick takes to reach the functions and act; see criterion 2
 
 RECLAIMS = ("preempt", "maintenance")  # injections that take a VM away
 
@@ -50,7 +55,7 @@ def no_idle_vms(obs: Observations) -> Criterion:
     violations: list[str] = []
     worst = 0.0
     for pool in obs.pools:
-        limit = pool.idle_timeout + obs.tick
+        limit = pool.idle_timeout + obs.tick + TICK_HANDLING
         for instance, idle in _unjustified_idle(obs, pool, limit):
             violations.append(f"{pool.name}/{instance} idle {idle.length:.1f}s (limit {limit:.1f}s)")
             worst = max(worst, idle.length)
