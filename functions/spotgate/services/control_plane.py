@@ -260,7 +260,11 @@ def _log_plan(spec: PoolSpec, decided: Plan) -> None:
         "plan for %s: %d action(s)",
         spec.name,
         len(decided.actions),
-        extra={"pool": spec.name, "plan": [f"{_kind(a)} {_target(a)}: {a.reason}" for a in decided.actions]},
+        extra={
+            "pool": spec.name,
+            "plan": [f"{_kind(a)} {_target(a)}: {a.reason}" for a in decided.actions],
+            "requeue_after_s": decided.requeue_after.total_seconds() if decided.requeue_after else None,
+        },
     )
 
 
