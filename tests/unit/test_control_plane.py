@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,9 @@ class FakeCompute:
 
     def __init__(self, fleet: FleetConfig, on_start_wait: Callable[[str], None]) -> None:
         self.vms = {
-            vm.name: Instance(vm.name, vm.zone, InstanceStatus.TERMINATED, vm.provisioning_model)
+            vm.name: Instance(
+                vm.name, vm.zone, InstanceStatus.TERMINATED, vm.provisioning_model, labels={"spotgate-pool": pool.name}
+            )
             for pool in fleet.pools
             for vm in pool.vms
         }
@@ -44,7 +47,7 @@ class FakeCompute:
         self._on_start_wait = on_start_wait
 
     def list_instances(self, pool: str) -> list[Instance]:
-        return sorted(self.vms.values(), key=lambda vm: vm.name)
+        return sorted((vm for vm in self.vms.values() if vm.labels["spotgate-pool"] == pool), key=lambda vm: vm.name)
 
     def start(self, zone: str, instance: str) -> FakeOperation:
         self.started.append(instance)
@@ -126,3 +129,29 @@ def test_stockouts_in_every_zone_are_remembered(store: SqliteStore) -> None:
     state = store.get_pool_state("chat")
     assert set(state.stockouts) == {"us-central1-a", "us-central1-b"}  # both zones skipped until cooldown
     assert not state.start_attempts  # nothing believed to be booting
+
+
+def test_a_tick_reconciles_pools_side_by_side(store: SqliteStore) -> None:
+    fleet = parse_fleet(
+        {
+            "project": "spotgate-unit",
+            "pools": [
+                {"name": "alpha", "model": "a", "spot": {"zones": ["us-central1-a"]}, "min_ready": 1},
+                {"name": "beta", "model": "b", "spot": {"zones": ["us-central1-b"]}, "min_ready": 1},
+            ],
+        }
+    )
+    beta_booting = threading.Event()
+
+    def boot(instance: str) -> None:
+        if instance.startswith("beta"):
+            beta_booting.set()
+        else:  # alpha's VM boots until beta's start was issued too: only possible if they run side by side
+            assert beta_booting.wait(timeout=10), "beta waited behind alpha's VM start"
+
+    compute = FakeCompute(fleet, boot)
+    outcome = ControlPlane(fleet, store, compute, None, FixedClock()).handle(
+        ControlMessage(kind=ControlKind.TICK, at=NOW)
+    )
+    assert sorted(compute.started) == ["alpha-a-1", "beta-b-1"]
+    assert outcome.pools == ("alpha", "beta")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -124,13 +125,18 @@ class ControlPlane:
         return plan(spec, self._gather(spec), self._store.get_pool_state(spec.name), self._clock.now())
 
     def _tick_all(self) -> Outcome:
-        actions: list[Action] = []
-        for spec in self.fleet.pools:
-            try:
-                actions.extend(self.reconcile(spec).actions)
-            except ConflictError:
-                log.info("tick skipped: pool busy", extra={"pool": spec.name})
-        return Outcome(tuple(p.name for p in self.fleet.pools), tuple(actions))
+        """Reconcile every pool at once: one pool's minute-long VM start must not hold up the others."""
+        with ThreadPoolExecutor(max_workers=min(8, len(self.fleet.pools)), thread_name_prefix="tick") as workers:
+            outcomes = list(workers.map(self._tick_one, self.fleet.pools))
+        actions = tuple(a for outcome in outcomes for a in outcome.actions)
+        return Outcome(tuple(p.name for p in self.fleet.pools), actions)
+
+    def _tick_one(self, spec: PoolSpec) -> Outcome:
+        try:
+            return self.reconcile(spec)
+        except ConflictError:
+            log.info("tick skipped: pool busy", extra={"pool": spec.name})
+            return Outcome((spec.name,), skipped="pool busy")
 
     def _round(
         self,
