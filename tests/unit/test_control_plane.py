@@ -155,3 +155,19 @@ def test_a_tick_reconciles_pools_side_by_side(store: SqliteStore) -> None:
     )
     assert sorted(compute.started) == ["alpha-a-1", "beta-b-1"]
     assert outcome.pools == ("alpha", "beta")
+
+
+def test_a_failed_start_is_not_lost_when_another_worker_holds_the_lease_briefly(store: SqliteStore) -> None:
+    def stockout_while_a_tick_reconciles(instance: str) -> None:
+        if instance == "chat-a-1":
+            assert store.acquire_lease("chat", "tick-worker", NOW, timedelta(seconds=60))
+            threading.Timer(0.3, store.release_lease, args=("chat", "tick-worker")).start()
+            compute.vms[instance] = replace(compute.vms[instance], status=InstanceStatus.TERMINATED)
+            raise CapacityError("no SPOT L4 in a", zone="us-central1-a", code="ZONE_RESOURCE_POOL_EXHAUSTED")
+
+    compute = FakeCompute(a_fleet(), stockout_while_a_tick_reconciles)
+    ControlPlane(a_fleet(), store, compute, None, FixedClock()).handle(TICK)
+    assert compute.started == ["chat-a-1", "chat-b-1"]
+    state = store.get_pool_state("chat")
+    assert "us-central1-a" in state.stockouts
+    assert set(state.start_attempts) == {"chat-b-1"}

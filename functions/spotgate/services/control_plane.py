@@ -12,6 +12,7 @@ already reconciling).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from spotgate.ports import Clock, Compute, Overflow, PendingOperation, RouteStor
 
 log = logging.getLogger("spotgate.control_plane")
 
+LEASE_PATIENCE = timedelta(seconds=30)  # how long a round carrying failed starts waits for the pool's lease
 MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
 
 
@@ -146,10 +148,14 @@ class ControlPlane:
         *,
         act: bool = True,
     ) -> tuple[list[Action], list[tuple[StartInstance, PendingOperation]]]:
-        """Under the lease: fold the event and failed starts into state, plan, issue actions, commit."""
+        """Under the lease: fold the event and failed starts into state, plan, issue actions, commit.
+
+        A first round gives up at once when another worker holds the lease (the delivery is retried). A
+        follow-up round carries failed starts that exist nowhere else, so it waits for the lease: holders keep
+        it only to plan and issue, never while a VM boots.
+        """
         holder = uuid.uuid4().hex
-        if not self._store.acquire_lease(spec.name, holder, self._clock.now(), self._lease_ttl):
-            raise ConflictError(f"pool {spec.name} is being reconciled by another worker")
+        self._acquire(spec.name, holder, patient=bool(failures))
         try:
             stored = self._store.get_pool_state(spec.name)
             state = apply_event(stored, event, spec) if event is not None else stored
@@ -167,6 +173,13 @@ class ControlPlane:
             return done.actions, done.pending
         finally:
             self._store.release_lease(spec.name, holder)
+
+    def _acquire(self, pool: str, holder: str, *, patient: bool) -> None:
+        deadline = time.monotonic() + (LEASE_PATIENCE.total_seconds() if patient else 0.0)
+        while not self._store.acquire_lease(pool, holder, self._clock.now(), self._lease_ttl):
+            if time.monotonic() >= deadline:
+                raise ConflictError(f"pool {pool} is being reconciled by another worker")
+            time.sleep(0.05)
 
     def _wait_for_starts(
         self, spec: PoolSpec, pending: list[tuple[StartInstance, PendingOperation]]
