@@ -2,7 +2,7 @@
 
 A simulated VM or overflow service is a real process so that a preemption is a real SIGKILL. Children
 must never outlive the sandbox, even when the sandbox itself is killed: on Linux each child asks the kernel
-for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and the engine also watches its parent.
+for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``, set by ``setpriv``), and the engine also watches its parent.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from spotgate.errors import UnavailableError
 from spotgate.sandbox.engine_options import EngineOptions
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
