@@ -1,10 +1,10 @@
 # The fleet: how the pools variable becomes SPOTGATE_FLEET, the VM list of every pool and the engine flags.
 # This file references only variables and these locals (plus local.overflow_urls from main.tf), so the
 # offline tests evaluate it with `terraform console` against the example tfvars and validate the result with
-# spotgate.config.FleetConfig: the JSON the functions receive is proven, not assumed.
+# spotgate.fleet.FleetConfig: the JSON the functions receive is proven, not assumed.
 
 locals {
-  # A pool's spot group expands exactly as spotgate.config.PoolSpec does (<prefix>-<zone suffix>-<n>), and
+  # A pool's spot group expands exactly as spotgate.fleet.PoolSpec does (<prefix>-<zone suffix>-<n>), and
   # the fleet JSON lists the expanded VMs: the names Terraform creates are the names the control plane reads.
   pool_vms = {
     for p in var.pools : p.name => concat(
@@ -37,7 +37,7 @@ locals {
     }
   }
 
-  # The fleet as spotgate.config.FleetConfig reads it: only FleetConfig keys (infrastructure-only parts of
+  # The fleet as spotgate.fleet.FleetConfig reads it: only FleetConfig keys (infrastructure-only parts of
   # the pools variable are dropped), the spot group already expanded, overflow URLs from the real services.
   fleet = {
     project = var.project

@@ -31,7 +31,7 @@ variable "name" {
 
 variable "pools" {
   description = <<-EOT
-    The fleet's pools, mirroring spotgate.config.PoolSpec (the same keys and defaults), plus three
+    The fleet's pools, mirroring spotgate.fleet.PoolSpec (the same keys and defaults), plus three
     infrastructure-only parts: `serving` (engine image, model path in the models bucket, extra flags),
     `host` (VM machine and boot image) and `schedule` (nightly sleep / morning wake Scheduler jobs); `overflow` adds the Cloud Run
     L4 settings (image, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.

@@ -6,7 +6,7 @@ thread per open stream. Cloud Run sends SIGTERM and kills the container 10 s lat
 is shorter than that; ``timeout`` is the worker heartbeat (gevent workers heartbeat from their own
 greenlet), not a request limit, so hour-long streams are fine. Request limits are Cloud Run's (60 min).
 
-This file is gunicorn's own configuration, read by gunicorn; like ``spotgate.config`` it is a place where
+This file is gunicorn's own configuration, read by gunicorn; like ``spotgate.settings`` it is a place where
 the environment is read (``PORT`` and ``WEB_CONCURRENCY`` are the platform's variables, not spotgate's).
 """
 

@@ -15,8 +15,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from spotgate.config import parse_duration
 from spotgate.errors import ConfigError
+from spotgate.fleet import parse_duration
 
 PREFIX = "sg-"
 SECRET_BYTES = 32

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spotgate.clock import SystemClock
-from spotgate.config import FleetConfig, Settings, read_settings
+from spotgate.fleet import FleetConfig
 from spotgate.logs import configure_logging
 from spotgate.ports import Clock, Compute, Overflow, Publisher, RouteStore
 from spotgate.services.control_plane import ControlPlane
+from spotgate.settings import Settings, read_settings
 
 
 @dataclass(frozen=True, slots=True)

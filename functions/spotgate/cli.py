@@ -87,8 +87,8 @@ def status(ctx: click.Context, event_count: int) -> None:
 def _runtime(ctx: click.Context) -> ControlPlaneRuntime:
     """The production composition for CLI commands; configuration errors become clean CLI errors."""
     from spotgate.bootstrap import build_control_plane
-    from spotgate.config import read_settings
     from spotgate.errors import SpotgateError
+    from spotgate.settings import read_settings
 
     try:
         return build_control_plane(read_settings(ctx.obj.get("env_file")))

@@ -8,8 +8,8 @@ from datetime import datetime
 from rich.console import Group
 from rich.table import Table
 
-from spotgate.config import FleetConfig
 from spotgate.domain import DecisionRecord, Instance, Plan, Route
+from spotgate.fleet import FleetConfig
 from spotgate.services.control_plane import describe_action
 
 _STATE_STYLE = {"ready": "green", "starting": "yellow", "draining": "magenta", "down": "dim"}

@@ -22,7 +22,7 @@ from gateway.headers import request_id, upstream_headers
 from gateway.paths import backend_path, split_target
 from gateway.proxy import Call
 from gateway.runtime import Dependencies, Gateway
-from spotgate.config import PoolSpec
+from spotgate.fleet import PoolSpec
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from google.oauth2 import id_token
 from gateway.errors import ApiError, invalid_api_key, permission_denied
 from gateway.table import LiveTable
 from spotgate.apikeys import hash_secret, looks_like_jwt, looks_like_key
-from spotgate.config import GatewaySettings
 from spotgate.domain import ApiKey
 from spotgate.ports import Clock
+from spotgate.settings import GatewaySettings
 
 _ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 

@@ -34,9 +34,9 @@ from gateway.table import LiveTable
 from gateway.tokens import TokenSource
 from gateway.upstream import UnreachableError, Upstreams, UpstreamTimeoutError, body_chunks, discard
 from gateway.wake import WakeNotifier
-from spotgate.config import PoolSpec
 from spotgate.domain import BackendKind, Route
 from spotgate.errors import UnavailableError
+from spotgate.fleet import PoolSpec
 
 log = logging.getLogger(__name__)
 

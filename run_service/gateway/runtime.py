@@ -23,8 +23,9 @@ from gateway.table import LiveTable
 from gateway.tokens import TokenSource
 from gateway.upstream import Upstreams
 from gateway.wake import WakeNotifier
-from spotgate.config import FleetConfig, GatewaySettings
+from spotgate.fleet import FleetConfig
 from spotgate.ports import Clock, Publisher, RouteStore
+from spotgate.settings import GatewaySettings
 
 
 @dataclass(frozen=True, slots=True)

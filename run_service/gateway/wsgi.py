@@ -20,8 +20,8 @@ def create_production_app() -> Flask:
     from gateway.tokens import MetadataTokenSource
     from spotgate.bootstrap import build_publisher, build_store
     from spotgate.clock import SystemClock
-    from spotgate.config import read_gateway_settings, read_settings
     from spotgate.logs import configure_logging
+    from spotgate.settings import read_gateway_settings, read_settings
 
     settings = read_settings()
     configure_logging(settings.log_level)

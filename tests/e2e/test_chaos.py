@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spotgate.config import load_fleet
+from spotgate.fleet import load_fleet
 from spotgate.sandbox.chaos import ChaosOptions, ChaosResult, run_chaos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -17,8 +17,8 @@ import requests
 from openai import OpenAI
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import FleetConfig, parse_fleet
 from spotgate.domain import InstanceStatus, ProvisioningModel, Route, RouteState
+from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.devstack import DevOptions, DevStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -22,8 +22,8 @@ from functions_framework import create_app
 from werkzeug.test import TestResponse
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import FleetConfig, parse_fleet
 from spotgate.domain import InstanceStatus, Route, RouteState
+from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.devstack import control_plane_env
 from tests.entrypoint.deliveries import PROJECT, audit_entry, binary, control, structured

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import FleetConfig
+from spotgate.fleet import FleetConfig
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.metadata import MetadataServer
 from tests.gateway.stack import (

@@ -29,10 +29,11 @@ from gateway.auth import CachingRequest
 from gateway.runtime import Dependencies, Gateway
 from spotgate.apikeys import generate_key
 from spotgate.clock import SystemClock
-from spotgate.config import FleetConfig, GatewaySettings, parse_fleet
 from spotgate.domain import ApiKey, BackendKind, Route, RouteState
+from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.ports import RouteStore
 from spotgate.sandbox.identity import Identity
+from spotgate.settings import GatewaySettings
 
 ENGINE_START_SECONDS = 15.0
 

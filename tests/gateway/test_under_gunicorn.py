@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import environment
 from spotgate.domain import BackendKind
+from spotgate.settings import environment
 from tests.gateway.conftest import GATEWAY_EMAIL
 from tests.gateway.servers import RecordingServer, raw_request, send_raw
 from tests.gateway.stack import a_host, a_key, a_route, fleet_document, wait_until

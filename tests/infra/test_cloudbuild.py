@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from spotgate.config import Settings
+from spotgate.settings import Settings
 from tests.infra.terraform_tree import INFRA, REPO, TerraformTree, first, load_tree
 
 CLOUDBUILD = REPO / "cloudbuild.yaml"

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from spotgate.config import GatewaySettings, Settings
+from spotgate.settings import GatewaySettings, Settings
 from tests.infra.terraform_tree import INFRA, TerraformTree, load_tree
 
 ENV_NAME = re.compile(r"\bSPOTGATE_[A-Z_]+\b")

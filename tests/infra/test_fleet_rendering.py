@@ -19,7 +19,7 @@ import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from spotgate.config import FleetConfig, PoolSpec, load_fleet
+from spotgate.fleet import FleetConfig, PoolSpec, load_fleet
 from tests.infra.terraform_tree import INFRA, REPO
 
 EXAMPLE_TFVARS = INFRA / "examples" / "terraform.tfvars"

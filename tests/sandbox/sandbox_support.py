@@ -14,7 +14,7 @@ from google.api_core import extended_operation
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from spotgate.config import FleetConfig, SandboxSpec, load_fleet
+from spotgate.fleet import FleetConfig, SandboxSpec, load_fleet
 from spotgate.sandbox.cloud import SandboxCloud
 
 EXAMPLE_FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"

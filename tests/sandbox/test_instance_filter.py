@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from spotgate.config import EngineSpec, VmSpec
 from spotgate.domain import InstanceStatus
+from spotgate.fleet import EngineSpec, VmSpec
 from spotgate.sandbox.compute_records import Vm, new_vm
 from spotgate.sandbox.instance_filter import FilterError, parse_filter
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spotgate.config import PoolSpec
 from spotgate.domain import (
     Activity,
     BackendKind,
@@ -19,6 +18,7 @@ from spotgate.domain import (
     Route,
     RouteState,
 )
+from spotgate.fleet import PoolSpec
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")

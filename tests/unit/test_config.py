@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from spotgate.config import FleetConfig, load_fleet, parse_duration, parse_fleet, read_settings
 from spotgate.domain import ProvisioningModel
 from spotgate.errors import ConfigError
+from spotgate.fleet import FleetConfig, load_fleet, parse_duration, parse_fleet
+from spotgate.settings import read_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import FleetConfig, parse_fleet
 from spotgate.domain import ControlKind, ControlMessage, Instance, InstanceStatus
 from spotgate.errors import CapacityError
+from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.services.control_plane import ControlPlane
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

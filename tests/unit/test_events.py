@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from cloudevents.http import from_http
 
-from spotgate.config import FleetConfig, parse_fleet
 from spotgate.core.events import parse_delivery, parse_timestamp, pool_of
 from spotgate.core.fast_path import fast_path_routes
 from spotgate.core.state_updates import FOREVER, apply_event
@@ -33,6 +32,7 @@ from spotgate.domain import (
     Preemption,
     RouteState,
 )
+from spotgate.fleet import FleetConfig, parse_fleet
 from tests.unit.builders import NOW, a_pool_spec, a_route, a_state, ago, later
 
 MAX_AGE = timedelta(minutes=30)

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from spotgate.config import PoolSpec
 from spotgate.core.fast_path import fast_path_routes
 from spotgate.core.planner import plan
 from spotgate.core.state_updates import apply_event, record_start_failure, record_start_issued
@@ -38,6 +37,7 @@ from spotgate.domain import (
     StopInstance,
 )
 from spotgate.errors import CapacityError, ConflictError, QuotaError
+from spotgate.fleet import PoolSpec
 from tests.unit.builders import (
     NOW,
     a_pool_spec,

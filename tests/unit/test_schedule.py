@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from spotgate.config import ActiveHours
 from spotgate.core.schedule import is_active, next_transition
+from spotgate.fleet import ActiveHours
 
 
 def hours(timezone: str, *windows: tuple[Any, str, str]) -> ActiveHours:

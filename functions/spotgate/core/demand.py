@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from spotgate.config import PoolSpec
 from spotgate.core.instants import zulu
 from spotgate.core.schedule import is_active, next_transition
 from spotgate.domain import Activity, OverrideKind, PoolState
+from spotgate.fleet import PoolSpec
 
 # The gateway flushes activity every few seconds; an older in-flight count says nothing about load now.
 ACTIVITY_FRESHNESS = timedelta(minutes=2)

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spotgate.config import FleetConfig, PoolSpec
 from spotgate.core.instants import zulu
 from spotgate.domain import (
     ComputeEvent,
@@ -32,6 +31,7 @@ from spotgate.domain import (
     InboundEvent,
 )
 from spotgate.errors import InvalidEventError
+from spotgate.fleet import FleetConfig, PoolSpec
 
 CONTROL_VERSION = 1
 PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"

@@ -12,8 +12,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from spotgate.config import PoolSpec
 from spotgate.domain import Instance, InstanceStatus, Notice, NoticeKind, PoolState, ProvisioningModel
+from spotgate.fleet import PoolSpec
 
 # The start call waits for its operation, so a start that worked shows the VM live by the next reconcile. A VM
 # still observed stopped this long after its start was issued did not start (the call failed, or the result

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from spotgate.config import OverflowSpec, PoolSpec
 from spotgate.core.instants import clock
 from spotgate.domain import PoolState, SetOverflow
+from spotgate.fleet import OverflowSpec, PoolSpec
 
 
 def overflow_actions(

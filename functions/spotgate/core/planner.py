@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from spotgate.config import PoolSpec
 from spotgate.core.demand import Demand, desired_ready
 from spotgate.core.instants import clock, zulu
 from spotgate.core.lifecycle import Phase, Vm, boot_started, classify
@@ -33,6 +32,7 @@ from spotgate.domain import (
     StartInstance,
     StopInstance,
 )
+from spotgate.fleet import PoolSpec
 
 # While a VM boots or stops, look again this soon even if no event arrives (the agent's notice may be late).
 IN_MOTION_POLL = timedelta(seconds=30)

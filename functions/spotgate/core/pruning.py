@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from spotgate.config import PoolSpec
 from spotgate.core.lifecycle import Vm, current_notice
 from spotgate.core.placement import PREEMPTION_MEMORY, stocked_out
 from spotgate.domain import PoolState
+from spotgate.fleet import PoolSpec
 
 
 def pruned(state: PoolState, spec: PoolSpec, vms: Sequence[Vm], now: datetime) -> PoolState:

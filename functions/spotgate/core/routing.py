@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from spotgate.config import OverflowSpec, PoolSpec
 from spotgate.core.instants import clock
 from spotgate.core.lifecycle import Phase, Vm
 from spotgate.domain import BackendKind, Route, RouteState, SetRoute
+from spotgate.fleet import OverflowSpec, PoolSpec
 
 
 def route_changes(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from spotgate.config import DAYS, ActiveHours, Window
+from spotgate.fleet import DAYS, ActiveHours, Window
 
 # Look this far ahead for the next change; a week covers every weekly pattern, the extra day a crossing window.
 _HORIZON_DAYS = 8

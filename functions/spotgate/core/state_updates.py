@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from spotgate.config import PoolSpec
 from spotgate.core.placement import PREEMPTION_MEMORY
 from spotgate.domain import (
     ComputeEvent,
@@ -29,6 +28,7 @@ from spotgate.domain import (
     StartInstance,
 )
 from spotgate.errors import CapacityError, QuotaError
+from spotgate.fleet import PoolSpec
 
 # A sleep without ``until`` lasts until the next wake (a request, or an operator's wake).
 FOREVER = datetime.max.replace(tzinfo=UTC)

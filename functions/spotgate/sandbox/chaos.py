@@ -24,9 +24,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import FleetConfig
 from spotgate.domain import BackendKind, InstanceStatus, ProvisioningModel, RouteState
 from spotgate.errors import SpotgateError
+from spotgate.fleet import FleetConfig
 from spotgate.sandbox.chaos_record import Injection, Observations, PoolRules, Rates, RequestRecord
 from spotgate.sandbox.chaos_report import ChaosReport, summarize
 from spotgate.sandbox.chaos_spans import Span

@@ -13,8 +13,8 @@ import click
 from rich.console import Console, Group
 from rich.table import Table
 
-from spotgate.config import load_fleet
 from spotgate.errors import SpotgateError
+from spotgate.fleet import load_fleet
 from spotgate.sandbox.chaos_report import ChaosReport, percentile
 from spotgate.sandbox.chaos_verdict import RECLAIMS
 

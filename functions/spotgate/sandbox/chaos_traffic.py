@@ -23,7 +23,7 @@ import httpx2
 import openai
 from openai import OpenAI
 
-from spotgate.config import FleetConfig, PoolSpec
+from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.sandbox.chaos_record import Outcome, RequestRecord
 from spotgate.sandbox.chaos_spans import Span
 

@@ -16,9 +16,9 @@ import time
 import requests
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.config import FleetConfig
 from spotgate.domain import InstanceStatus
 from spotgate.errors import SpotgateError
+from spotgate.fleet import FleetConfig
 from spotgate.sandbox.chaos_record import RouteSpan, VmRun
 from spotgate.sandbox.chaos_spans import Span
 from spotgate.sandbox.compute import VmEvent, VmEventKind

@@ -20,8 +20,8 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from spotgate.config import load_fleet
 from spotgate.errors import SpotgateError
+from spotgate.fleet import load_fleet
 from spotgate.logs import configure_logging
 from spotgate.sandbox.chaos_cli import chaos
 from spotgate.sandbox.cloud import SandboxCloud

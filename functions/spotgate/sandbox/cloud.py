@@ -16,8 +16,8 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from spotgate.clock import SystemClock
-from spotgate.config import FleetConfig, OverflowSpec, PoolSpec
 from spotgate.errors import UnavailableError
+from spotgate.fleet import FleetConfig, OverflowSpec, PoolSpec
 from spotgate.ports import Clock
 from spotgate.sandbox.addresses import AddressBlock, claim_block
 from spotgate.sandbox.cloudrun_api import OverflowService, OverflowServices, create_cloudrun_app

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from spotgate.clock import SystemClock
-from spotgate.config import FleetConfig
 from spotgate.domain import InstanceStatus, ProvisioningModel
 from spotgate.errors import ConflictError, NotFoundError, SpotgateError
+from spotgate.fleet import FleetConfig
 from spotgate.ports import Clock
 from spotgate.sandbox.compute_records import Operation, OperationFailure, Timing, Vm, new_vm
 from spotgate.sandbox.vm_events import EventLog, VmEvent, VmEventKind

@@ -14,8 +14,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from spotgate.config import EngineSpec, FleetConfig, VmSpec
 from spotgate.domain import InstanceStatus, ProvisioningModel
+from spotgate.fleet import EngineSpec, FleetConfig, VmSpec
 
 POOL_LABEL = "spotgate-pool"
 MACHINE_TYPE = "g2-standard-8"  # one NVIDIA L4, the GPU the example fleet prices

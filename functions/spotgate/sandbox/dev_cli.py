@@ -18,8 +18,8 @@ from rich.live import Live
 from spotgate.adapters.gce_compute import GceCompute
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.cli_views import events_table, fleet_table
-from spotgate.config import load_fleet
 from spotgate.errors import SpotgateError
+from spotgate.fleet import load_fleet
 from spotgate.sandbox.devstack import DevStack
 
 

@@ -29,8 +29,8 @@ import requests
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.apikeys import generate_key
 from spotgate.clock import SystemClock
-from spotgate.config import FleetConfig, environment
 from spotgate.domain import ApiKey
+from spotgate.fleet import FleetConfig
 from spotgate.sandbox.agent import VmAgent
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.logsink import LogSink
@@ -39,6 +39,7 @@ from spotgate.sandbox.process import die_with_parent
 from spotgate.sandbox.pubsub import PubSub
 from spotgate.sandbox.push import Chaos, RetryPolicy
 from spotgate.sandbox.scheduler import Scheduler
+from spotgate.settings import environment
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from spotgate.config import FleetConfig, PoolSpec
+from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.sandbox.compute_records import Vm
 from spotgate.sandbox.engine_options import EngineOptions
 from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess

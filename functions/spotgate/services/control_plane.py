@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from spotgate.config import FleetConfig, PoolSpec
 from spotgate.core.fast_path import fast_path_routes
 from spotgate.core.planner import plan
 from spotgate.core.state_updates import apply_event, record_start_failure
@@ -39,6 +38,7 @@ from spotgate.domain import (
     StopInstance,
 )
 from spotgate.errors import ConflictError, SpotgateError, TransientError
+from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.ports import Clock, Compute, Overflow, PendingOperation, RouteStore
 
 log = logging.getLogger("spotgate.control_plane")
