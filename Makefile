@@ -1,6 +1,7 @@
 # The two commands: `make dev` (install, then run the whole local system) and `make test` (install, then
 # run every check). Everything is installed into the project: .venv (Python), .tools (uv),
-# .venv-checkov (checkov has its own dependency tree), tests/emulators/node_modules (Firestore emulator).
+# .venv-checkov (checkov has its own dependency tree), tests/emulators/node_modules (Firestore emulator),
+# tests/infra/provider-schema/node_modules (the google provider schema for the offline Terraform checks).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -9,12 +10,13 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 EMULATOR := tests/emulators/node_modules/@firestore-emulator/server/package.json
+PROVIDER_SCHEMA := tests/infra/provider-schema/node_modules/@cdktf/provider-google/package.json
 CHECKOV := .venv-checkov/bin/checkov
 PYTEST_ARGS ?=
 
 .PHONY: install dev test check lint typecheck imports unit requirements clean
 
-install: $(VENV)/.installed $(EMULATOR) $(CHECKOV)
+install: $(VENV)/.installed $(EMULATOR) $(PROVIDER_SCHEMA) $(CHECKOV)
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -26,6 +28,12 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 $(EMULATOR): tests/emulators/package.json tests/emulators/package-lock.json
 	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The google provider's schema as TypeScript bindings (about 300 MB unpacked, ~10 s), read offline by
+# tests/infra/provider_schema.py; its .npmrc skips the cdktf peer dependencies, which only code generation needs.
+$(PROVIDER_SCHEMA): tests/infra/provider-schema/package.json tests/infra/provider-schema/package-lock.json
+	cd tests/infra/provider-schema && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(CHECKOV): .ci/checkov-requirements.txt
@@ -58,4 +66,4 @@ requirements: $(VENV)/.installed
 	$(UV) export --format requirements.txt --no-dev --no-emit-project --frozen --quiet -o run_service/requirements.txt
 
 clean:
-	rm -rf .venv .tools .venv-checkov tests/emulators/node_modules .spotgate .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .tools .venv-checkov tests/emulators/node_modules tests/infra/provider-schema/node_modules .spotgate .mypy_cache .ruff_cache .pytest_cache

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tests.infra.provider_schema import check_tree
 from tests.infra.terraform_tree import Block, TerraformTree, first
 
 IAP_RANGE = "35.235.240.0/20"
@@ -283,6 +284,12 @@ def scheduler_ticks(tree: TerraformTree) -> list[str]:
     return [] if ticks else ["no Scheduler job publishes a tick"]
 
 
+def google_blocks_match_provider_schema(tree: TerraformTree) -> list[str]:
+    """Every google_* resource/data block uses only names the provider (6.50.0) knows, nested where it says,
+    with every required argument (what ``terraform validate`` would check first; see provider_schema.py)."""
+    return check_tree(tree.root)
+
+
 CHECKS: dict[str, Check] = {
     check.__name__: check
     for check in (
@@ -299,5 +306,6 @@ CHECKS: dict[str, Check] = {
         overflow_is_left_to_the_control_plane,
         public_access_is_only_the_gateway,
         scheduler_ticks,
+        google_blocks_match_provider_schema,
     )
 }

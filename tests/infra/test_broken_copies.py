@@ -172,6 +172,46 @@ BREAKAGES = [
         ),
         id="public-overflow",
     ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "    preemptible                 = true\n",
+            "    premptible                  = true\n",
+            "google_blocks_match_provider_schema",
+            "spot.scheduling.premptible: unknown argument or block premptible",
+        ),
+        id="misspelled-argument",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/store/main.tf",
+            "  location_id                       = var.location\n",
+            "",
+            "google_blocks_match_provider_schema",
+            "google_firestore_database.store: missing required argument location_id",
+        ),
+        id="missing-required-argument",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "  network_interface {\n    subnetwork = var.subnetwork\n  }",
+            "  subnetwork = var.subnetwork",
+            "google_blocks_match_provider_schema",
+            "missing required block network_interface",
+        ),
+        id="argument-outside-its-block",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "  scheduling {",
+            "  scheduling = {",
+            "google_blocks_match_provider_schema",
+            "scheduling is a block, written as an argument",
+        ),
+        id="block-written-as-an-argument",
+    ),
 ]
 
 
