@@ -179,7 +179,8 @@ class Engine:
             raise HttpError(
                 400, "'messages' is a required property", param="messages", code="missing_required_parameter"
             )
-        return self._answer(body, completion.complete("chat", model, completion.chat_prompt(messages), *_limits(body)))
+        context = completion.chat_context(messages, continue_final=_continues(body))
+        return self._answer(body, completion.complete("chat", model, context, *_limits(body)))
 
     def _text(self, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
         model = self._check_model(body)
@@ -188,7 +189,7 @@ class Engine:
             prompt = "\n".join(str(p) for p in prompt)
         if not isinstance(prompt, str):
             raise HttpError(400, "'prompt' is a required property", param="prompt", code="missing_required_parameter")
-        return self._answer(body, completion.complete("text", model, prompt, *_limits(body)))
+        return self._answer(body, completion.complete("text", model, completion.text_context(prompt), *_limits(body)))
 
     def _embeddings(self, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]:
         model = self._check_model(body)
@@ -207,7 +208,7 @@ class Engine:
             usage = isinstance(options, dict) and options.get("include_usage") is True
             headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
             return 200, headers, self._stream(c, usage)
-        self._pace(len(c.words))
+        self._pace(c.completion_tokens)
         return _json_response(200, completion.response_body(c))
 
     def _pace(self, tokens: int) -> None:
@@ -216,7 +217,7 @@ class Engine:
     def _stream(self, c: Completion, usage: bool) -> Iterator[bytes]:
         time.sleep(self.options.ttft)
         yield completion.stream_chunk(c, None, with_usage=usage)
-        for index in range(len(c.words)):
+        for index in range(c.completion_tokens):
             if index:
                 time.sleep(1 / self.options.tokens_per_second)
             yield completion.stream_chunk(c, index, with_usage=usage)
@@ -225,6 +226,23 @@ class Engine:
             yield completion.usage_chunk(c)
         yield completion.DONE
         self.scale.last_active = time.monotonic()
+
+
+def _continues(body: dict[str, Any]) -> bool:
+    """vLLM's chat-template switches: continue the final message instead of opening a new assistant turn.
+
+    vLLM refuses both at once (its 400 message is kept), and ``add_generation_prompt`` defaults to true.
+    """
+    continue_final = body.get("continue_final_message", False)
+    add_prompt = body.get("add_generation_prompt", True)
+    for name, value in (("continue_final_message", continue_final), ("add_generation_prompt", add_prompt)):
+        if not isinstance(value, bool):
+            raise HttpError(400, f"{name} must be a boolean", param=name, code="invalid_value")
+    if continue_final and add_prompt:
+        raise HttpError(
+            400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True.", code="invalid_value"
+        )
+    return bool(continue_final)
 
 
 def _limits(body: dict[str, Any]) -> tuple[completion.Limits, int]:
