@@ -179,6 +179,9 @@ class PoolSpec(_Strict):
     active_hours: ActiveHours | None = None
     fallback: FallbackSpec = FallbackSpec()
     overflow: OverflowSpec | None = None
+    # An inference request whose backend read it and closed without answering may go to another backend.
+    # Off by default: the first engine may have run it, so only pools where running twice is harmless.
+    replay_unanswered: bool = False
 
     @model_validator(mode="before")
     @classmethod

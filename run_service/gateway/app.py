@@ -92,7 +92,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         pool = _pool_for(gw, principal, payload)
         if payload["model"] != pool.model:  # an alias: engines know only the pool's served model name
             body = json.dumps({**payload, "model": pool.model}, separators=(",", ":")).encode()
-        call = _call(pool, "POST", f"/v1/{endpoint}", body, stream=payload.get("stream") is True)
+        call = _call(pool, "POST", f"/v1/{endpoint}", body, stream=payload.get("stream") is True, inference=True)
         return gw.forward(principal, call)
 
     @app.route("/pools/<pool>/", defaults={"sub": ""}, methods=_METHODS)
@@ -114,10 +114,12 @@ def _model_entry(name: str, pool: PoolSpec) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "spotgate", "pool": pool.name}
 
 
-def _call(pool: PoolSpec, method: str, target: str, body: bytes | None, *, stream: bool) -> Call:
+def _call(
+    pool: PoolSpec, method: str, target: str, body: bytes | None, *, stream: bool, inference: bool = False
+) -> Call:
     rid: str = g.request_id
     headers = upstream_headers(request.headers.items(), rid)
-    return Call(pool, method, target, headers, body, stream, rid)
+    return Call(pool, method, target, headers, body, stream, rid, inference)
 
 
 def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> PoolSpec:

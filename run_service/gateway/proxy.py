@@ -1,8 +1,10 @@
 """Forwarding one authorised request: pick a backend, fail over before the first byte, hold, or refuse.
 
 The order for a request to pool P (DESIGN §2.4):
-1. P's ready VMs, least in flight first, skipping ejected ones; a backend that sends no response byte
-   (refused, reset, connect timeout) is skipped and the next one tried;
+1. P's ready VMs, least in flight first, skipping ejected ones; a backend the request provably never
+   reached (connection refused, connect timeout) is skipped and the next one tried. A backend that read the
+   request and closed without answering may have run it: that request fails with 502 (at most once),
+   unless it is an inference request of a pool with ``replay_unanswered``; such a backend is not ejected;
 2. P's overflow service, with an ID token for its audience;
 3. ejected ready VMs, as a last resort before making the caller wait;
 4. hold: publish ``wake`` (debounced, off the request path) and wait up to ``wake_hold`` for the routing
@@ -14,7 +16,6 @@ Once a backend has answered, nothing is retried: the answer is relayed as it arr
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -26,21 +27,19 @@ from flask import Response
 
 from gateway import errors
 from gateway.activity import ActivityRecorder
-from gateway.headers import SSE_HEADERS, downstream_headers
+from gateway.headers import SSE_HEADERS
 from gateway.pending import Pending
-from gateway.relay import HEARTBEAT, Relay, first_byte_heartbeats, plain_body, sse_body
+from gateway.relay import HEARTBEAT, Answer, Relay, answer, in_open_stream
 from gateway.selection import Balancer
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
-from gateway.upstream import UnreachableError, Upstreams, UpstreamTimeoutError, body_chunks, discard
+from gateway.upstream import UnansweredError, UnreachableError, Upstreams, UpstreamTimeoutError, discard
 from gateway.wake import WakeNotifier
 from spotgate.domain import BackendKind, Route
 from spotgate.errors import UnavailableError
 from spotgate.fleet import PoolSpec
 
 log = logging.getLogger(__name__)
-
-_ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +53,12 @@ class Call:
     body: bytes | None
     stream: bool  # the caller expects SSE: held requests get heartbeats
     request_id: str
+    inference: bool = False  # an OpenAI endpoint (not pass-through): the pool may allow its replay
+
+    @property
+    def replayable(self) -> bool:
+        """May go to another backend after one read it and closed without answering (it may have run)."""
+        return self.inference and self.pool.replay_unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +153,7 @@ class Forwarder:
         self._balancer.begin(route)
         try:
             response = self._upstreams.open(route.address, call.method, call.target, headers, call.body)
-        except UnreachableError as e:
+        except UnreachableError as e:  # no request byte reached it: safe to send elsewhere
             self._balancer.end(route)
             if route.kind is BackendKind.VM:
                 self._balancer.connect_failed(route)
@@ -156,6 +161,18 @@ class Forwarder:
                 "backend unreachable", extra={"backend": route.key, "request_id": call.request_id, "error": str(e)}
             )
             return None
+        except UnansweredError as e:  # it read the request and closed: it may have run it, and it is not down
+            self._balancer.end(route)
+            log.warning(
+                "backend closed without answering",
+                extra={"backend": route.key, "request_id": call.request_id, "error": str(e), "replay": call.replayable},
+            )
+            if call.replayable:
+                return None
+            raise errors.bad_gateway(
+                f"Backend {route.backend} closed the connection without answering; the request was not sent "
+                "elsewhere because it may have run."
+            ) from None
         except UpstreamTimeoutError:
             self._balancer.end(route)
             raise errors.gateway_timeout(f"Backend {route.backend} did not answer in time.") from None
@@ -206,7 +223,7 @@ class Forwarder:
                 yield e.sse_event()
                 return
             current.append(opened)
-            yield from self._stream_into_open_sse(call, opened)
+            yield from in_open_stream(self._answer(call, opened))
 
         def finish() -> None:
             try:
@@ -230,34 +247,14 @@ class Forwarder:
             self._wake.wake(call.pool.name)
         return opened
 
-    def _stream_into_open_sse(self, call: Call, opened: _Opened) -> Iterator[bytes]:
-        """Continue a stream whose 200 headers were already sent: relay SSE, or turn an error into an event."""
-        response = opened.response
-        if response.status == 200 and _is_sse(response):
-            yield from sse_body(first_byte_heartbeats(body_chunks(response), self._heartbeat), call.request_id)
-            return
-        yield _upstream_error(response).sse_event()
-
     # answering -------------------------------------------------------------------------------------------
+    def _answer(self, call: Call, opened: _Opened) -> Answer:
+        return answer(opened.response, opened.route.backend, call.request_id, self._heartbeat)
+
     def _respond(self, call: Call, opened: _Opened, release: Callable[[], None]) -> Response:
-        response = opened.response
-        if response.status in (401, 403):
-            # The backend refused the gateway's own credentials (an overflow IAM problem); the caller's key
-            # is fine, so this must not surface as the caller's 401/403.
-            self._finish(opened)
-            raise errors.bad_gateway(f"Backend {opened.route.backend} refused the gateway ({response.status}).")
-        sse = _is_sse(response)
-        headers = downstream_headers(response.headers, keep_length=not sse)
-        if sse:
-            headers.extend(SSE_HEADERS.items())
-        chunks = body_chunks(response)
-        body = (
-            sse_body(first_byte_heartbeats(chunks, self._heartbeat), call.request_id)
-            if sse
-            else plain_body(chunks, call.request_id)
-        )
-        relay = Relay(body, lambda: _both(self._finish, opened, release))
-        return Response(relay, status=response.status, headers=headers, direct_passthrough=True)
+        found = self._answer(call, opened)
+        relay = Relay(found.chunks, lambda: _both(self._finish, opened, release))
+        return Response(relay, status=found.status, headers=found.headers, direct_passthrough=True)
 
     def _after(self, seconds: float) -> float:
         return self._monotonic() + seconds
@@ -270,21 +267,6 @@ def _both(finish: Callable[[_Opened], None], opened: _Opened, release: Callable[
         release()
 
 
-def _is_sse(response: urllib3.HTTPResponse) -> bool:
-    return str(response.headers.get("content-type", "")).lower().startswith("text/event-stream")
-
-
 def _retry_after(pool: PoolSpec) -> int:
     """Seconds a refused caller should wait: about a hold, within what OpenAI SDKs honour (60 s)."""
     return min(60, max(5, math.ceil(pool.wake_hold.total_seconds())))
-
-
-def _upstream_error(response: urllib3.HTTPResponse) -> errors.ApiError:
-    """The backend's error as an ApiError, keeping its message when it sent the OpenAI shape."""
-    raw = response.read(_ERROR_BODY_LIMIT)
-    try:
-        error = json.loads(raw).get("error", {})
-        message = str(error.get("message") or "")
-    except (ValueError, AttributeError):
-        message = ""
-    return errors.ApiError(response.status, message or f"Backend answered {response.status}.", "api_error")

@@ -1,25 +1,120 @@
-"""The response body handed to the WSGI server: backend chunks as they arrive, and a guaranteed cleanup.
+"""Relaying a backend's answer to the caller: one function decides it for every path.
 
-``Relay`` is an iterator with ``close()``, which every WSGI server calls when the response ends, fails, or
-the client goes away (a failed write). Cleanup (closing the upstream response, returning in-flight slots)
-lives in ``close`` rather than in a generator's ``finally`` because a generator that never started does not
-run its ``finally``. For SSE, a cut upstream becomes one final ``data: {"error": …}`` event, so OpenAI SDKs
-raise an error instead of waiting forever or mistaking a truncated answer for a complete one.
+``answer`` turns an opened backend response into an ``Answer`` (status, headers, body chunks). The direct
+path sends it as it is. A held stream has already told the caller ``200`` and ``text/event-stream`` (it sent
+heartbeats while it waited), so ``in_open_stream`` renders the *same* Answer inside that stream: an SSE body
+is relayed, an error keeps the backend's own OpenAI error object (its type, code and message) as a final
+``data: {"error": …}`` event, and any other body is relayed as ``data:`` lines. Both paths therefore agree
+on what the backend said; only the HTTP status line of a held stream cannot carry it.
+
+``Relay`` is the iterator handed to the WSGI server, with ``close()``, which every WSGI server calls when
+the response ends, fails, or the client goes away (a failed write). Cleanup (closing the upstream response,
+returning in-flight slots) lives in ``close`` rather than in a generator's ``finally`` because a generator
+that never started does not run its ``finally``. For SSE, a cut upstream becomes one final
+``data: {"error": …}`` event, so OpenAI SDKs raise an error instead of mistaking a truncated answer for a
+complete one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from gateway.errors import stream_interrupted
-from gateway.upstream import StreamCutError
+import urllib3
+
+from gateway import errors
+from gateway.errors import ApiError, stream_interrupted
+from gateway.headers import SSE_HEADERS, downstream_headers
+from gateway.upstream import StreamCutError, body_chunks
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = b": keepalive\n\n"
+_HELD_BODY_LIMIT = 1024 * 1024  # a non-SSE answer inside a held stream is buffered to be split into lines
+_JSON = [("Content-Type", "application/json")]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the caller gets: ``status`` and ``headers`` for a direct response, and the body chunks."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    chunks: Iterator[bytes]
+    sse: bool
+    error: ApiError | None = None  # set when the gateway answers in the backend's place
+
+
+def answer(response: urllib3.HTTPResponse, backend: str, request_id: str, heartbeat: float) -> Answer:
+    """The caller's answer for an opened backend ``response`` (the one relay decision for every path)."""
+    if response.status in (401, 403):
+        # The backend refused the gateway's own credentials (an overflow IAM problem); the caller's key is
+        # fine, so this must not surface as the caller's 401/403.
+        return error_answer(errors.bad_gateway(f"Backend {backend} refused the gateway ({response.status})."))
+    sse = _is_sse(response)
+    headers = downstream_headers(response.headers, keep_length=not sse)
+    chunks = body_chunks(response)
+    if sse:
+        headers.extend(SSE_HEADERS.items())
+        return Answer(response.status, headers, sse_body(first_byte_heartbeats(chunks, heartbeat), request_id), True)
+    return Answer(response.status, headers, plain_body(chunks, request_id), False)
+
+
+def error_answer(error: ApiError) -> Answer:
+    """The gateway's own error as an Answer."""
+    return Answer(error.status, list(error.headers().items()), iter([error.body()]), False, error)
+
+
+def in_open_stream(found: Answer) -> Iterator[bytes]:
+    """``found`` rendered inside an SSE stream whose ``200`` headers are already out."""
+    if found.error is not None:
+        yield found.error.sse_event()
+        return
+    if found.sse and found.status < 300:
+        yield from found.chunks
+        return
+    try:
+        body = _bounded(found.chunks, _HELD_BODY_LIMIT)
+    except StreamCutError:
+        yield stream_interrupted("The backend answer was cut.").sse_event()
+        return
+    if found.status >= 400:
+        yield b"data: " + backend_error(found.status, body) + b"\n\n"
+        return
+    lines = body.decode("utf-8", "replace").splitlines() or [""]
+    yield "".join(f"data: {line}\n" for line in lines).encode() + b"\n"
+
+
+def backend_error(status: int, body: bytes) -> bytes:
+    """The backend's error document if it sent the OpenAI shape, else an equivalent one naming the status."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        return json.dumps({"error": document["error"]}, separators=(",", ":")).encode()
+    text = body[:1024].decode("utf-8", "replace").strip()
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    return ApiError(status, text or f"Backend answered {status}.", kind, f"upstream_{status}").body()
+
+
+def _bounded(chunks: Iterator[bytes], limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            break
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _is_sse(response: urllib3.HTTPResponse) -> bool:
+    return str(response.headers.get("content-type", "")).lower().startswith("text/event-stream")
 
 
 class Relay:

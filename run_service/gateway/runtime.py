@@ -56,12 +56,12 @@ class Gateway:
         )
         self.wake = WakeNotifier(deps.publisher, deps.control_topic, deps.clock, s.wake_debounce)
         self.upstreams = Upstreams(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
-        balancer = Balancer(
+        self.balancer = Balancer(
             eject_after=s.eject_after_failures, eject_for=s.eject_for.total_seconds(), monotonic=deps.monotonic
         )
         self.forwarder = Forwarder(
             table=self.table,
-            balancer=balancer,
+            balancer=self.balancer,
             upstreams=self.upstreams,
             tokens=deps.token_source,
             wake=self.wake,

@@ -79,5 +79,8 @@ class Balancer:
                 self._failures.pop(route.key, None)
                 self._ejected_until.pop(route.key, None)
 
+    def is_ejected(self, route: Route) -> bool:
+        return self._is_ejected(route.key, self._monotonic())
+
     def inflight(self, route: Route) -> int:
         return self._inflight.get(route.key, 0)

@@ -4,9 +4,14 @@ urllib3 was chosen over httpx by measurement (docs/gateway.md): with the same gu
 latency per request. Retries and redirects are disabled here because the proxy decides them itself: a
 failure before the first response byte may be retried on another backend, anything after may not.
 
-Failures are classified at this boundary: ``UnreachableError`` means no response byte arrived (connection
-refused, reset, connect timeout), so the request can safely go elsewhere; ``Timeout`` means the backend
-accepted the request but did not answer within the read timeout, which is not retried (it may be running).
+Failures are classified at this boundary by whether the request may have reached the engine:
+``UnreachableError`` means the connection was never established (refused, connect timeout), so no request
+byte left and it can safely go elsewhere; ``UnansweredError`` means the connection was up and the backend
+closed or reset it before a response byte (urllib3's ``ProtocolError``): it may have read and run the
+request, so it is not replayed by default; ``UpstreamTimeoutError`` means the backend accepted the request
+but did not answer within the read timeout (it may be running). A pooled keep-alive connection the backend
+closed while idle is detected by urllib3 before reuse and replaced by a new one, so an idle close does not
+surface as ``UnansweredError``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,11 @@ CHUNK = 64 * 1024
 
 
 class UnreachableError(Exception):
-    """The backend sent no response byte; the request may be retried elsewhere."""
+    """No connection to the backend was established: the request never left; it may be sent elsewhere."""
+
+
+class UnansweredError(Exception):
+    """The backend closed the connection after the request was (maybe partly) sent, before any answer."""
 
 
 class UpstreamTimeoutError(Exception):
@@ -83,14 +92,14 @@ class Upstreams:
                 decode_content=False,
                 assert_same_host=True,
             )
-        except (NewConnectionError, ConnectTimeoutError, ProtocolError) as e:
+        except (NewConnectionError, ConnectTimeoutError) as e:  # raised only while connecting
             raise UnreachableError(str(e)) from e
         except ReadTimeoutError as e:
             raise UpstreamTimeoutError(str(e)) from e
-        except HTTPError as e:
-            raise UnreachableError(str(e)) from e
+        except HTTPError as e:  # ProtocolError and the rest: the connection was up when it failed
+            raise UnansweredError(str(e)) from e
         if not isinstance(response, urllib3.HTTPResponse):  # urllib3 documents BaseHTTPResponse; it is this
-            raise UnreachableError(f"unexpected response type {type(response).__name__}")
+            raise UnansweredError(f"unexpected response type {type(response).__name__}")
         return response
 
     def close(self) -> None:

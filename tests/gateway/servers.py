@@ -103,3 +103,64 @@ def raw_request(method: str, path: str, secret: str, *, body: str = "", extra: s
     auth = f"Authorization: Bearer {secret}\r\n"
     length = f"Content-Length: {len(body.encode())}\r\n" if body or method == "POST" else ""
     return f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{length}{extra}Connection: close\r\n\r\n{body}"
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a ScriptedServer answers: ``status``, ``content_type`` and ``body`` after ``delay`` seconds, or,
+    with ``hang_up``, nothing at all (it reads the whole request and closes the connection)."""
+
+    status: int = 200
+    content_type: str = "application/json"
+    body: bytes = b"{}"
+    delay: float = 0.0
+    hang_up: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class ScriptedServer(RecordingServer):
+    """A threaded HTTP server answering every request as ``script`` says; ``requests`` records them."""
+
+    def __init__(self, host: str, script: Script) -> None:
+        self.recorder = Recorder()
+        self._server = ThreadingHTTPServer((host, 0), _scripted(self.recorder, script))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+
+def _scripted(recorder: Recorder, script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            recorder.requests.append(f"{self.command} {self.path}")
+            if script.hang_up:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            time.sleep(script.delay)
+            self.send_response(script.status)
+            self.send_header("Content-Type", script.content_type)
+            for name, value in script.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(script.body)))
+            self.end_headers()
+            self.wfile.write(script.body)
+
+        def do_GET(self) -> None:
+            self._any()
+
+        def do_POST(self) -> None:
+            self._any()
+
+        def do_PUT(self) -> None:
+            self._any()
+
+        def do_DELETE(self) -> None:
+            self._any()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
