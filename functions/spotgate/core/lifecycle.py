@@ -85,8 +85,14 @@ def current_notice(instance: Instance, state: PoolState) -> Notice | None:
 
 
 def boot_started(instance: Instance, state: PoolState) -> datetime | None:
-    """When the current boot began: the observed start time, else when spotgate issued the start."""
-    return instance.last_start or state.start_attempts.get(instance.name)
+    """When the current boot began: the later of the observed start time and the start spotgate issued.
+
+    GCE keeps a restarted VM's previous ``lastStartTimestamp`` while it is PROVISIONING/STAGING and sets the
+    new one only once it is RUNNING, so during that window the observed time belongs to the previous boot
+    (possibly hours ago) and only the issued start says when this boot began.
+    """
+    times = [t for t in (instance.last_start, state.start_attempts.get(instance.name)) if t is not None]
+    return max(times, default=None)
 
 
 def _start_pending(instance: Instance, state: PoolState, spec: PoolSpec, now: datetime) -> bool:
