@@ -11,9 +11,14 @@ Adapters translate vendor errors (google.api_core, sqlite3, grpc, HTTP) into the
     │   └── PermissionDeniedError   the caller's identity lacks a permission
     └── TransientError              the same call may succeed later
         ├── CapacityError           SPOT stockout in a zone (carries zones_available hints)
-        ├── QuotaError              a regional GPU / CPU quota is exhausted
+        ├── QuotaError              a regional GPU / CPU quota is exhausted (``403 quotaExceeded``, ``QUOTA_EXCEEDED``)
+        ├── RateLimitError          the API's request rate limit was hit (``403 rateLimitExceeded``, 429): back off
+        ├── NotReadyError           the resource is mid-transition (``400 resourceNotReady``): retry on a later round
         ├── ConflictError           a concurrent writer won (lease held, generation moved)
         └── UnavailableError        the store, API or network did not answer
+
+Classification reads GCE's machine-readable reason codes (``error.errors[].reason`` of a synchronous error,
+``error.errors[].code`` of a failed operation), never the message text.
 """
 
 from __future__ import annotations
@@ -62,6 +67,20 @@ class CapacityError(TransientError):
 
 class QuotaError(TransientError):
     """A project or regional quota is exhausted (``QUOTA_EXCEEDED``)."""
+
+
+class RateLimitError(TransientError):
+    """The API refused the call for its request rate (GCE ``403 rateLimitExceeded``, HTTP 429).
+
+    The same call succeeds after a backoff; nothing about the resource or the zone is wrong.
+    """
+
+
+class NotReadyError(TransientError):
+    """The resource is in a transition that must finish first (GCE ``400 resourceNotReady``: still STOPPING).
+
+    Retrying at once fails the same way; the next round, after the transition, succeeds.
+    """
 
 
 class ConflictError(TransientError):

@@ -19,6 +19,7 @@ import pytest
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import (
     Activity,
+    FailureKind,
     Notice,
     NoticeKind,
     Override,
@@ -26,6 +27,7 @@ from spotgate.domain import (
     PoolState,
     Preemption,
     RouteState,
+    StartFailure,
 )
 from spotgate.errors import ConflictError, UnavailableError
 from spotgate.ports import RouteStore, Snapshot, Subscription
@@ -50,6 +52,7 @@ def a_full_pool_state(pool: str = "chat") -> PoolState:
         last_wake_at=T0,
         start_attempts={"chat-a": T0},
         spot_unavailable_since=T0,
+        start_failures={"chat-b": StartFailure(FailureKind.RATE_LIMIT, T0, T0 + timedelta(seconds=15), 2, "429")},
         gap_since=T0,
         gap_closed_at=T0 + timedelta(minutes=1),
         overflow_warm=True,

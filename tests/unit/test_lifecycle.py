@@ -81,3 +81,11 @@ def test_cold_start_of_a_previously_booted_vm_does_not_livelock() -> None:
                 stops.append(action.instance)
     assert (starts, stops) == (["chat-a-1"], [])
 
+
+@pytest.mark.parametrize(("status", "resume"), [("SUSPENDED", True), ("TERMINATED", False), ("STOPPED", False)])
+def test_a_suspended_vm_is_resumed_not_started(status: str, resume: bool) -> None:
+    """Defect 13: GCE needs ``instances.resume`` for a SUSPENDED VM; ``start`` is refused."""
+    seen = observed(all_vms(chat_a_1=an_instance("chat-a-1", status)))
+    (start,) = [a for a in plan(MIN1, seen, a_state(), NOW).actions if isinstance(a, StartInstance)]
+    assert (start.instance, start.resume) == ("chat-a-1", resume)
+    assert start.reason.startswith(f"{'resume' if resume else 'start'} chat-a-1 (SPOT, us-central1-a)")

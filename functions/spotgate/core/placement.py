@@ -2,8 +2,9 @@
 
 SPOT reclaims are correlated within a zone (co-interruptions cluster within minutes), so the pool is spread
 over zones first. Zones that just stocked out are skipped until their cooldown ends, because asking again at
-once only returns the same error. Among the rest, zones GCE itself named in its last ``zonesAvailable`` hint
-come first, then zones that preempted less recently; the VM name breaks ties so the answer is deterministic.
+once only returns the same error; for the same reason a VM whose own start just failed waits out its
+backoff. Among the rest, zones GCE itself named in its last ``zonesAvailable`` hint come first, then zones
+that preempted less recently; the VM name breaks ties so the answer is deterministic.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from spotgate.domain import Instance, PoolState, ProvisioningModel
+from spotgate.core.backoff import backing_off
+from spotgate.domain import FailureKind, Instance, PoolState, ProvisioningModel
 
 # How long a preemption counts against its zone (and is kept in PoolState). Long enough to see a pattern,
 # short enough that a zone recovers its standing within a working day.
@@ -46,13 +48,21 @@ def choose_starts(
     state: PoolState,
     now: datetime,
 ) -> list[Placement]:
-    """Up to ``count`` of ``candidates`` (stopped VMs) to start, best first; fewer if zones are stocked out.
+    """Up to ``count`` of ``candidates`` (stopped VMs) to start, best first; fewer if zones are stocked out
+    or VMs back off after a failed start, none while a rate limit backs off.
 
     SPOT before STANDARD; then the zone with the fewest live VMs of the pool (counting earlier picks), the
     ``zonesAvailable`` hint, fewer recent preemptions, and the VM name.
     """
     blocked = stocked_out(state, now)
-    pool = [c for c in candidates if c.zone not in blocked or c.provisioning_model is ProvisioningModel.STANDARD]
+    waiting = backing_off(state, now)
+    if any(failure.kind is FailureKind.RATE_LIMIT for failure in waiting.values()):
+        return []  # the limit is the project's, not the VM's: another VM's start now would be refused too
+    pool = [
+        c
+        for c in candidates
+        if c.name not in waiting and (c.zone not in blocked or c.provisioning_model is ProvisioningModel.STANDARD)
+    ]
     per_zone = Counter(vm.zone for vm in live)
     preempted = recent_preemptions(state, now)
     # The hint describes the moment of the last stockout; once every cooldown has ended it is stale.

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from spotgate.core.backoff import backing_off
 from spotgate.core.demand import Demand, desired_ready
 from spotgate.core.instants import clock, zulu
 from spotgate.core.lifecycle import Phase, Vm, boot_started, classify
@@ -25,6 +26,7 @@ from spotgate.core.routing import route_changes
 from spotgate.domain import (
     Action,
     Activity,
+    InstanceStatus,
     Observed,
     Plan,
     PoolState,
@@ -146,14 +148,20 @@ def _spot_unavailable_since(p: _Picture, starts: list[StartInstance]) -> datetim
 
 def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartInstance:
     vm = placement.instance
-    parts = [f"start {vm.name} ({vm.provisioning_model}, {vm.zone}): {p.ready} of {p.demand.count} desired ready"]
+    resume = vm.status is InstanceStatus.SUSPENDED
+    verb = "resume" if resume else "start"
+    parts = [f"{verb} {vm.name} ({vm.provisioning_model}, {vm.zone}): {p.ready} of {p.demand.count} desired ready"]
     parts[0] += f" ({why or p.demand.why})"
     parts.append(placement.why)
     previous = p.state.start_attempts.get(vm.name)
     if previous is not None:
         parts.append(f"previous start at {clock(previous)} did not bring it up")
     parts += [f"{zone} stocked out until {clock(until)}" for zone, until in sorted(stocked_out(p.state, p.now).items())]
-    return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts))
+    parts += [
+        f"{name} backs off after {f.count} failed start(s) ({f.kind}) until {clock(f.retry_at)}"
+        for name, f in sorted(backing_off(p.state, p.now).items())
+    ]
+    return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts), resume=resume)
 
 
 def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], _Retirement]:
@@ -231,7 +239,12 @@ def _stop_rank(p: _Picture, vm: Vm) -> tuple[bool, bool, datetime, str]:
 def _requeue_after(p: _Picture, state: PoolState, retired: _Retirement, *, moving: bool) -> timedelta | None:
     """How soon something will change without an event: a timer expiring, or a VM booting or stopping."""
     short = p.count(Phase.PENDING, Phase.BOOTING, Phase.READY) < p.demand.count
-    times = [p.demand.changes_at, *(state.stockouts.values() if short else ()), *(t for _, t in retired.held)]
+    retries = [f.retry_at for f in state.start_failures.values()]
+    times = [
+        p.demand.changes_at,
+        *((*state.stockouts.values(), *retries) if short else ()),
+        *(t for _, t in retired.held),
+    ]
     if moving or any(vm.phase in _IN_MOTION for vm in p.vms):
         times.append(p.now + IN_MOTION_POLL)
     times += [

@@ -1,8 +1,9 @@
 """What a pool's memory may forget after a reconcile, so ``PoolState`` stays small and never misleads.
 
 Notices from a VM's previous boot, ended cooldowns and overrides, preemptions older than placement looks
-at, and start attempts past their boot timeout carry no information any more; keeping them would only make
-the document grow and invite a stale fact to be read as a fresh one.
+at, start attempts past their boot timeout, and failed starts of VMs since seen live (or long ago) carry no
+information any more; keeping them would only make the document grow and invite a stale fact to be read
+as a fresh one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from spotgate.core.backoff import remembered
 from spotgate.core.lifecycle import Vm, current_notice
 from spotgate.core.placement import PREEMPTION_MEMORY, stocked_out
 from spotgate.domain import PoolState
@@ -35,5 +37,12 @@ def pruned(state: PoolState, spec: PoolSpec, vms: Sequence[Vm], now: datetime) -
         preemptions=tuple(p for p in state.preemptions if now - p.at <= PREEMPTION_MEMORY),
         override=override,
         start_attempts={name: at for name, at in state.start_attempts.items() if now - at <= spec.boot_timeout},
+        start_failures={
+            name: failure
+            for name, failure in state.start_failures.items()
+            if spec.vm(name) is not None
+            and remembered(failure, now)
+            and not (name in observed and observed[name].instance.status.is_live)
+        },
         updated_at=now,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from spotgate.core.backoff import next_failure
 from spotgate.core.placement import PREEMPTION_MEMORY
 from spotgate.domain import (
     ComputeEvent,
@@ -72,14 +73,16 @@ def record_start_issued(state: PoolState, action: StartInstance, now: datetime) 
 def record_start_failure(
     state: PoolState, action: StartInstance, error: Exception, now: datetime, spec: PoolSpec
 ) -> PoolState:
-    """``state`` after a failed start: the attempt is forgotten so the VM may be chosen again later.
+    """``state`` after a failed start: the attempt is forgotten and the VM backs off (``core.backoff``).
 
-    A SPOT stockout (``CapacityError``) blocks its zone for ``stockout_cooldown`` and keeps GCE's
+    Every failure is remembered per VM with its class, so the VM is not tried again back to back. A SPOT
+    stockout (``CapacityError``) also blocks its zone for ``stockout_cooldown`` and keeps GCE's
     ``zonesAvailable`` hint; a SPOT ``QuotaError`` blocks every zone of the pool (quotas are regional). Either
-    starts the fallback timer. STANDARD failures block nothing: the fallback VM is tried again next time.
+    starts the fallback timer. A STANDARD failure blocks only that VM (its quota is not SPOT's).
     """
     attempts = {name: at for name, at in state.start_attempts.items() if name != action.instance}
-    state = replace(state, start_attempts=attempts)
+    failure = next_failure(state.start_failures.get(action.instance), error, now, spec)
+    state = replace(state, start_attempts=attempts, start_failures={**state.start_failures, action.instance: failure})
     if action.provisioning_model is not ProvisioningModel.SPOT:
         return state
     until = now + spec.stockout_cooldown

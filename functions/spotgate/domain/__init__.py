@@ -21,7 +21,16 @@ from spotgate.domain.events import (
 from spotgate.domain.instance import Instance, InstanceStatus, ProvisioningModel
 from spotgate.domain.keys import ApiKey
 from spotgate.domain.observed import Observed
-from spotgate.domain.pool_state import Notice, NoticeKind, Override, OverrideKind, PoolState, Preemption
+from spotgate.domain.pool_state import (
+    FailureKind,
+    Notice,
+    NoticeKind,
+    Override,
+    OverrideKind,
+    PoolState,
+    Preemption,
+    StartFailure,
+)
 from spotgate.domain.route import BackendKind, Route, RouteState
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
     "ControlMessage",
     "DecisionRecord",
     "Envelope",
+    "FailureKind",
     "Ignored",
     "InboundEvent",
     "Instance",
@@ -52,6 +62,7 @@ __all__ = [
     "RouteState",
     "SetOverflow",
     "SetRoute",
+    "StartFailure",
     "StartInstance",
     "StopInstance",
 ]

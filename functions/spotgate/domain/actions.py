@@ -12,10 +12,15 @@ from spotgate.domain.route import Route
 
 @dataclass(frozen=True, slots=True)
 class StartInstance:
+    """Bring a stopped VM back. ``resume`` is set for a SUSPENDED VM: GCE refuses ``start`` on one and needs
+    ``instances.resume``, which restores its memory; otherwise it is a start in every respect.
+    """
+
     instance: str
     zone: str
     provisioning_model: ProvisioningModel
     reason: str
+    resume: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 The planner reads a ``PoolState`` and returns the next one; the store keeps it with a ``generation`` that
 increments on every commit. Observed facts (instances, routes, activity) are *not* here: they are gathered
 fresh on every reconcile. Only memory that cannot be observed again lives here: agent notices, stockout
-cooldowns, recent preemptions, overrides, and timers (fallback, gap, overflow cooldown).
+cooldowns, failed starts and their backoff, recent preemptions, overrides, and timers (fallback, gap, overflow
+cooldown).
 """
 
 from __future__ import annotations
@@ -51,6 +52,27 @@ class Preemption:
     at: datetime
 
 
+class FailureKind(enum.StrEnum):
+    """Why a start failed, as far as it decides when to try that VM again (``core.backoff``)."""
+
+    CAPACITY = "capacity"  # no capacity in the zone (ZONE_RESOURCE_POOL_EXHAUSTED*)
+    QUOTA = "quota"  # a regional quota is exhausted
+    RATE_LIMIT = "rate_limit"  # the API refused the call rate
+    NOT_READY = "not_ready"  # the VM is mid-transition (still STOPPING)
+    OTHER = "other"  # anything else (permission, not found, unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailure:
+    """The last failed start of one VM: its class, failures in a row, and when it may be tried again."""
+
+    kind: FailureKind
+    at: datetime
+    retry_at: datetime
+    count: int = 1
+    message: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class PoolState:
     """Persistent memory of one pool; ``generation`` 0 means never committed."""
@@ -65,6 +87,7 @@ class PoolState:
     last_wake_at: datetime | None = None  # last ``wake`` published by the gateway
     start_attempts: dict[str, datetime] = field(default_factory=dict)  # instance -> last start issued
     spot_unavailable_since: datetime | None = None  # first moment no SPOT VM could be started
+    start_failures: dict[str, StartFailure] = field(default_factory=dict)  # instance -> last failed start
     gap_since: datetime | None = None  # ready < desired since
     gap_closed_at: datetime | None = None  # when the last gap closed (overflow cooldown)
     overflow_warm: bool = False
