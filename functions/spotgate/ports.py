@@ -27,7 +27,8 @@ class PendingOperation(Protocol):
     def wait(self) -> None:
         """Block until it finishes (bounded by the adapter's operation timeout; still running then counts as
         success, and the next reconcile observes the VM). Raises CapacityError (SPOT stockout, with
-        zones_available hints), QuotaError, ConflictError, NotFoundError or UnavailableError."""
+        zones_available hints), QuotaError, RateLimitError, NotReadyError, NotFoundError, UnavailableError
+        or PermanentError, classified by the failed operation's error codes."""
         ...
 
 
@@ -45,8 +46,9 @@ class Compute(Protocol):
     def start(self, zone: str, instance: str) -> PendingOperation:
         """Ask GCE to start a VM (a no-op operation if it is already running).
 
-        Raises at once what GCE refuses synchronously: NotFoundError, ConflictError (still STOPPING),
-        PermissionDeniedError, UnavailableError. Capacity errors surface from ``wait()``.
+        Raises at once what GCE refuses synchronously, classified by its reason code: NotFoundError,
+        NotReadyError (still STOPPING), RateLimitError, QuotaError, PermissionDeniedError, UnavailableError.
+        Capacity errors surface from ``wait()``.
         """
         ...
 
@@ -59,7 +61,7 @@ class Overflow(Protocol):
     """A pool's Cloud Run GPU overflow service, by its short service name."""
 
     def get_min_instances(self, service: str) -> int:
-        """The service-level ``scaling.minInstanceCount``."""
+        """The service-level ``scaling.minInstanceCount``. Callers treat any error as "unknown"."""
         ...
 
     def set_min_instances(self, service: str, count: int) -> None:

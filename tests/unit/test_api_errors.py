@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import requests
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
@@ -12,13 +15,86 @@ from spotgate.errors import (
     CapacityError,
     ConflictError,
     NotFoundError,
+    NotReadyError,
     PermanentError,
     PermissionDeniedError,
     QuotaError,
+    RateLimitError,
     SpotgateError,
     TransientError,
     UnavailableError,
 )
+
+
+def gce_error(status: int, reason: str, message: str, domain: str = "global") -> gexc.GoogleAPICallError:
+    """What the compute_v1 REST client raises for GCE's JSON error body (it calls ``from_http_response``)."""
+    response = requests.Response()
+    response.status_code = status
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
+        }
+    }
+    response._content = json.dumps(body).encode()
+    response.headers["content-type"] = "application/json; charset=UTF-8"
+    url = "https://compute.googleapis.com/compute/v1/projects/p/zones/us-central1-a/instances/vm-1/start"
+    response.request = requests.Request("POST", url).prepare()
+    return gexc.from_http_response(response)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message", "expected"),
+    [
+        pytest.param(403, "rateLimitExceeded", "Rate Limit Exceeded", RateLimitError, id="403-rateLimitExceeded"),
+        pytest.param(403, "userRateLimitExceeded", "User Rate Limit Exceeded", RateLimitError, id="403-userRate"),
+        pytest.param(
+            403,
+            "quotaExceeded",
+            "Quota 'NVIDIA_L4_GPUS' exceeded.  Limit: 1.0 in region us-central1.",
+            QuotaError,
+            id="403-quotaExceeded",
+        ),
+        pytest.param(
+            403, "forbidden", "Required 'compute.instances.start' permission", PermissionDeniedError, id="403"
+        ),
+        pytest.param(
+            403, "forbidden", "rateLimitExceeded quotaExceeded (text only)", PermissionDeniedError, id="text-ignored"
+        ),
+        pytest.param(
+            400,
+            "resourceNotReady",
+            "The resource 'projects/p/zones/us-central1-a/instances/vm-1' is not ready",
+            NotReadyError,
+            id="400-resourceNotReady",
+        ),
+        pytest.param(400, "invalid", "Invalid value for field 'filter'", PermanentError, id="400-invalid"),
+        pytest.param(404, "notFound", "The resource was not found", NotFoundError, id="404-notFound"),
+        pytest.param(409, "resourceInUseByAnotherResource", "in use", ConflictError, id="409-in-use"),
+        pytest.param(412, "conditionNotMet", "Labels fingerprint either invalid", ConflictError, id="412"),
+        pytest.param(429, "rateLimitExceeded", "Too Many Requests", RateLimitError, id="429"),
+        pytest.param(503, "backendError", "Backend Error", UnavailableError, id="503-backendError"),
+    ],
+)
+def test_gce_error_bodies_are_classified_by_reason_code(
+    status: int, reason: str, message: str, expected: type[SpotgateError]
+) -> None:
+    translated_error = translate_api_error("start vm-1", gce_error(status, reason, message))
+    assert type(translated_error) is expected
+
+
+@pytest.mark.parametrize(
+    ("expected", "transient"),
+    [
+        pytest.param(RateLimitError, True, id="rate-limit"),
+        pytest.param(NotReadyError, True, id="not-ready"),
+        pytest.param(QuotaError, True, id="quota"),
+        pytest.param(PermissionDeniedError, False, id="permission"),
+    ],
+)
+def test_retry_classes_sit_on_the_right_side_of_the_tree(expected: type[SpotgateError], transient: bool) -> None:
+    assert issubclass(expected, TransientError) is transient
 
 
 @pytest.mark.parametrize(
@@ -27,8 +103,8 @@ from spotgate.errors import (
         pytest.param(gexc.NotFound("gone"), NotFoundError, id="404"),
         pytest.param(gexc.Forbidden("no"), PermissionDeniedError, id="403"),
         pytest.param(gexc.Unauthorized("who"), PermissionDeniedError, id="401"),
-        pytest.param(gexc.TooManyRequests("slow down"), QuotaError, id="429"),
-        pytest.param(gexc.BadRequest("RESOURCE_NOT_READY: stopping"), ConflictError, id="400-not-ready"),
+        pytest.param(gexc.TooManyRequests("slow down"), RateLimitError, id="429"),
+        pytest.param(gexc.Conflict("busy"), ConflictError, id="409"),
         pytest.param(gexc.BadRequest("bad field"), PermanentError, id="400"),
         pytest.param(gexc.ServiceUnavailable("later"), UnavailableError, id="503"),
         pytest.param(ConnectionError("refused"), UnavailableError, id="network"),
@@ -61,8 +137,9 @@ def _failed(code: str, status: int = 400, details: list[compute_v1.ErrorDetails]
         pytest.param("ZONE_RESOURCE_POOL_EXHAUSTED", 503, CapacityError, id="stockout"),
         pytest.param("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", 503, CapacityError, id="stockout-details"),
         pytest.param("QUOTA_EXCEEDED", 403, QuotaError, id="quota"),
-        pytest.param("RESOURCE_NOT_READY", 400, ConflictError, id="still-stopping"),
-        pytest.param("UNSUPPORTED_OPERATION", 400, ConflictError, id="preempted-while-starting"),
+        pytest.param("RESOURCE_NOT_READY", 400, NotReadyError, id="still-stopping"),
+        pytest.param("UNSUPPORTED_OPERATION", 400, CapacityError, id="preempted-while-starting"),
+        pytest.param("RESOURCE_OPERATION_RATE_EXCEEDED", 403, RateLimitError, id="operation-rate"),
         pytest.param("RESOURCE_NOT_FOUND", 404, NotFoundError, id="not-found"),
         pytest.param("INTERNAL_ERROR", 500, UnavailableError, id="server-side"),
         pytest.param("INVALID_FIELD_VALUE", 400, PermanentError, id="our-mistake"),

@@ -22,18 +22,30 @@ from spotgate.adapters.api_errors import translated
 from spotgate.domain import Instance, InstanceStatus, ProvisioningModel
 from spotgate.errors import (
     CapacityError,
-    ConflictError,
     NotFoundError,
+    NotReadyError,
     PermanentError,
     QuotaError,
+    RateLimitError,
+    SpotgateError,
     UnavailableError,
 )
 
 POOL_LABEL = "spotgate-pool"
-_STOCKOUT = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"})
-_QUOTA = frozenset({"QUOTA_EXCEEDED", "QUOTA_LIMIT"})
-# RESOURCE_NOT_READY: still STOPPING; UNSUPPORTED_OPERATION: preempted while starting (SkyPilot's finding).
-_RETRYABLE = frozenset({"RESOURCE_NOT_READY", "UNSUPPORTED_OPERATION", "RESOURCE_OPERATION_RATE_EXCEEDED"})
+# A failed operation's ``error.errors[].code`` -> what it means for us. UNSUPPORTED_OPERATION on a SPOT start is
+# GCE reclaiming the capacity while the VM was starting (SkyPilot's finding), so it is a stockout of that zone.
+_STOCKOUT = frozenset(
+    {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "UNSUPPORTED_OPERATION"}
+)
+_OPERATION_CODES: dict[str, type[SpotgateError]] = {
+    "QUOTA_EXCEEDED": QuotaError,
+    "QUOTA_LIMIT": QuotaError,
+    "RESOURCE_OPERATION_RATE_EXCEEDED": RateLimitError,
+    "RATE_LIMIT_EXCEEDED": RateLimitError,
+    "RESOURCE_NOT_READY": NotReadyError,  # still STOPPING
+    "RESOURCE_NOT_FOUND": NotFoundError,
+    "NOT_FOUND": NotFoundError,
+}
 
 
 class GceCompute:
@@ -106,16 +118,12 @@ def raise_for_operation(operation: compute_v1.Operation, zone: str, instance: st
     errors = list(operation.error.errors) if operation.error else []
     if not errors:
         return
-    first = errors[0]
-    message = f"{instance} in {zone}: {first.code}: {first.message}"
-    if first.code in _STOCKOUT:
-        raise CapacityError(message, zone=zone, code=first.code, zones_available=zones_available(first))
-    if first.code in _QUOTA:
-        raise QuotaError(message)
-    if first.code in _RETRYABLE:
-        raise ConflictError(message)
-    if first.code in ("RESOURCE_NOT_FOUND", "NOT_FOUND"):
-        raise NotFoundError(message)
+    message = f"{instance} in {zone}: " + "; ".join(f"{e.code}: {e.message}" for e in errors)
+    for error in errors:  # the first code we know decides; GCE lists the cause first
+        if error.code in _STOCKOUT:
+            raise CapacityError(message, zone=zone, code=error.code, zones_available=zones_available(error))
+        if error.code in _OPERATION_CODES:
+            raise _OPERATION_CODES[error.code](message)
     if operation.http_error_status_code and operation.http_error_status_code >= 500:
         raise UnavailableError(message)
     raise PermanentError(message)

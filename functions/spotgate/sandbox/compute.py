@@ -24,20 +24,17 @@ from typing import Protocol
 
 from spotgate.clock import SystemClock
 from spotgate.domain import InstanceStatus, ProvisioningModel
-from spotgate.errors import ConflictError, NotFoundError, SpotgateError
+from spotgate.errors import NotFoundError, NotReadyError, SpotgateError
 from spotgate.fleet import FleetConfig
 from spotgate.ports import Clock
+from spotgate.sandbox.compute_faults import OPERATION_CODES, Fault, Faults
 from spotgate.sandbox.compute_records import Operation, OperationFailure, Timing, Vm, new_vm
 from spotgate.sandbox.vm_events import EventLog, VmEvent, VmEventKind
 from spotgate.sandbox.zone_operations import ZoneOperations
 
-__all__ = ["ComputeModel", "EngineHost", "NotReadyError", "Timing", "VmEvent", "VmEventKind"]
+__all__ = ["ComputeModel", "EngineHost", "Fault", "NotReadyError", "Timing", "VmEvent", "VmEventKind"]
 
 log = logging.getLogger(__name__)
-
-
-class NotReadyError(ConflictError):
-    """The VM is in a transition that must finish first (GCE ``resourceNotReady``)."""
 
 
 class EngineHost(Protocol):
@@ -87,6 +84,7 @@ class ComputeModel:
         self._operations = ZoneOperations(self.project, self._lock, self._clock)
         self._stockouts: dict[str, float] = {}  # zone -> monotonic end
         self._threads: list[threading.Thread] = []
+        self.faults = Faults()
         now = self._clock.now()
         self._vms = {
             vm.name: new_vm(self.project, pool.name, vm, pool.engine, network_ip=network_ips[vm.name], now=now)
@@ -156,6 +154,15 @@ class ComputeModel:
             self._set_status(vm, InstanceStatus.PROVISIONING)
             self._run(self._boot, vm.name, vm.generation, op.name)
             return op
+
+    def fail_start(self, zone: str, name: str, user: str, code: str) -> Operation:
+        """Accept a start, then fail its operation with GCE's ``code`` (see ``compute_faults``); the VM stays put."""
+        status, http_message, message = OPERATION_CODES[code]
+        with self._lock:
+            vm = self._find(zone, name)
+            op = self._operations.create("start", vm, user)
+            failure = OperationFailure(code=code, message=message, http_status=status, http_message=http_message)
+            return self._operations.finish(op.name, failure)
 
     def stop(self, zone: str, name: str, user: str) -> Operation:
         """Stop a VM (any live state). Returns the operation; raises NotFoundError."""
@@ -238,6 +245,8 @@ class ComputeModel:
             vm = self._vms[name]
             if url is not None and vm.generation == generation:
                 vm.engine_url = url
+                # GCE: a restarted VM reports its *previous* lastStartTimestamp while PROVISIONING/STAGING;
+                # the field changes only once the VM is RUNNING. Planners must not read it as "this boot".
                 vm.last_start = self._clock.now()
                 self._set_status(vm, InstanceStatus.RUNNING)
             elif url is not None:  # stopped or preempted while the engine started

@@ -13,6 +13,9 @@ real Google host. Operations start PENDING; a start is DONE when the VM is RUNNI
 
 Errors follow GCE's synchronous envelope (``compute_json.error_json``): unknown instance or operation 404
 ``notFound``; starting a STOPPING VM 400 ``resourceNotReady``; an unparsable filter 400 ``invalid``.
+``POST /sandbox/fault`` (``{"verb", "reason", "times"}``) makes the next calls of a verb answer with one of
+GCE's refusals (``403 rateLimitExceeded``, ``403 quotaExceeded``, ``400 resourceNotReady``, ...) or, for
+``start``, a failed operation (``QUOTA_EXCEEDED``, ``UNSUPPORTED_OPERATION``); see ``compute_faults``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from spotgate.errors import NotFoundError, SpotgateError
-from spotgate.sandbox.compute import ComputeModel, NotReadyError
+from spotgate.errors import NotFoundError, NotReadyError, SpotgateError
+from spotgate.sandbox.compute import ComputeModel
+from spotgate.sandbox.compute_faults import SYNC_REASONS, Fault, FaultError
 from spotgate.sandbox.compute_json import aggregated_json, error_json, instance_json, instance_list_json, operation_json
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.instance_filter import FilterError, parse_filter
@@ -59,28 +63,35 @@ def _register_instances(app: Flask, model: ComputeModel) -> None:
     @app.get(f"{ZONE}/instances/<name>")
     def get_instance(project: str, zone: str, name: str) -> Any:
         _check_project(model, project)
+        _refuse_if_injected(model, "get")
         return instance_json(project, model.instance(zone, name))
 
     @app.get(f"{ZONE}/instances")
     def list_instances(project: str, zone: str) -> Any:
         _check_project(model, project)
+        _refuse_if_injected(model, "list")
         matches = parse_filter(request.args.get("filter"))
         return instance_list_json(project, zone, [vm for vm in model.instances(zone) if matches(vm)])
 
     @app.get("/compute/v1/projects/<project>/aggregated/instances")
     def aggregated_instances(project: str) -> Any:
         _check_project(model, project)
+        _refuse_if_injected(model, "list")
         matches = parse_filter(request.args.get("filter"))
         return aggregated_json(project, model.zones, [vm for vm in model.instances() if matches(vm)])
 
     @app.post(f"{ZONE}/instances/<name>/start")
     def start_instance(project: str, zone: str, name: str) -> Any:
         _check_project(model, project)
+        fault = _refuse_if_injected(model, "start")
+        if fault is not None:  # GCE accepted the call; the operation carries the failure
+            return operation_json(project, model.fail_start(zone, name, _user(model), fault.reason))
         return operation_json(project, model.start(zone, name, _user(model)))
 
     @app.post(f"{ZONE}/instances/<name>/stop")
     def stop_instance(project: str, zone: str, name: str) -> Any:
         _check_project(model, project)
+        _refuse_if_injected(model, "stop")
         return operation_json(project, model.stop(zone, name, _user(model)))
 
 
@@ -95,6 +106,23 @@ def _register_operations(app: Flask, model: ComputeModel) -> None:
         _check_project(model, project)
         model.operation(zone, name)  # 404 before blocking
         return operation_json(project, model.wait(zone, name, WAIT_LIMIT))
+
+
+class _InjectedRefusalError(SpotgateError):
+    """An injected synchronous refusal, answered with GCE's status, reason and domain."""
+
+    def __init__(self, reason: str) -> None:
+        self.status, message, self.domain = SYNC_REASONS[reason]
+        super().__init__(message)
+        self.reason = reason
+
+
+def _refuse_if_injected(model: ComputeModel, verb: str) -> Fault | None:
+    """Raise the next injected synchronous refusal for ``verb``; return an operation fault for the caller."""
+    fault = model.faults.take(verb)
+    if fault is not None and fault.synchronous:
+        raise _InjectedRefusalError(fault.reason)
+    return fault
 
 
 def _register_controls(app: Flask, model: ComputeModel) -> None:
@@ -117,6 +145,14 @@ def _register_controls(app: Flask, model: ComputeModel) -> None:
         lambda: by_name(lambda n: model.stop(model.find(n).zone, n, "sandbox")),
         methods=["POST"],
     )
+
+    @app.post("/sandbox/fault")
+    def fault() -> Any:
+        times = (request.get_json(silent=True) or {}).get("times", 1)
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise _BadRequestError("'times' must be a positive integer")
+        model.faults.inject(Fault.of(_body_str("verb"), _body_str("reason")), times)
+        return {**status_json(model), "faults": model.faults.pending()}
 
     @app.post("/sandbox/stockout")
     def stockout() -> Any:
@@ -168,6 +204,13 @@ def _register_errors(app: Flask) -> None:
 
         return handler
 
+    def refuse(error: _InjectedRefusalError) -> Response:
+        response = jsonify(error_json(error.status, str(error), error.reason, error.domain))
+        response.status_code = error.status
+        return response
+
+    app.register_error_handler(_InjectedRefusalError, refuse)
+    app.register_error_handler(FaultError, respond(400, "invalid"))
     app.register_error_handler(NotFoundError, respond(404, "notFound"))
     app.register_error_handler(NotReadyError, respond(400, "resourceNotReady"))
     app.register_error_handler(FilterError, respond(400, "invalid"))

@@ -147,12 +147,12 @@ def aggregated_json(project: str, zones: tuple[str, ...], vms: list[Vm]) -> dict
     }
 
 
-def error_json(code: int, message: str, reason: str) -> dict[str, Any]:
-    """GCE's synchronous error envelope (what ``from_http_response`` reads)."""
+def error_json(code: int, message: str, reason: str, domain: str = "global") -> dict[str, Any]:
+    """GCE's synchronous error envelope (what ``from_http_response`` reads); the reason is machine-readable."""
     return {
         "error": {
             "code": code,
             "message": message,
-            "errors": [{"message": message, "domain": "global", "reason": reason}],
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
         }
     }

@@ -7,20 +7,28 @@ the actions, and commits the next state. A missed or duplicated event is harmles
 Reconciles of one pool are serialised by a store lease; if another worker holds it, an informative event
 raises ``ConflictError`` (Pub/Sub redelivers it later) while a tick is simply skipped (the other worker is
 already reconciling).
+
+Failures are local (DESIGN §2.3): one failed action never prevents the other actions nor the commit of the
+folded event; one failed pool never fails another pool's tick; the overflow read is optional ("unknown"
+when it fails). A rate-limited call backs off and is retried a few times; anything else that failed is
+recorded and left to the next round.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from spotgate.core.events import pool_of
 from spotgate.core.fast_path import fast_path_routes
 from spotgate.core.planner import plan
-from spotgate.core.state_updates import apply_event, record_start_failure
+from spotgate.core.state_updates import apply_event, is_going_away, record_start_failure
 from spotgate.domain import (
     Action,
     ComputeEvent,
@@ -37,7 +45,7 @@ from spotgate.domain import (
     StartInstance,
     StopInstance,
 )
-from spotgate.errors import ConflictError, SpotgateError, TransientError
+from spotgate.errors import CapacityError, ConflictError, QuotaError, RateLimitError, SpotgateError
 from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.ports import Clock, Compute, Overflow, PendingOperation, RouteStore
 
@@ -45,6 +53,8 @@ log = logging.getLogger("spotgate.control_plane")
 
 LEASE_PATIENCE = timedelta(seconds=30)  # how long a round carrying failed starts waits for the pool's lease
 MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
+RATE_LIMIT_ATTEMPTS = 4  # a call refused for the API's rate is tried this often in all, backing off between
+RATE_LIMIT_BACKOFF = 1.0  # seconds before the first retry; doubles each time, with full jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,8 @@ class ControlPlane:
         clock: Clock,
         *,
         lease_ttl: timedelta = timedelta(seconds=60),
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.fleet = fleet
         self._store = store
@@ -84,6 +96,8 @@ class ControlPlane:
         self._overflow = overflow
         self._clock = clock
         self._lease_ttl = lease_ttl
+        self._sleep = sleep
+        self._rng = rng or random.Random()
 
     def handle(self, event: InboundEvent) -> Outcome:
         """Fold ``event`` into state and reconcile the pools it concerns.
@@ -116,10 +130,10 @@ class ControlPlane:
             actions, pending = self._round(spec, event if round_number == 0 else None, failures)
             applied.extend(actions)
             failures = self._wait_for_starts(spec, pending)
-            if not failures:
-                break
-        else:
-            self._round(spec, None, failures, act=False)  # remember the last failures; the next tick retries
+            if not any(isinstance(e, CapacityError | QuotaError) for _, e in failures):
+                break  # only a stockout or quota moves the next start elsewhere; anything else waits a round
+        if failures:
+            self._round(spec, None, failures, act=False)  # remember the last failures; the next round retries
         return Outcome((spec.name,), tuple(applied))
 
     def preview(self, spec: PoolSpec) -> Plan:
@@ -134,11 +148,15 @@ class ControlPlane:
         return Outcome(tuple(p.name for p in self.fleet.pools), actions)
 
     def _tick_one(self, spec: PoolSpec) -> Outcome:
+        """One pool's part of a tick; its failure is logged and never fails the other pools (DESIGN §2.3)."""
         try:
             return self.reconcile(spec)
         except ConflictError:
             log.info("tick skipped: pool busy", extra={"pool": spec.name})
             return Outcome((spec.name,), skipped="pool busy")
+        except Exception as e:  # outermost shell of one pool: the next tick retries it
+            log.exception("tick failed for pool %s: %s", spec.name, e, extra={"pool": spec.name})
+            return Outcome((spec.name,), skipped=f"failed: {e}")
 
     def _round(
         self,
@@ -165,14 +183,26 @@ class ControlPlane:
                 state = record_start_failure(state, action, error, now, spec)
                 done.records.append(_record(spec, now, "error", action, str(error)))
             if act:
-                decided = plan(spec, self._gather(spec), state, now)
-                _log_plan(spec, decided)
-                state = self._apply(spec, decided, now, done)
+                state = self._decide_and_apply(spec, state, stored, now, done)
             committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             self._store.append_events([replace(r, generation=committed.generation) for r in done.records])
             return done.actions, done.pending
         finally:
             self._store.release_lease(spec.name, holder)
+
+    def _decide_and_apply(
+        self, spec: PoolSpec, state: PoolState, stored: PoolState, now: datetime, done: _Round
+    ) -> PoolState:
+        """Gather, plan and apply; if gathering fails, commit the folded event anyway (a ``ready`` notice is
+        never re-sent), then let the error go so the delivery is retried."""
+        try:
+            observed = self._gather(spec)
+        except SpotgateError:
+            self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
+            raise
+        decided = plan(spec, observed, state, now)
+        _log_plan(spec, decided)
+        return self._apply(spec, decided, now, done)
 
     def _acquire(self, pool: str, holder: str, *, patient: bool) -> None:
         deadline = time.monotonic() + (LEASE_PATIENCE.total_seconds() if patient else 0.0)
@@ -188,32 +218,44 @@ class ControlPlane:
         for action, operation in pending:
             try:
                 operation.wait()
-            except TransientError as e:
+            except SpotgateError as e:
                 log.warning("start failed: %s", e, extra={"pool": spec.name, "instance": action.instance})
                 failures.append((action, e))
         return failures
 
     def _gather(self, spec: PoolSpec) -> Observed:
-        overflow_min = None
-        if spec.overflow is not None and self._overflow is not None:
-            overflow_min = self._overflow.get_min_instances(spec.overflow.service)
         return Observed(
             instances=tuple(self._compute.list_instances(spec.name)),
             routes=tuple(self._store.list_routes(spec.name)),
             activity=self._store.get_activity(spec.name),
-            overflow_min_instances=overflow_min,
+            overflow_min_instances=self._overflow_min(spec),
         )
+
+    def _overflow_min(self, spec: PoolSpec) -> int | None:
+        """The overflow service's min instances, or None ("unknown") when it has none or does not answer.
+
+        The overflow service is optional: a 503, 429, 403 or 404 (renamed service) from Cloud Run must not
+        keep the pool's VMs from being started or stopped.
+        """
+        if spec.overflow is None or self._overflow is None:
+            return None
+        try:
+            return self._overflow.get_min_instances(spec.overflow.service)
+        except SpotgateError as e:
+            log.warning("overflow state unknown: %s", e, extra={"pool": spec.name, "service": spec.overflow.service})
+            return None
 
     def _apply(self, spec: PoolSpec, decided: Plan, now: datetime, done: _Round) -> PoolState:
         """Issue a plan's actions (routes first); returns the state to commit. Starts are left to finish."""
         state = decided.next_state
-        routes = [a.route for a in decided.actions if isinstance(a, SetRoute)]
-        if routes:
-            self._store.put_routes(routes)
+        routes = [a for a in decided.actions if isinstance(a, SetRoute)]
+        self._put_routes(spec, routes, now, done)
         for action in decided.actions:
+            if isinstance(action, SetRoute):
+                continue
             try:
-                operation = self._issue(action)
-            except TransientError as e:
+                operation = self._issue_with_backoff(spec, action)
+            except SpotgateError as e:
                 if isinstance(action, StartInstance):  # forget the attempt so the next plan may retry at once
                     state = record_start_failure(state, action, e, now, spec)
                 done.records.append(_record(spec, now, "error", action, str(e)))
@@ -225,6 +267,33 @@ class ControlPlane:
                 done.pending.append((action, operation))
         return state
 
+    def _put_routes(self, spec: PoolSpec, routes: list[SetRoute], now: datetime, done: _Round) -> None:
+        """Write the plan's routes in one call; a store failure is recorded and the other actions still go out."""
+        if not routes:
+            return
+        try:
+            self._store.put_routes([a.route for a in routes])
+        except SpotgateError as e:  # the next round computes and writes them again
+            done.records.extend(_record(spec, now, "error", a, str(e)) for a in routes)
+            log.warning("routes not written: %s", e, extra={"pool": spec.name})
+            return
+        done.actions.extend(routes)
+        done.records.extend(_record(spec, now, "route", a, a.reason) for a in routes)
+
+    def _issue_with_backoff(self, spec: PoolSpec, action: Action) -> PendingOperation | None:
+        """Issue one action; a rate-limit refusal is retried after an exponential backoff with full jitter."""
+        attempt = 0
+        while True:
+            try:
+                return self._issue(action)
+            except RateLimitError as e:
+                attempt += 1
+                if attempt >= RATE_LIMIT_ATTEMPTS:
+                    raise
+                delay = self._rng.uniform(0, RATE_LIMIT_BACKOFF * 2 ** (attempt - 1))
+                log.info("rate limited, retrying in %.1fs: %s", delay, e, extra={"pool": spec.name})
+                self._sleep(delay)
+
     def _issue(self, action: Action) -> PendingOperation | None:
         if isinstance(action, StartInstance):
             return self._compute.start(action.zone, action.instance)
@@ -235,7 +304,12 @@ class ControlPlane:
         return None
 
     def _fast_path(self, spec: PoolSpec, event: InboundEvent) -> None:
-        """Mark a preempted or draining VM's route ``draining`` before anything slower happens."""
+        """Mark a preempted or draining VM's route ``draining`` before anything slower happens.
+
+        Only a going-away event reads the routes: every other event goes straight to the reconcile.
+        """
+        if not is_going_away(event):
+            return
         try:
             changed = fast_path_routes(event, self._store.list_routes(spec.name), self._clock.now())
             if changed:
@@ -247,9 +321,8 @@ class ControlPlane:
             log.warning("fast path failed: %s", e, extra={"pool": spec.name})
 
     def _pool_of(self, event: ComputeEvent | ControlMessage) -> PoolSpec | None:
-        if isinstance(event, ControlMessage) and event.pool:
-            return self.fleet.pool(event.pool)
-        return self.fleet.pool_of_instance(event.instance) if event.instance else None
+        """The owning pool by VM name *and zone*: names are unique per zone only (core.events.pool_of)."""
+        return pool_of(event, self.fleet)
 
 
 def _describe(event: ComputeEvent | ControlMessage) -> str:
