@@ -24,6 +24,7 @@ class _LazyGroup(click.Group):
         "sandbox": "spotgate.sandbox.cli:sandbox",
         "dev": "spotgate.sandbox.dev_cli:dev",
         "keys": "spotgate.keys_cli:keys",
+        "simulate": "spotgate.simulation.cli:simulate",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
