@@ -182,6 +182,9 @@ class PoolSpec(_Strict):
     # An inference request whose backend read it and closed without answering may go to another backend.
     # Off by default: the first engine may have run it, so only pools where running twice is harmless.
     replay_unanswered: bool = False
+    # A stream cut mid-answer (the VM reclaimed) is continued on another backend from the text relayed so far
+    # (vLLM's continue_final_message; completions: prompt + text). Off for engines that cannot continue.
+    continuation: bool = True
 
     @model_validator(mode="before")
     @classmethod

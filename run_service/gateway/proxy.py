@@ -11,22 +11,28 @@ The order for a request to pool P (DESIGN §2.4):
    table to change, then try again from 1. Streaming callers get their headers at the first heartbeat and
    an SSE comment every ``heartbeat`` so idle-timeout proxies keep the connection; others wait silently.
 5. 503 with ``Retry-After`` (or, for a stream whose headers are already out, a final SSE error event).
-Once a backend has answered, nothing is retried: the answer is relayed as it arrives.
+Once a backend has answered, nothing is retried: the answer is relayed as it arrives. A stream cut
+mid-answer is continued on another ready backend of the pool (``continued_stream``; the pool's
+``continuation`` switch), or ends with an SSE error event where a faithful continuation is impossible.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import urllib3
 from flask import Response
 
-from gateway import errors
+from gateway import continuation, errors
 from gateway.activity import ActivityRecorder
+from gateway.continued_stream import continued_stream
 from gateway.headers import SSE_HEADERS
 from gateway.pending import Pending
 from gateway.relay import HEARTBEAT, Answer, Relay, answer, in_open_stream
@@ -223,14 +229,14 @@ class Forwarder:
                 yield e.sse_event()
                 return
             current.append(opened)
-            yield from in_open_stream(self._answer(call, opened))
+            yield from in_open_stream(self._answer(call, opened, current))
 
         def finish() -> None:
             try:
                 if pending is not None:
                     pending.abandon()
-                for opened in current:
-                    self._finish(opened)
+                while current:
+                    self._finish(current.pop())
             finally:
                 release()
 
@@ -248,23 +254,81 @@ class Forwarder:
         return opened
 
     # answering -------------------------------------------------------------------------------------------
-    def _answer(self, call: Call, opened: _Opened) -> Answer:
-        return answer(opened.response, opened.route.backend, call.request_id, self._heartbeat)
+    def _answer(self, call: Call, opened: _Opened, current: list[_Opened]) -> Answer:
+        relay_sse = self._continuing(call, opened, current)
+        return answer(opened.response, opened.route.backend, call.request_id, self._heartbeat, relay_sse)
 
     def _respond(self, call: Call, opened: _Opened, release: Callable[[], None]) -> Response:
-        found = self._answer(call, opened)
-        relay = Relay(found.chunks, lambda: _both(self._finish, opened, release))
+        current = [opened]
+        found = self._answer(call, opened, current)
+        relay = Relay(found.chunks, lambda: self._finish_all(current, release))
         return Response(relay, status=found.status, headers=found.headers, direct_passthrough=True)
+
+    def _finish_all(self, current: list[_Opened], release: Callable[[], None]) -> None:
+        try:
+            while current:
+                self._finish(current.pop())
+        finally:
+            release()
+
+    # continuing ------------------------------------------------------------------------------------------
+    def _continuing(
+        self, call: Call, opened: _Opened, current: list[_Opened]
+    ) -> Callable[[Iterator[bytes]], Iterator[bytes]] | None:
+        """How to relay this call's SSE so that a cut answer continues elsewhere; None if it may not."""
+        kind = continuation.kind_of(call.target)
+        if not (call.inference and call.stream and call.pool.continuation and kind and call.body):
+            return None
+        try:
+            body = json.loads(call.body)
+        except ValueError:
+            return None
+        if not isinstance(body, dict) or continuation.refusal(kind, body) is not None:
+            return None
+        tried = {opened.route.key}
+
+        def on_cut() -> None:
+            if current:
+                self._finish(current.pop(0))
+
+        def relay(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            reopen = functools.partial(self._reopen, call, tried, current)
+            return continued_stream(chunks, kind, body, reopen, request_id=call.request_id, on_cut=on_cut)
+
+        return relay
+
+    def _reopen(
+        self, call: Call, tried: set[str], current: list[_Opened], body: dict[str, Any]
+    ) -> Generator[bytes, None, Iterator[bytes] | errors.ApiError]:
+        """Open the continuation on another ready backend (VM, then overflow), holding up to ``wake_hold``."""
+        following = replace(call, body=json.dumps(body, separators=(",", ":")).encode())
+        hold = _Hold(self._table.version, self._after(call.pool.wake_hold.total_seconds()), tried)
+        try:
+            opened = self._attempt(following, hold.tried)
+            if opened is None:
+                self._wake.wake(call.pool.name)
+            while opened is None:
+                if self._monotonic() >= hold.deadline:
+                    return errors.stream_interrupted(
+                        f"The backend stream was interrupted (request {call.request_id}) and no other backend "
+                        f"of pool {call.pool.name!r} was ready to continue it."
+                    )
+                yield HEARTBEAT
+                opened = self._hold(following, hold, min(hold.deadline, self._after(self._heartbeat)))
+        except errors.ApiError as e:
+            return e
+        current.append(opened)
+        tried.add(opened.route.key)
+        found = answer(opened.response, opened.route.backend, call.request_id, self._heartbeat, lambda c: c)
+        if found.status == 200 and found.sse and found.error is None:
+            return found.chunks
+        return errors.stream_interrupted(
+            f"The backend stream was interrupted (request {call.request_id}) and backend {opened.route.backend} "
+            f"refused to continue it ({found.status})."
+        )
 
     def _after(self, seconds: float) -> float:
         return self._monotonic() + seconds
-
-
-def _both(finish: Callable[[_Opened], None], opened: _Opened, release: Callable[[], None]) -> None:
-    try:
-        finish(opened)
-    finally:
-        release()
 
 
 def _retry_after(pool: PoolSpec) -> int:

@@ -49,8 +49,18 @@ class Answer:
     error: ApiError | None = None  # set when the gateway answers in the backend's place
 
 
-def answer(response: urllib3.HTTPResponse, backend: str, request_id: str, heartbeat: float) -> Answer:
-    """The caller's answer for an opened backend ``response`` (the one relay decision for every path)."""
+def answer(
+    response: urllib3.HTTPResponse,
+    backend: str,
+    request_id: str,
+    heartbeat: float,
+    relay_sse: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
+) -> Answer:
+    """The caller's answer for an opened backend ``response`` (the one relay decision for every path).
+
+    ``relay_sse`` replaces the default relaying of a successful SSE body (a cut becomes an error event), e.g.
+    by one that continues a cut answer on another backend.
+    """
     if response.status in (401, 403):
         # The backend refused the gateway's own credentials (an overflow IAM problem); the caller's key is
         # fine, so this must not surface as the caller's 401/403.
@@ -60,7 +70,11 @@ def answer(response: urllib3.HTTPResponse, backend: str, request_id: str, heartb
     chunks = body_chunks(response)
     if sse:
         headers.extend(SSE_HEADERS.items())
-        return Answer(response.status, headers, sse_body(first_byte_heartbeats(chunks, heartbeat), request_id), True)
+        chunks = first_byte_heartbeats(chunks, heartbeat)
+        relayed = (
+            relay_sse(chunks) if relay_sse is not None and response.status == 200 else sse_body(chunks, request_id)
+        )
+        return Answer(response.status, headers, relayed, True)
     return Answer(response.status, headers, plain_body(chunks, request_id), False)
 
 

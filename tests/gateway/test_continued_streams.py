@@ -1,0 +1,103 @@
+"""A VM killed mid-answer behind the gateway: the OpenAI SDK still gets the whole answer, as one stream.
+
+Two sandbox engines serve pool ``chat``; the test kills whichever one answers after a few tokens (a SIGKILL:
+the kernel resets the connection, as when GCE reclaims a SPOT VM). The sandbox engine's answers are a pure
+function of the conversation, so the continued text must equal the text of an uncut run, token for token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+import requests
+
+from spotgate.adapters.sqlite_store import SqliteStore
+from spotgate.fleet import parse_fleet
+from tests.gateway.stack import EngineProcess, RunningGateway, a_key, a_route, fleet_document
+
+MESSAGES: Any = [{"role": "user", "content": "tell me how spot capacity comes back"}]
+SLOW = ("--tokens-per-second", "40")
+
+
+def two_vms(store: SqliteStore, engines: Callable[..., EngineProcess]) -> dict[str, EngineProcess]:
+    started = {name: engines("chat-model", name, *SLOW) for name in ("chat-a-1", "chat-b-1")}
+    store.put_routes([a_route("chat", e.name, e.url) for e in started.values()])
+    return started
+
+
+def gateway_for(make_gateway: Callable[..., RunningGateway], *, continuation: bool = True) -> RunningGateway:
+    document = fleet_document(wake_hold="2s")
+    document["pools"][0]["continuation"] = continuation
+    return make_gateway(parse_fleet(document))
+
+
+def uncut(vm: EngineProcess, **extra: Any) -> tuple[str, str]:
+    """The text and finish reason of the same request answered without a cut."""
+    client = openai.OpenAI(base_url=vm.url + "/v1", api_key="x", max_retries=0, timeout=20)
+    answer = client.chat.completions.create(model="chat-model", messages=MESSAGES, **extra)
+    return answer.choices[0].message.content or "", answer.choices[0].finish_reason
+
+
+def stream_and_kill(gateway: RunningGateway, secret: str, vms: dict[str, EngineProcess], **extra: Any) -> list[Any]:
+    """Stream through the SDK and kill the answering VM after its third chunk; the chunks received."""
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0, timeout=30)
+    raw = client.chat.completions.with_raw_response.create(model="chat-model", messages=MESSAGES, stream=True, **extra)
+    answering = vms[raw.headers["x-spotgate-backend"]]
+    received: list[Any] = []
+    for chunk in raw.parse():
+        received.append(chunk)
+        if len(received) == 3:
+            answering.kill()
+    return received
+
+
+def test_a_stream_whose_vm_dies_mid_answer_completes_with_the_uncut_text(store, engines, make_gateway) -> None:
+    vms = two_vms(store, engines)
+    secret, _ = a_key(store)
+    options = {"max_tokens": 60, "extra_body": {"min_tokens": 60}, "stream_options": {"include_usage": True}}
+    expected, finish = uncut(next(iter(vms.values())), max_tokens=60, extra_body={"min_tokens": 60})
+
+    chunks = stream_and_kill(gateway_for(make_gateway), secret, vms, **options)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected
+    assert len({(c.id, c.created, c.model) for c in chunks}) == 1
+    assert [c.choices[0].delta.role for c in chunks if c.choices].count("assistant") == 1
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 60
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [finish]
+
+
+def test_the_continued_stream_has_one_done_and_says_it_was_continued(store, engines, make_gateway) -> None:
+    vms = two_vms(store, engines)
+    secret, _ = a_key(store)
+    gateway = gateway_for(make_gateway)
+    body = {"model": "chat-model", "stream": True, "max_tokens": 40, "min_tokens": 40, "messages": MESSAGES}
+    headers = {"Authorization": f"Bearer {secret}"}
+    with requests.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers, stream=True, timeout=30) as r:
+        lines = []
+        for line in r.iter_lines(decode_unicode=True):
+            lines += [line] if line else []
+            if sum(1 for x in lines if x.startswith("data: {")) == 3 and len(lines) < 100:
+                vms[r.headers["x-spotgate-backend"]].kill()
+    assert lines.count("data: [DONE]") == 1
+    assert lines[-1] == "data: [DONE]"
+    assert ": spotgate-continued 1" in lines
+    assert not any('"error"' in line for line in lines)
+
+
+def test_with_continuation_off_a_cut_stream_ends_with_the_error_event(store, engines, make_gateway) -> None:
+    vms = two_vms(store, engines)
+    secret, _ = a_key(store)
+    with pytest.raises(openai.APIError, match="interrupted"):
+        stream_and_kill(gateway_for(make_gateway, continuation=False), secret, vms, max_tokens=60)
+
+
+def test_a_request_that_cannot_be_continued_faithfully_gets_the_error_event(store, engines, make_gateway) -> None:
+    vms = two_vms(store, engines)
+    secret, _ = a_key(store)
+    with pytest.raises(openai.APIError, match="interrupted"):
+        stream_and_kill(gateway_for(make_gateway), secret, vms, max_tokens=60, logprobs=True)
