@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spotgate.errors import ConfigError
@@ -70,6 +70,18 @@ class GatewaySettings(BaseSettings):
     allowed_principals: tuple[str, ...] = ()  # emails, or "@example.com" for a whole domain
     certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_body_bytes_in_flight: int = Field(default=32 * 1024 * 1024, ge=1024)  # all bodies held by one worker
+    max_uploads_per_key: int = Field(default=4, ge=1)  # bodies of one key being received at once, per worker
+    body_timeout: Duration = timedelta(seconds=60)  # the whole request body must arrive within this
+    max_json_depth: int = Field(default=32, ge=2)
+    max_json_elements: int = Field(default=200_000, ge=16)  # array items and object members, all levels
+
+    @model_validator(mode="after")
+    def _one_body_fits_the_budget(self) -> GatewaySettings:
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ValueError("max_body_bytes_in_flight must be at least max_body_bytes")
+        return self
+
     activity_flush: Duration = timedelta(seconds=5)
     wake_debounce: Duration = timedelta(seconds=15)
     eject_after_failures: int = Field(default=2, ge=1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +21,9 @@ from gateway import errors
 from gateway.auth import Principal
 from gateway.errors import ApiError
 from gateway.headers import request_id, upstream_headers
+from gateway.limits import Admission
 from gateway.paths import backend_path, split_target
+from gateway.payload import parse_object
 from gateway.proxy import Call
 from gateway.runtime import Dependencies, Gateway
 from spotgate.fleet import PoolSpec
@@ -29,7 +33,6 @@ log = logging.getLogger(__name__)
 EXTENSION = "spotgate.gateway"
 _OPENAI = ("chat/completions", "completions", "embeddings")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-_READ = 64 * 1024
 
 
 def create_app(deps: Dependencies, *, start: bool = True) -> Flask:
@@ -88,12 +91,15 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         if endpoint not in _OPENAI:
             raise errors.not_found(f"Unknown endpoint /v1/{endpoint}.")
         principal = gw.auth.authenticate(request.headers.get("Authorization"))
-        payload, body = _json_body(gw.settings.max_body_bytes)
-        pool = _pool_for(gw, principal, payload)
-        if payload["model"] != pool.model:  # an alias: engines know only the pool's served model name
-            body = json.dumps({**payload, "model": pool.model}, separators=(",", ":")).encode()
-        call = _call(pool, "POST", f"/v1/{endpoint}", body, stream=payload.get("stream") is True, inference=True)
-        return gw.forward(principal, call)
+        with _admitted(gw, principal) as admission:
+            body = gw.read_body(request.environ, principal, admission)
+            s = gw.settings
+            payload = parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements)
+            pool = _pool_for(gw, principal, payload)
+            if payload["model"] != pool.model:  # an alias: engines know only the pool's served model name
+                body = json.dumps({**payload, "model": pool.model}, separators=(",", ":")).encode()
+            stream = payload.get("stream") is True
+            return gw.forward(_call(pool, "POST", f"/v1/{endpoint}", body, stream=stream, inference=True), admission)
 
     @app.route("/pools/<pool>/", defaults={"sub": ""}, methods=_METHODS)
     @app.route("/pools/<pool>/<path:sub>", methods=_METHODS)
@@ -105,9 +111,21 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         _check_scope(principal, spec)
         path, query = split_target(_raw_target())
         target = backend_path(path, f"/pools/{pool}/") + (f"?{query}" if query else "")
-        body = _read_body(gw.settings.max_body_bytes) or None
-        stream = "text/event-stream" in request.headers.get("Accept", "")
-        return gw.forward(principal, _call(spec, request.method, target, body, stream=stream))
+        with _admitted(gw, principal) as admission:
+            body = gw.read_body(request.environ, principal, admission) or None
+            stream = "text/event-stream" in request.headers.get("Accept", "")
+            return gw.forward(_call(spec, request.method, target, body, stream=stream), admission)
+
+
+@contextmanager
+def _admitted(gw: Gateway, principal: Principal) -> Iterator[Admission]:
+    """The caller's admission (429 from the headers alone); released here if the request fails before forwarding."""
+    admission = gw.admit(principal)
+    try:
+        yield admission
+    except BaseException:
+        admission.release()
+        raise
 
 
 def _model_entry(name: str, pool: PoolSpec) -> dict[str, Any]:
@@ -138,32 +156,6 @@ def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> Poo
 def _check_scope(principal: Principal, pool: PoolSpec) -> None:
     if not principal.allows_pool(pool.name):
         raise errors.permission_denied(f"This key may not use pool {pool.name!r}.")
-
-
-def _read_body(limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` without reading past it."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise errors.body_too_large(limit)
-    parts: list[bytes] = []
-    size = 0
-    while chunk := request.stream.read(_READ):
-        size += len(chunk)
-        if size > limit:
-            raise errors.body_too_large(limit)
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _json_body(limit: int) -> tuple[dict[str, Any], bytes]:
-    body = _read_body(limit)
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise errors.bad_request("The body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(payload, dict):
-        raise errors.bad_request("The body must be a JSON object.", code="invalid_json")
-    return payload, body
 
 
 def _raw_target() -> str:

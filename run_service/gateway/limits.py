@@ -40,6 +40,27 @@ class Release:
             self._return()
 
 
+class Admission:
+    """What an admitted request holds until it ends (a key's slot, body bytes); ``release`` frees it all once."""
+
+    __slots__ = ("_lock", "_releases")
+
+    def __init__(self) -> None:
+        self._releases: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def hold(self, release: Callable[[], None]) -> None:
+        """Add something to free when the request ends."""
+        with self._lock:
+            self._releases.append(release)
+
+    def release(self) -> None:
+        with self._lock:
+            releases, self._releases = self._releases, []
+        for release in releases:
+            release()
+
+
 class KeyLimiter:
     """Admits or refuses requests per key; ``acquire`` raises ApiError 429 with ``Retry-After``."""
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Response
 from google.auth import transport as auth_transport
 
 from gateway.activity import ActivityRecorder
 from gateway.auth import Authenticator, Principal
-from gateway.limits import KeyLimiter
+from gateway.intake import BodyBudget, BodyReader
+from gateway.limits import Admission, KeyLimiter
 from gateway.proxy import Call, Forwarder
 from gateway.selection import Balancer
 from gateway.table import LiveTable
@@ -51,6 +53,10 @@ class Gateway:
         self.table = LiveTable(deps.store, monotonic=deps.monotonic)
         self.auth = Authenticator(self.table, s, deps.clock, deps.auth_request)
         self.limiter = KeyLimiter(deps.monotonic)
+        self.budget = BodyBudget(s.max_body_bytes_in_flight, s.max_uploads_per_key)
+        self.bodies = BodyReader(
+            self.budget, limit=s.max_body_bytes, timeout=s.body_timeout.total_seconds(), monotonic=deps.monotonic
+        )
         self.activity = ActivityRecorder(
             deps.store, deps.clock, s.activity_flush, lambda ok: self.table.report_store(ok=ok)
         )
@@ -81,15 +87,21 @@ class Gateway:
         self.wake.close(timeout=1.0)  # a wake still queued at shutdown is not worth delaying the exit
         self.upstreams.close()
 
-    def forward(self, principal: Principal, call: Call) -> Response:
-        """Apply the key's limits (429) and forward; the limit slot is held until the response ends."""
-        release = self.limiter.acquire(principal.key) if principal.key is not None else _nothing
+    def admit(self, principal: Principal) -> Admission:
+        """Take the key's rate token and concurrency slot (ApiError 429), before any body byte is read."""
+        admission = Admission()
+        if principal.key is not None:
+            admission.hold(self.limiter.acquire(principal.key))
+        return admission
+
+    def read_body(self, environ: dict[str, Any], principal: Principal, admission: Admission) -> bytes:
+        """The request body within the gateway's bounds (``gateway.intake``); its bytes are held by ``admission``."""
+        return self.bodies.read(environ, principal.name, admission.hold)
+
+    def forward(self, call: Call, admission: Admission) -> Response:
+        """Forward ``call``; what ``admission`` holds is released when the response ends."""
         try:
-            return self.forwarder.forward(call, release)
+            return self.forwarder.forward(call, admission.release)
         except BaseException:
-            release()
+            admission.release()
             raise
-
-
-def _nothing() -> None:
-    """The release of a caller without per-key limits."""
