@@ -171,8 +171,12 @@ class PoolSpec(_Strict):
     min_ready: int = Field(default=0, ge=0)
     max_ready: int = Field(default=1, ge=1)
     target_inflight: int = Field(default=8, ge=1)
+    # Hysteresis: a VM is let go only when the rest would carry at most target_inflight x this each.
+    scale_down_ratio: float = Field(default=0.5, gt=0, lt=1)
+    min_uptime: Duration = timedelta(minutes=10)  # a VM runs this long before a scale-down may stop it
     idle_timeout: Duration = timedelta(minutes=15)
     drain_grace: Duration = timedelta(seconds=30)
+    drain_timeout: Duration = timedelta(minutes=5)  # longest a retiring VM drains its streams before its stop
     boot_timeout: Duration = timedelta(minutes=10)
     wake_hold: Duration = timedelta(seconds=30)
     stockout_cooldown: Duration = timedelta(minutes=5)

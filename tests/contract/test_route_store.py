@@ -53,6 +53,7 @@ def a_full_pool_state(pool: str = "chat") -> PoolState:
         start_attempts={"chat-a": T0},
         spot_unavailable_since=T0,
         start_failures={"chat-b": StartFailure(FailureKind.RATE_LIMIT, T0, T0 + timedelta(seconds=15), 2, "429")},
+        retiring={"chat-a": T0},
         gap_since=T0,
         gap_closed_at=T0 + timedelta(minutes=1),
         overflow_warm=True,

@@ -45,6 +45,8 @@ def e2e_fleet() -> FleetConfig:
                     "max_ready": 2,
                     "idle_timeout": "1h",
                     "drain_grace": "1s",
+                    "drain_timeout": "5s",
+                    "min_uptime": "0s",
                     "stockout_cooldown": "3s",
                     "fallback": {"enabled": True, "after": "2s"},
                     "overflow": {
@@ -62,6 +64,8 @@ def e2e_fleet() -> FleetConfig:
                     "max_ready": 1,
                     "idle_timeout": "4s",
                     "drain_grace": "1s",
+                    "drain_timeout": "5s",
+                    "min_uptime": "0s",
                     "wake_hold": "40s",
                 },
                 {
@@ -71,6 +75,7 @@ def e2e_fleet() -> FleetConfig:
                     "engine": {"port": 8002},
                     "min_ready": 1,
                     "drain_grace": "1s",
+                    "min_uptime": "0s",
                     "active_hours": _a_window_twelve_hours_away(),
                 },
             ],

@@ -13,6 +13,8 @@ Where things live:
       schedule       active hours (IANA zones, midnight-crossing windows, DST)
       lifecycle      each VM's phase: stopped, pending, booting, ready, draining, stuck, stopping
       placement      which stopped VM to start: SPOT first, zone spread, stockouts, preemption history
+      backoff        when a VM whose start failed may be tried again, by the failure's class
+      retirement     which VMs leave service and when: drain first, min up time, going-away VMs
       routing        the routing-table entries to write (only those that change)
       overflow       when the Cloud Run overflow service is warm or cold
       pruning        what the pool's memory may forget

@@ -13,7 +13,7 @@ uses them as members.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from spotgate.core.backoff import backing_off
 from spotgate.core.demand import Demand, desired_ready
@@ -22,6 +22,7 @@ from spotgate.core.lifecycle import Phase, Vm, boot_started, classify
 from spotgate.core.overflow import overflow_actions
 from spotgate.core.placement import Placement, choose_starts, stocked_out
 from spotgate.core.pruning import pruned
+from spotgate.core.retirement import Leaving, Retirement, choose_stops, going_away_stops
 from spotgate.core.routing import route_changes
 from spotgate.domain import (
     Action,
@@ -39,7 +40,6 @@ from spotgate.fleet import PoolSpec
 # While a VM boots or stops, look again this soon even if no event arrives (the agent's notice may be late).
 IN_MOTION_POLL = timedelta(seconds=30)
 _IN_MOTION = (Phase.PENDING, Phase.BOOTING, Phase.STOPPING, Phase.DRAINING)
-_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,26 +61,6 @@ class _Picture:
         return self.count(Phase.READY)
 
 
-@dataclass(frozen=True, slots=True)
-class _Retirement:
-    """VMs leaving service: stopped now, or ``held`` (route draining) until their drain grace ends."""
-
-    stops: tuple[StopInstance, ...] = ()
-    held: tuple[tuple[str, datetime], ...] = ()
-
-    @classmethod
-    def of(cls, *parts: _Retirement) -> _Retirement:
-        return cls(tuple(s for p in parts for s in p.stops), tuple(h for p in parts for h in p.held))
-
-    def route_reasons(self) -> dict[str, str]:
-        """Why each retiring VM's route drains: it takes no new requests from now on."""
-        reasons = {
-            name: f"draining: spotgate stops this VM once idle for the drain grace ({clock(until)})"
-            for name, until in self.held
-        }
-        return reasons | {stop.instance: "draining: spotgate is stopping this VM" for stop in self.stops}
-
-
 def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) -> Plan:
     """Actions to reach the pool's desired state now, the state to commit, and when to plan again.
 
@@ -92,14 +72,19 @@ def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) ->
     picture = replace(picture, state=replace(state, spot_unavailable_since=since))
     fallback_starts, fallback_retired = _fallback(picture, spot_starting=len(starts))
     starts += fallback_starts
-    retired = _Retirement.of(_stuck_stops(picture), fallback_retired, _member_stops(picture))
+    retired = Retirement.of(
+        _stuck_stops(picture),
+        going_away_stops(_leaving(picture), picture.vms),
+        fallback_retired,
+        _member_stops(picture),
+    )
     routes = route_changes(spec, picture.vms, observed.routes, retired.route_reasons(), now)
     overflow, after = overflow_actions(
         spec, picture.state, observed.overflow_min_instances, ready=picture.ready, desired=picture.demand.count, now=now
     )
     next_state = pruned(after, spec, picture.vms, now)
     attempts = {**next_state.start_attempts, **{start.instance: now for start in starts}}
-    next_state = replace(next_state, start_attempts=attempts)
+    next_state = replace(next_state, start_attempts=attempts, retiring=dict(retired.since))
     actions: tuple[Action, ...] = (*retired.stops, *starts, *routes, *overflow)
     moving = bool(starts or retired.stops)
     return Plan(actions, next_state, _requeue_after(picture, next_state, retired, moving=moving))
@@ -112,7 +97,9 @@ def _picture(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime
         for instance in sorted(observed.instances, key=lambda i: i.name)
         if (vm := spec.vm(instance.name)) is not None and vm.zone == instance.zone
     )
-    return _Picture(spec, state, observed.activity, vms, desired_ready(spec, observed.activity, state, now), now)
+    live = sum(1 for vm in vms if vm.counts_as_live and (vm.is_spot or not spec.spot_vms))
+    demand = desired_ready(spec, observed.activity, state, now, live=live)
+    return _Picture(spec, state, observed.activity, vms, demand, now)
 
 
 def _members(p: _Picture) -> list[Vm]:
@@ -164,7 +151,7 @@ def _start(p: _Picture, placement: Placement, why: str | None = None) -> StartIn
     return StartInstance(vm.name, vm.zone, vm.provisioning_model, "; ".join(parts), resume=resume)
 
 
-def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], _Retirement]:
+def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], Retirement]:
     """Start STANDARD while SPOT has been unavailable for ``fallback.after``; stop it once SPOT is ready.
 
     A SPOT start in this same plan counts as coming (if it fails, the shell re-plans at once). A STANDARD VM
@@ -172,7 +159,7 @@ def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], 
     readiness and stopped once SPOT is ready, like a fallback one.
     """
     if not p.spec.spot_vms or not p.spec.standard_vms:
-        return [], _Retirement()
+        return [], Retirement()
     wanted, since = p.demand.count, p.state.spot_unavailable_since
     due = p.spec.fallback.enabled and since is not None and p.now - since >= p.spec.fallback.after
     spot_coming = p.count(Phase.PENDING, Phase.BOOTING, Phase.READY, spot=True) + spot_starting
@@ -186,18 +173,18 @@ def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], 
     why = f"on-demand fallback, no SPOT VM could be started since {zulu(since)}" if since else ""
     starts = [_start(p, placement, why) for placement in placements]
     stop_why = f"re-optimise to SPOT, {ready_spot} SPOT VM(s) ready" if wanted > 0 else f"scale to zero, {p.demand.why}"
-    return starts, _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - keep, stop_why)
+    return starts, choose_stops(_leaving(p), [vm for vm in live if vm.is_up], len(live) - keep, stop_why)
 
 
-def _member_stops(p: _Picture) -> _Retirement:
+def _member_stops(p: _Picture) -> Retirement:
     """Stops above ``D`` (all live VMs when ``D`` is 0)."""
     live = [vm for vm in _members(p) if vm.counts_as_live]
     wanted = p.demand.count
     why = f"scale to zero, {p.demand.why}" if wanted == 0 else f"{len(live)} live for {wanted} desired ({p.demand.why})"
-    return _choose_stops(p, [vm for vm in live if vm.is_up], len(live) - wanted, why)
+    return choose_stops(_leaving(p), [vm for vm in live if vm.is_up], len(live) - wanted, why)
 
 
-def _stuck_stops(p: _Picture) -> _Retirement:
+def _stuck_stops(p: _Picture) -> Retirement:
     """A VM not ready ``boot_timeout`` after its start is considered failed: stop it, start another."""
     stops = [
         StopInstance(
@@ -209,43 +196,23 @@ def _stuck_stops(p: _Picture) -> _Retirement:
         for vm in p.vms
         if vm.phase is Phase.STUCK and (started := boot_started(vm.instance, p.state)) is not None
     ]
-    return _Retirement(tuple(stops))
+    return Retirement(tuple(stops))
 
 
-def _choose_stops(p: _Picture, stoppable: list[Vm], count: int, why: str) -> _Retirement:
-    """The ``count`` VMs to retire: STANDARD first, then not yet ready, then the longest idle.
-
-    A VM that received traffic within ``drain_grace`` is not stopped yet: its route drains (no new requests),
-    and as its last request ages it stays the longest idle, so a later plan stops it.
-    """
-    stops: list[StopInstance] = []
-    held: list[tuple[str, datetime]] = []
-    for vm in sorted(stoppable, key=lambda vm: _stop_rank(p, vm))[: max(count, 0)]:
-        last = p.activity.backend_last_request.get(vm.name)
-        if last is not None and p.now - last < p.spec.drain_grace:
-            held.append((vm.name, last + p.spec.drain_grace))
-            continue
-        idle = f"idle since {clock(last)}" if last else "no traffic recorded"
-        where = f"{vm.instance.provisioning_model}, {vm.instance.zone}"
-        stops.append(StopInstance(vm.name, vm.instance.zone, f"stop {vm.name} ({where}): {why}; {idle}"))
-    return _Retirement(tuple(stops), tuple(held))
+def _leaving(p: _Picture) -> Leaving:
+    return Leaving(p.spec, p.state, p.activity, p.now)
 
 
-def _stop_rank(p: _Picture, vm: Vm) -> tuple[bool, bool, datetime, str]:
-    last = p.activity.backend_last_request.get(vm.name) or _NEVER
-    return (vm.is_spot, vm.phase is Phase.READY, last, vm.name)
-
-
-def _requeue_after(p: _Picture, state: PoolState, retired: _Retirement, *, moving: bool) -> timedelta | None:
+def _requeue_after(p: _Picture, state: PoolState, retired: Retirement, *, moving: bool) -> timedelta | None:
     """How soon something will change without an event: a timer expiring, or a VM booting or stopping."""
     short = p.count(Phase.PENDING, Phase.BOOTING, Phase.READY) < p.demand.count
     retries = [f.retry_at for f in state.start_failures.values()]
     times = [
         p.demand.changes_at,
         *((*state.stockouts.values(), *retries) if short else ()),
-        *(t for _, t in retired.held),
+        *retired.waits,
     ]
-    if moving or any(vm.phase in _IN_MOTION for vm in p.vms):
+    if moving or retired.held or any(vm.phase in _IN_MOTION for vm in p.vms):
         times.append(p.now + IN_MOTION_POLL)
     times += [
         started + p.spec.boot_timeout

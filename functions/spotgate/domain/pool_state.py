@@ -88,6 +88,7 @@ class PoolState:
     start_attempts: dict[str, datetime] = field(default_factory=dict)  # instance -> last start issued
     spot_unavailable_since: datetime | None = None  # first moment no SPOT VM could be started
     start_failures: dict[str, StartFailure] = field(default_factory=dict)  # instance -> last failed start
+    retiring: dict[str, datetime] = field(default_factory=dict)  # instance -> when spotgate began draining it
     gap_since: datetime | None = None  # ready < desired since
     gap_closed_at: datetime | None = None  # when the last gap closed (overflow cooldown)
     overflow_warm: bool = False
