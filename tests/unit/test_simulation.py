@@ -66,7 +66,7 @@ def test_the_simulator_runs_the_production_planner(tmp_path: Path, monkeypatch: 
     drought = [0] * 2 * H + [1] * 2 * H
     traces, fleet = all_zones(drought, drought, drought), {"fallback": {"enabled": True}}
     before = run(tmp_path, traces, fleet=fleet)
-    monkeypatch.setattr(planner, "_fallback", lambda _p, *, spot_starting: ([], planner._Retirement()))
+    monkeypatch.setattr(planner, "_fallback", lambda _p, *, spot_starting: ([], planner.Retirement()))
     after = run(tmp_path, traces, fleet=fleet)
     assert before.gpu_hours.standard > 1.5
     assert after.gpu_hours.standard == 0
