@@ -58,6 +58,8 @@ locals {
         boot_timeout      = p.boot_timeout
         wake_hold         = p.wake_hold
         stockout_cooldown = p.stockout_cooldown
+        preemption_notice = p.preemption_notice
+        continuation      = coalesce(p.continuation, p.serving.kind == "vllm") # needs continue_final_message
         active_hours      = p.active_hours
         fallback          = p.fallback
         overflow = p.overflow == null ? null : {

@@ -89,9 +89,10 @@ resource "google_project_iam_custom_role" "instance_operator" {
   project     = var.project
   role_id     = "${replace(var.name, "-", "_")}InstanceOperator"
   title       = "spotgate instance operator"
-  description = "Get, start and stop one VM (granted per instance)."
+  description = "Get, start and stop one VM and set its preemption notice (granted per instance)."
   permissions = [
     "compute.instances.get",
+    "compute.instances.setScheduling", # the pool's preemption_notice, applied while the VM is stopped
     "compute.instances.start",
     "compute.instances.stop",
   ]

@@ -63,6 +63,11 @@ variable "pools" {
     boot_timeout      = optional(string, "10m")
     wake_hold         = optional(string, "30s")
     stockout_cooldown = optional(string, "5m")
+    # GCE's early preemption notice for the pool's SPOT VMs (e.g. "120s"); applied by the control plane
+    # with instances.setScheduling before each start, because the pinned provider has no such field.
+    preemption_notice = optional(string)
+    # Continue a stream cut mid-answer on another backend; null: on for vLLM engines, off for custom ones.
+    continuation = optional(bool)
     active_hours = optional(object({
       timezone = optional(string, "UTC")
       windows = list(object({
@@ -152,6 +157,7 @@ variable "pools" {
       for d in concat(
         [p.idle_timeout, p.drain_grace, p.boot_timeout, p.wake_hold, p.stockout_cooldown, p.fallback.after],
         p.overflow == null ? [] : [p.overflow.cooldown],
+        p.preemption_notice == null ? [] : [p.preemption_notice],
       ) : can(regex("^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+$", d))
     ]]))
     error_message = "durations must be seconds (\"90\") or have units (\"90s\", \"15m\", \"1h30m\")."

@@ -189,6 +189,10 @@ class PoolSpec(_Strict):
     # A stream cut mid-answer (the VM reclaimed) is continued on another backend from the text relayed so far
     # (vLLM's continue_final_message; completions: prompt + text). Off for engines that cannot continue.
     continuation: bool = True
+    # GCE's early preemption notice for the pool's SPOT VMs (Scheduling.preemptionNoticeDuration): the
+    # metadata server says "preempted" this long before the 30 s ACPI soft-off, so streams can finish.
+    # Set by the control plane with instances.setScheduling before a start. None: no early notice.
+    preemption_notice: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -204,6 +208,13 @@ class PoolSpec(_Strict):
         ]
         # The group is consumed here, so a dumped config (vms listed in full) validates to the same pool.
         return {**data, "spot": None, "vms": [*generated, *list(data.get("vms") or [])]}
+
+    @field_validator("preemption_notice")
+    @classmethod
+    def _whole_seconds(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and (value <= timedelta(0) or value.microseconds):
+            raise ValueError("preemption_notice must be a positive whole number of seconds (GCE's Duration)")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PoolSpec:

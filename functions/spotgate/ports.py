@@ -56,6 +56,13 @@ class Compute(Protocol):
         """Ask GCE to stop a VM (a no-op operation if it is already stopped)."""
         ...
 
+    def set_preemption_notice(self, zone: str, instance: str, notice: timedelta) -> bool:
+        """Make a stopped SPOT VM carry GCE's early preemption notice; True if it changed (idempotent).
+
+        Returns once GCE applied it (it must be done before the VM starts). Not SPOT: nothing to do (False).
+        """
+        ...
+
 
 class Overflow(Protocol):
     """A pool's Cloud Run GPU overflow service, by its short service name."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from spotgate.domain import Instance, InstanceStatus
 from spotgate.errors import SpotgateError
@@ -51,6 +51,8 @@ class FakeCompute:
         self.started: list[str] = []
         self.awaited: list[str] = []
         self.list_calls = 0
+        self.notices: dict[str, timedelta] = {}
+        self.calls: list[str] = []  # notices and starts, in order
         self.refuse: dict[str, list[SpotgateError]] = {}
         self._on_start_wait = on_start_wait
         self._lock = threading.Lock()
@@ -68,8 +70,18 @@ class FakeCompute:
         self._maybe_refuse(f"list:{pool}")
         return sorted((vm for vm in self.vms.values() if vm.labels["spotgate-pool"] == pool), key=lambda vm: vm.name)
 
+    def set_preemption_notice(self, zone: str, instance: str, notice: timedelta) -> bool:
+        self._maybe_refuse(f"notice:{instance}")
+        with self._lock:
+            changed = self.notices.get(instance) != notice
+            self.notices[instance] = notice
+            self.calls.append(f"notice:{instance}")
+        return changed
+
     def start(self, zone: str, instance: str) -> FakeOperation:
         self._maybe_refuse(f"start:{instance}")
+        with self._lock:
+            self.calls.append(f"start:{instance}")
         with self._lock:
             self.started.append(instance)
             self.vms[instance] = replace(self.vms[instance], status=InstanceStatus.PROVISIONING)

@@ -8,6 +8,7 @@ events are routed by VM name *and zone*.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,25 @@ def test_an_event_that_is_not_a_departure_does_not_read_the_routing_table_twice(
     store.list_routes = counting  # type: ignore[method-assign]
     ControlPlane(fleet, store, FakeCompute(fleet), None, FixedClock()).handle(WAKE)
     assert reads == ["chat"]  # the reconcile's gather only; no fast-path read for a wake
+
+
+NOTICE = {"name": "chat", "model": "m", "spot": {"zones": ["us-central1-a"]}, "vms": [
+    {"name": "chat-std", "zone": "us-central1-b", "provisioning_model": "STANDARD"}], "min_ready": 1,
+    "preemption_notice": "120s", "fallback": {"enabled": True, "after": "0s"}}  # fmt: skip
+
+
+def test_a_spot_vm_gets_the_pools_preemption_notice_before_it_starts(store: SqliteStore) -> None:
+    fleet = a_fleet(NOTICE)
+    compute = FakeCompute(fleet)
+    ControlPlane(fleet, store, compute, None, FixedClock(), sleep=lambda _s: None).handle(WAKE)
+    assert compute.calls[:2] == ["notice:chat-a-1", "start:chat-a-1"]
+    assert compute.notices == {"chat-a-1": timedelta(seconds=120)}  # never on the STANDARD VM
+
+
+def test_a_vm_that_cannot_get_the_notice_still_starts(store: SqliteStore) -> None:
+    fleet = a_fleet(NOTICE)
+    compute = FakeCompute(fleet)
+    compute.refuse["notice:chat-a-1"] = [NotReadyError("400 resourceNotReady")]
+    ControlPlane(fleet, store, compute, None, FixedClock(), sleep=lambda _s: None).handle(WAKE)
+    assert "start:chat-a-1" in compute.calls
+    assert compute.notices == {}

@@ -180,15 +180,55 @@ class ComputeModel:
 
     # -- SPOT and system events ----------------------------------------------------------------------------
 
+    def set_scheduling(self, zone: str, name: str, scheduling: dict[str, object], user: str) -> Operation:
+        """``instances.setScheduling``: only ``preemptionNoticeDuration`` is modelled. Raises NotReadyError.
+
+        GCE allows the call only on a stopped (TERMINATED) instance; the sandbox refuses it otherwise with
+        ``resourceNotReady``, the refusal GCE gives for a VM in the wrong state.
+        """
+        with self._lock:
+            vm = self._find(zone, name)
+            if vm.status is not InstanceStatus.TERMINATED:
+                raise NotReadyError(
+                    f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' is not ready: "
+                    f"setScheduling needs a stopped instance, it is {vm.status}"
+                )
+            vm.preemption_notice = notice_seconds(scheduling.get("preemptionNoticeDuration"))
+            return self._operations.finish(self._operations.create("setScheduling", vm, user).name)
+
     def preempt(self, name: str) -> Vm:
-        """Reclaim a live SPOT (or any) VM: STOPPING now, TERMINATED after the notice. Raises NotReadyError."""
+        """Reclaim a live VM. Raises NotReadyError.
+
+        Without an early notice: STOPPING (ACPI soft-off) now, TERMINATED after the 30 s notice. A SPOT VM
+        whose scheduling carries ``preemptionNoticeDuration`` is told first (its metadata ``instance/preempted``
+        turns TRUE: the PREEMPT_NOTICE event) and keeps RUNNING and serving for that duration, then soft-off
+        as above; GCE's ``compute.instances.preempted`` system event is logged when the preemption begins.
+        """
         with self._lock:
             vm = self._live(name, "preempt")
+            if vm.under_notice:
+                raise NotReadyError(f"cannot preempt {name}: its preemption notice is running")
             self._emit(VmEventKind.PREEMPT_NOTICE, vm)
             self._system_event(vm, "compute.instances.preempted", "Instance was preempted.")
+            notice = vm.preemption_notice if vm.provisioning_model is ProvisioningModel.SPOT else None
+            if notice and vm.status is InstanceStatus.RUNNING:
+                vm.generation, vm.under_notice = vm.generation + 1, True
+                self._run(self._soft_off_after, vm.name, vm.generation, notice / self.timing.speedup)
+                return vm.copy()
             self._begin_stopping(vm)
             self._run(self._terminate_after, vm.name, vm.generation, self.timing.preempt_notice, None)
             return vm.copy()
+
+    def _soft_off_after(self, name: str, generation: int, delay: float) -> None:
+        """The end of an early preemption notice: the ACPI soft-off, then TERMINATED after the usual 30 s."""
+        if not self._pause(delay):
+            return
+        with self._lock:
+            vm = self._vms[name]
+            if vm.generation != generation or vm.status is not InstanceStatus.RUNNING:
+                return  # stopped meanwhile: that stop won
+            self._begin_stopping(vm)
+            self._run(self._terminate_after, vm.name, vm.generation, self.timing.preempt_notice, None)
 
     def maintenance(self, name: str) -> Vm:
         """Host maintenance on a TERMINATE VM: stopped at once, no notice. Raises NotReadyError."""
@@ -324,7 +364,7 @@ class ComputeModel:
             return True
 
     def _begin_stopping(self, vm: Vm) -> None:
-        vm.generation += 1
+        vm.generation, vm.under_notice = vm.generation + 1, False
         self._set_status(vm, InstanceStatus.STOPPING)
 
     def _set_status(self, vm: Vm, status: InstanceStatus) -> None:
@@ -357,3 +397,14 @@ class ComputeModel:
     def _pause(self, seconds: float) -> bool:
         """Sleep unless the model is closing; False if it is."""
         return not self._closing.wait(seconds) if seconds > 0 else not self._closing.is_set()
+
+
+def notice_seconds(duration: object) -> int | None:
+    """A GCE ``Duration`` (``{"seconds": "120"}``) as whole seconds; None when absent or zero."""
+    if not isinstance(duration, dict):
+        return None
+    try:
+        seconds = int(str(duration.get("seconds", "0")))
+    except ValueError:
+        return None
+    return seconds or None

@@ -1,7 +1,7 @@
 """The Compute Engine REST subset that ``compute_v1.InstancesClient``/``ZoneOperationsClient`` use, plus controls.
 
 Served on loopback for ``client_options={"api_endpoint": "http://127.0.0.1:PORT"}``. Besides the GCE paths
-(``/compute/v1/...``: instances get/list/aggregatedList/start/stop, zone operations get/wait) the same app
+(``/compute/v1/...``: instances get/list/aggregatedList/start/stop/setScheduling, zone operations get/wait) the same app
 serves the sandbox's controls under ``/sandbox/`` (preempt, stockout, maintenance, start, stop, status;
 JSON bodies) for the CLI and tests, and ``/oauth2/v1/certs``, the sandbox identity's certificates, so
 ID tokens it issued verify like Google's.
@@ -87,6 +87,15 @@ def _register_instances(app: Flask, model: ComputeModel) -> None:
         if fault is not None:  # GCE accepted the call; the operation carries the failure
             return operation_json(project, model.fail_start(zone, name, _user(model), fault.reason))
         return operation_json(project, model.start(zone, name, _user(model)))
+
+    @app.post(f"{ZONE}/instances/<name>/setScheduling")
+    def set_scheduling(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        _refuse_if_injected(model, "setScheduling")
+        scheduling = request.get_json(silent=True)
+        if not isinstance(scheduling, dict):
+            raise _BadRequestError("the request body must be a Scheduling object")
+        return operation_json(project, model.set_scheduling(zone, name, scheduling, _user(model)))
 
     @app.post(f"{ZONE}/instances/<name>/stop")
     def stop_instance(project: str, zone: str, name: str) -> Any:

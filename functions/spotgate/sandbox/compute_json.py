@@ -71,6 +71,7 @@ def instance_json(project: str, vm: Vm) -> dict[str, Any]:
             "preemptible": spot,
             "provisioningModel": str(vm.provisioning_model),
             **({"instanceTerminationAction": "STOP"} if spot else {}),
+            **_notice(vm),
         },
         "labels": dict(vm.labels),
         "labelFingerprint": vm.label_fingerprint,
@@ -156,3 +157,10 @@ def error_json(code: int, message: str, reason: str, domain: str = "global") -> 
             "errors": [{"message": message, "domain": domain, "reason": reason}],
         }
     }
+
+
+def _notice(vm: Vm) -> dict[str, Any]:
+    """``preemptionNoticeDuration`` as GCE renders a ``Duration``: seconds as a decimal string."""
+    if vm.preemption_notice is None:
+        return {}
+    return {"preemptionNoticeDuration": {"seconds": str(vm.preemption_notice)}}

@@ -41,6 +41,8 @@ class Vm:
     last_stop: datetime | None = None
     engine_url: str | None = None
     generation: int = 0
+    preemption_notice: int | None = None  # scheduling.preemptionNoticeDuration, GCE seconds (setScheduling)
+    under_notice: bool = False  # told of its preemption, still RUNNING until the notice ends
 
     def copy(self) -> Vm:
         return copy.deepcopy(self)
@@ -179,6 +181,7 @@ class Timing:
     stop: float
     preempt_notice: float
     stockout_failure: float
+    speedup: float = 1.0
 
     @classmethod
     def of(cls, fleet: FleetConfig) -> Timing:
@@ -189,4 +192,5 @@ class Timing:
             stop=spec.stop_delay.total_seconds() / spec.speedup,
             preempt_notice=spec.preempt_notice.total_seconds() / spec.speedup,
             stockout_failure=min(boot / 4, 2.0),
+            speedup=spec.speedup,
         )

@@ -40,6 +40,7 @@ from spotgate.domain import (
     Observed,
     Plan,
     PoolState,
+    ProvisioningModel,
     SetOverflow,
     SetRoute,
     StartInstance,
@@ -285,7 +286,7 @@ class ControlPlane:
         attempt = 0
         while True:
             try:
-                return self._issue(action)
+                return self._issue(spec, action)
             except RateLimitError as e:
                 attempt += 1
                 if attempt >= RATE_LIMIT_ATTEMPTS:
@@ -294,14 +295,30 @@ class ControlPlane:
                 log.info("rate limited, retrying in %.1fs: %s", delay, e, extra={"pool": spec.name})
                 self._sleep(delay)
 
-    def _issue(self, action: Action) -> PendingOperation | None:
+    def _issue(self, spec: PoolSpec, action: Action) -> PendingOperation | None:
         if isinstance(action, StartInstance):
+            self._give_notice(spec, action)
             return self._compute.start(action.zone, action.instance)
         if isinstance(action, StopInstance):
             return self._compute.stop(action.zone, action.instance)  # not waited on: the next tick observes it
         if isinstance(action, SetOverflow) and self._overflow is not None:
             self._overflow.set_min_instances(action.service, action.min_instances)
         return None
+
+    def _give_notice(self, spec: PoolSpec, action: StartInstance) -> None:
+        """Apply the pool's early preemption notice to a stopped SPOT VM before it starts (GCE allows it then).
+
+        A VM that cannot get it still starts (failures are local): it serves with the 30 s notice only.
+        """
+        if spec.preemption_notice is None or action.provisioning_model is not ProvisioningModel.SPOT or action.resume:
+            return
+        try:
+            if self._compute.set_preemption_notice(action.zone, action.instance, spec.preemption_notice):
+                log.info("preemption notice set", extra={"pool": spec.name, "instance": action.instance})
+        except RateLimitError:
+            raise
+        except SpotgateError as e:
+            log.warning("preemption notice not set: %s", e, extra={"pool": spec.name, "instance": action.instance})
 
     def _fast_path(self, spec: PoolSpec, event: InboundEvent) -> None:
         """Mark a preempted or draining VM's route ``draining`` before anything slower happens.

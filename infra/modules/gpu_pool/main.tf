@@ -165,7 +165,7 @@ resource "google_compute_instance" "standard" {
   }
 }
 
-# The control plane may get/start/stop exactly these VMs (a custom role granted per instance), not the project's.
+# The control plane may get/setScheduling/start/stop exactly these VMs (a custom role granted per instance), not the project's.
 resource "google_compute_instance_iam_member" "controller" {
   for_each = merge(google_compute_instance.spot, google_compute_instance.standard)
 

@@ -104,7 +104,7 @@ variable "controller" {
 
 variable "instance_role" {
   type        = string
-  description = "ID of the custom role with compute.instances.get/start/stop, granted per VM to the controller."
+  description = "ID of the custom role with compute.instances.get/setScheduling/start/stop, granted per VM to the controller."
 }
 
 variable "startup_script" {
