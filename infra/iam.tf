@@ -12,10 +12,6 @@ locals {
     "gateway/logging"    = { account = google_service_account.gateway.email, role = "roles/logging.logWriter" }
     "overflow/logging"   = { account = google_service_account.overflow.email, role = "roles/logging.logWriter" }
     "builder/logging"    = { account = google_service_account.builder.email, role = "roles/logging.logWriter" }
-    # The service creates the gcf-artifacts repository and the gcf-v2-sources bucket on first deploy, so
-    # these two cannot be narrowed to resources Terraform knows.
-    "builder/images"     = { account = google_service_account.builder.email, role = "roles/artifactregistry.writer" }
-    "builder/sources"    = { account = google_service_account.builder.email, role = "roles/storage.objectViewer" }
     "deployer/functions" = { account = google_service_account.deployer.email, role = "roles/cloudfunctions.developer" }
     "deployer/run"       = { account = google_service_account.deployer.email, role = "roles/run.developer" }
     "deployer/logging"   = { account = google_service_account.deployer.email, role = "roles/logging.logWriter" }
@@ -27,48 +23,90 @@ locals {
     gateway    = google_service_account.gateway.email
   }
   datastore_condition = "resource.name == \"${module.store.database_resource}\""
+
+  # Cloud Functions creates the gcf-artifacts repository and the gcf-v2-sources-/gcf-v2-uploads- buckets on
+  # first deploy, so Terraform cannot grant on them directly; project-level grants with IAM conditions on
+  # their names keep the build account away from every other repository and bucket. (Storage conditions see
+  # buckets and objects as projects/_/buckets/B[/objects/O]; Artifact Registry as projects/P/locations/L/…)
+  builder_grants = {
+    images = {
+      role       = "roles/artifactregistry.writer"
+      title      = "gcf-artifacts-only"
+      expression = "resource.name.startsWith(\"projects/${var.project}/locations/${var.region}/repositories/gcf-artifacts\")"
+    }
+    sources = {
+      role  = "roles/storage.objectViewer"
+      title = "function-sources-only"
+      expression = join(" || ", [
+        "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")",
+        "resource.name.startsWith(\"projects/_/buckets/gcf-v2-uploads-\")",
+        "resource.name.startsWith(\"projects/_/buckets/${local.source_bucket_name}/\")",
+        "resource.name == \"projects/_/buckets/${local.source_bucket_name}\"",
+      ])
+    }
+  }
+
+  # The agent reads its own instance (compute.instances.get) to tell Terraform's creation boot from a start by
+  # the control plane; the condition limits that to the fleet's own VMs.
+  vm_self_read_condition = join(" || ", [
+    for vm in flatten(values(local.pool_vms)) : "resource.name.endsWith(\"/zones/${vm.zone}/instances/${vm.name}\")"
+  ])
 }
 
 resource "google_service_account" "vm" {
   project      = var.project
   account_id   = "${var.name}-vm"
   display_name = "spotgate GPU VMs (agent: publish ready/draining, read weights)"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "controller" {
   project      = var.project
   account_id   = "${var.name}-controller"
   display_name = "spotgate control plane (functions: start/stop VMs, scale overflow, write routes)"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "trigger" {
   project      = var.project
   account_id   = "${var.name}-trigger"
   display_name = "spotgate Eventarc triggers (invoke the two functions)"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "gateway" {
   project      = var.project
   account_id   = "${var.name}-gateway"
   display_name = "spotgate gateway (read routes/keys, write activity, publish wake, call overflow)"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "overflow" {
   project      = var.project
   account_id   = "${var.name}-overflow"
   display_name = "spotgate Cloud Run GPU overflow services (read weights)"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "builder" {
   project      = var.project
   account_id   = "${var.name}-fn-builder"
   display_name = "spotgate Cloud Functions builds"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "deployer" {
   project      = var.project
   account_id   = "${var.name}-deployer"
   display_name = "spotgate Cloud Build pipeline (test, push image, deploy)"
+
+  depends_on = [google_project_service.apis]
 }
 
 # Read-side of the fleet: list instances by label and poll zone operations. Start/stop are granted per VM
@@ -83,6 +121,8 @@ resource "google_project_iam_custom_role" "fleet_observer" {
     "compute.zoneOperations.get",
     "run.operations.get",
   ]
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_iam_custom_role" "instance_operator" {
@@ -96,6 +136,19 @@ resource "google_project_iam_custom_role" "instance_operator" {
     "compute.instances.start",
     "compute.instances.stop",
   ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# The agent's view of its own VM (see local.vm_self_read_condition).
+resource "google_project_iam_custom_role" "instance_reader" {
+  project     = var.project
+  role_id     = "${replace(var.name, "-", "_")}InstanceReader"
+  title       = "spotgate instance reader"
+  description = "Get one VM (the agent reads its own instance's stop history)."
+  permissions = ["compute.instances.get"]
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_iam_custom_role" "overflow_scaler" {
@@ -107,6 +160,8 @@ resource "google_project_iam_custom_role" "overflow_scaler" {
     "run.services.get",
     "run.services.update",
   ]
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_iam_member" "project" {
@@ -115,6 +170,32 @@ resource "google_project_iam_member" "project" {
   project = var.project
   role    = each.value.role
   member  = "serviceAccount:${each.value.account}"
+}
+
+resource "google_project_iam_member" "builder" {
+  for_each = local.builder_grants
+
+  project = var.project
+  role    = each.value.role
+  member  = "serviceAccount:${google_service_account.builder.email}"
+
+  condition {
+    title       = each.value.title
+    description = "Only what Cloud Functions builds read or write."
+    expression  = each.value.expression
+  }
+}
+
+resource "google_project_iam_member" "vm_self_reader" {
+  project = var.project
+  role    = google_project_iam_custom_role.instance_reader.id
+  member  = "serviceAccount:${google_service_account.vm.email}"
+
+  condition {
+    title       = "spotgate-vms-only"
+    description = "Only the fleet's own VMs."
+    expression  = local.vm_self_read_condition
+  }
 }
 
 resource "google_project_iam_member" "datastore" {
@@ -152,11 +233,13 @@ resource "google_artifact_registry_repository_iam_member" "deployer_writer" {
   member     = "serviceAccount:${google_service_account.deployer.email}"
 }
 
-# The gateway (a Cloud Run service) and the overflow services pull from the repository.
+# The gateway (a Cloud Run service), the overflow services and the VMs (an engine image kept here; the agent
+# logs Docker in with the VM's token) pull from the repository.
 resource "google_artifact_registry_repository_iam_member" "runtime_reader" {
   for_each = {
     gateway  = google_service_account.gateway.email
     overflow = google_service_account.overflow.email
+    vm       = google_service_account.vm.email
   }
 
   project    = var.project
@@ -185,9 +268,12 @@ resource "google_service_account_iam_member" "act_as" {
   member             = "serviceAccount:${each.value.member}"
 }
 
-# Pub/Sub mints the OIDC token of each Eventarc push as the trigger account (needed in projects created
-# before April 2021, harmless later).
+# Pub/Sub mints the OIDC token of each Eventarc push as the trigger account. Only projects created before
+# April 2021 need this grant, and it names a Google service agent, which the domain-restricted-sharing org
+# policy (iam.allowedPolicyMemberDomains) may refuse: off unless var.pubsub_token_creator_grant asks for it.
 resource "google_service_account_iam_member" "pubsub_token_creator" {
+  count = var.pubsub_token_creator_grant ? 1 : 0
+
   service_account_id = google_service_account.trigger.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"

@@ -107,11 +107,15 @@ module "gpu_pool" {
     engine_args   = local.engine_args[each.key].vm
     models_bucket = module.artifacts.models_bucket
     model_path    = each.value.serving.model_path
-    # The preemption notice is 30 s: publishing draining and stopping the engine need the last few.
-    drain_seconds = 25
+    # The SPOT preemption notice is 30 s; shutdown.sh spends up to 5 s publishing draining, 3 s stopping
+    # the engine and keeps 2 s for power-off, so 20 s are left to finish in-flight requests.
+    drain_seconds  = 20
+    notice_seconds = 30
   }
 
-  depends_on = [google_project_service.apis]
+  # The agent reads its own instance on boot (startup.sh: a never-stopped VM is Terraform's creation boot),
+  # so its grant must exist before the first VM boots.
+  depends_on = [google_project_service.apis, google_project_iam_member.vm_self_reader]
 }
 
 module "overflow" {
@@ -123,6 +127,7 @@ module "overflow" {
   service             = each.value.overflow.service
   pool                = each.key
   image               = coalesce(each.value.overflow.image, each.value.serving.image)
+  gpu_type            = each.value.overflow.gpu_type
   args                = local.engine_args[each.key].overflow
   health_path         = each.value.engine.health_path
   cpu                 = each.value.overflow.cpu

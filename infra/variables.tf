@@ -34,7 +34,7 @@ variable "pools" {
     The fleet's pools, mirroring spotgate.fleet.PoolSpec (the same keys and defaults), plus three
     infrastructure-only parts: `serving` (engine image, model path in the models bucket, extra flags),
     `host` (VM machine and boot image) and `schedule` (nightly sleep / morning wake Scheduler jobs); `overflow` adds the Cloud Run
-    L4 settings (image, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.
+    GPU settings (gpu_type nvidia-l4 or nvidia-rtx-pro-6000, image, cpu, memory, max_instances, concurrency) to the fleet's service/cooldown.
     Terraform renders the fleet part to SPOTGATE_FLEET, so this variable is the one source of truth.
   EOT
   type = list(object({
@@ -84,6 +84,7 @@ variable "pools" {
       service       = string
       cooldown      = optional(string, "10m")
       image         = optional(string)
+      gpu_type      = optional(string, "nvidia-l4")
       cpu           = optional(string, "8")
       memory        = optional(string, "32Gi")
       max_instances = optional(number, 1)
@@ -189,6 +190,45 @@ variable "pools" {
   validation {
     condition     = alltrue([for p in var.pools : p.overflow == null ? true : can(regex("^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$", p.overflow.service))])
     error_message = "overflow.service must be a valid Cloud Run service name."
+  }
+
+  # G2 machine types carry a fixed number of L4s; a mismatch fails only at instance creation.
+  validation {
+    condition = alltrue([for p in var.pools : p.host.gpu_count == lookup({
+      "g2-standard-4"  = 1, "g2-standard-8" = 1, "g2-standard-12" = 1, "g2-standard-16" = 1, "g2-standard-32" = 1,
+      "g2-standard-24" = 2, "g2-standard-48" = 4, "g2-standard-96" = 8,
+    }, p.host.machine_type, -1)])
+    error_message = "host.gpu_count must match the G2 machine type: 1 for g2-standard-4/8/12/16/32, 2 for -24, 4 for -48, 8 for -96."
+  }
+
+  # VM and overflow service names are project-wide (per zone / per region): two pools must never share one,
+  # or the second pool's resources would collide with (or the control plane would act on) the first's.
+  validation {
+    condition = length(flatten([for p in var.pools : concat(
+      [for vm in p.vms : vm.name],
+      p.spot == null ? [] : flatten([for zone in p.spot.zones : [for n in range(1, p.spot.per_zone + 1) : "${coalesce(p.spot.name_prefix, p.name)}-${reverse(split("-", zone))[0]}-${n}"]]),
+      )])) == length(distinct(flatten([for p in var.pools : concat(
+        [for vm in p.vms : vm.name],
+        p.spot == null ? [] : flatten([for zone in p.spot.zones : [for n in range(1, p.spot.per_zone + 1) : "${coalesce(p.spot.name_prefix, p.name)}-${reverse(split("-", zone))[0]}-${n}"]]),
+    )])))
+    error_message = "VM names must be unique across all pools (explicit vms and expanded spot groups)."
+  }
+
+  validation {
+    condition     = length([for p in var.pools : p.overflow.service if p.overflow != null]) == length(distinct([for p in var.pools : p.overflow.service if p.overflow != null]))
+    error_message = "overflow.service names must be unique across pools."
+  }
+
+  # Cloud Run offers two GPU types, each with a minimum instance size (4 vCPU / 16 GiB for the L4, 20 vCPU /
+  # 80 GiB for the RTX PRO 6000); a smaller instance is rejected by the API at deploy time.
+  validation {
+    condition = alltrue([for p in var.pools : p.overflow == null ? true : (
+      contains(["nvidia-l4", "nvidia-rtx-pro-6000"], p.overflow.gpu_type) &&
+      tonumber(p.overflow.cpu) >= (p.overflow.gpu_type == "nvidia-l4" ? 4 : 20) &&
+      can(regex("^[0-9]+Gi$", p.overflow.memory)) &&
+      try(tonumber(trimsuffix(p.overflow.memory, "Gi")), 0) >= (p.overflow.gpu_type == "nvidia-l4" ? 16 : 80)
+    )])
+    error_message = "overflow.gpu_type must be nvidia-l4 (at least cpu \"4\" and memory \"16Gi\") or nvidia-rtx-pro-6000 (at least cpu \"20\" and memory \"80Gi\")."
   }
 }
 
@@ -329,4 +369,10 @@ variable "labels" {
   type        = map(string)
   description = "Labels added to every labelled resource."
   default     = {}
+}
+
+variable "pubsub_token_creator_grant" {
+  type        = bool
+  description = "Grant the Pub/Sub service agent roles/iam.serviceAccountTokenCreator on the trigger account. Needed only in projects created before April 2021; off by default because it names a Google service agent, which the iam.allowedPolicyMemberDomains org policy may refuse."
+  default     = false
 }

@@ -5,12 +5,22 @@
 #      new requests within about a second;
 #   2. let in-flight requests finish, until none are left or the drain budget (spotgate-drain-seconds) ends;
 #   3. stop the engine container so it exits cleanly before the VM powers off.
+# The whole script fits in the notice (spotgate-notice-seconds: 30 s for a SPOT preemption, more when a
+# longer notice is configured): publishing gets at most PUBLISH_SECONDS, stopping STOP_SECONDS, power-off
+# keeps MARGIN_SECONDS, and the drain gets the rest (never more than spotgate-drain-seconds).
+# On the creation boot (startup.sh exited at once, nothing runs) it does nothing.
 set -uo pipefail
 
 # The endpoints can be overridden only so tests/infra can run this script against local fakes.
 readonly MD="${SPOTGATE_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
 readonly PUBSUB="${SPOTGATE_PUBSUB_URL:-https://pubsub.googleapis.com/v1}"
+readonly RUN_DIR="${SPOTGATE_RUN_DIR:-/run/spotgate}"
 readonly CONTAINER="spotgate-engine"
+readonly PUBLISH_SECONDS=5
+readonly STOP_SECONDS=3
+readonly MARGIN_SECONDS=2
+STARTED="$(date +%s)"
+readonly STARTED
 
 log() {
   local severity="$1"; shift
@@ -32,8 +42,11 @@ publish_draining() {
     "${pool}" "${name}" "${zone}" "${at}" | base64 -w0)"
   token="$(metadata instance/service-accounts/default/token \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')" || return 1
-  # One quick retry only: every second spent here is a second less for in-flight requests.
-  curl -fsS --max-time 3 --retry 1 -X POST \
+  # Whatever the metadata reads took, the publish ends PUBLISH_SECONDS after the script started: every
+  # second spent here is a second less for in-flight requests.
+  local left=$((STARTED + PUBLISH_SECONDS - $(date +%s)))
+  ((left >= 1)) || return 1
+  curl -fsS --max-time "${left}" -X POST \
     -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" \
     -d "{\"messages\":[{\"data\":\"${message}\"}]}" \
     "${PUBSUB}/projects/${project}/topics/${topic}:publish" >/dev/null
@@ -61,13 +74,28 @@ drain() {
   log WARNING "drain budget of ${budget}s used up with requests in flight: ${running:-unknown}"
 }
 
+# Seconds left for draining: what the notice leaves after publishing, stopping and power-off, capped by the
+# configured drain budget.
+drain_budget() {
+  local configured="$1" notice="$2" left
+  left=$((STARTED + notice - MARGIN_SECONDS - STOP_SECONDS - $(date +%s)))
+  ((left < 0)) && left=0
+  ((configured < left)) && left="${configured}"
+  echo "${left}"
+}
+
 main() {
-  local project topic pool port budget preempted
+  local project topic pool port budget notice preempted
+  if [[ -f "${RUN_DIR}/creation-boot" ]]; then
+    log INFO "creation boot: nothing was started, nothing to drain"
+    return 0
+  fi
   project="$(metadata instance/attributes/spotgate-project)"
   topic="$(metadata instance/attributes/spotgate-control-topic)"
   pool="$(metadata instance/attributes/spotgate-pool)"
   port="$(metadata instance/attributes/spotgate-port)"
   budget="$(metadata instance/attributes/spotgate-drain-seconds || echo 20)"
+  notice="$(metadata instance/attributes/spotgate-notice-seconds || echo 30)"
   preempted="$(metadata instance/preempted || echo unknown)"
   log INFO "shutting down (preempted=${preempted})"
 
@@ -75,8 +103,10 @@ main() {
     log ERROR "could not publish draining; the compute event (preempted) or the next tick will catch up"
   fi
   if docker inspect "${CONTAINER}" >/dev/null 2>&1; then
+    budget="$(drain_budget "${budget}" "${notice}")"
+    log INFO "draining for at most ${budget}s of the ${notice}s notice"
     drain "${port}" "${budget}"
-    docker stop -t 3 "${CONTAINER}" >/dev/null || true
+    docker stop -t "${STOP_SECONDS}" "${CONTAINER}" >/dev/null || true
     log INFO "engine stopped"
   fi
 }

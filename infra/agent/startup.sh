@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # spotgate VM agent, startup half. Compute Engine runs this as root on EVERY boot (first boot and each
-# restart after a preemption), so every step is idempotent:
-#   1. install once (marker file): gcsfuse, Docker and the NVIDIA container toolkit, if the image lacks them;
+# restart after a preemption), and a boot can be cut anywhere (a preemption, or Terraform stopping the VM it
+# just created), so every step is idempotent and resumable:
+#   0. exit at once on the creation boot: Compute Engine cannot create a stopped VM, so Terraform creates it
+#      RUNNING and stops it right away. The agent reads its own instance (compute instances.get): a VM that has
+#      never been stopped (no lastStopTimestamp) is on that boot, which nobody asked to serve. Every start by
+#      the control plane comes after at least one stop. If the read fails the boot proceeds (fail open);
+#   1. install once (marker file): gcsfuse, Docker and the NVIDIA container toolkit, if the image lacks them
+#      (an interrupted dpkg is finished first: `dpkg --configure -a`, else every later apt-get fails);
 #   2. mount the models bucket with gcsfuse and copy this pool's weights to the boot disk once (paths are
 #      versioned and immutable, so a finished copy never goes stale and restarts load from local disk);
 #   3. wait until the GPU works inside Docker (the driver may still be installing on first boot);
@@ -13,6 +19,9 @@ set -euo pipefail
 # The endpoints and directories can be overridden only so tests/infra can run this script against local fakes.
 readonly MD="${SPOTGATE_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
 readonly PUBSUB="${SPOTGATE_PUBSUB_URL:-https://pubsub.googleapis.com/v1}"
+readonly COMPUTE="${SPOTGATE_COMPUTE_URL:-https://compute.googleapis.com/compute/v1}"
+# /run is a tmpfs: the creation-boot flag lives for this boot only (shutdown.sh reads it).
+readonly RUN_DIR="${SPOTGATE_RUN_DIR:-/run/spotgate}"
 readonly STATE_DIR="${SPOTGATE_STATE_DIR:-/var/lib/spotgate}"
 readonly INSTALLED_MARKER="${STATE_DIR}/installed-v1"
 readonly MOUNT_DIR="${SPOTGATE_MOUNT_DIR:-/mnt/spotgate-bucket}"
@@ -35,30 +44,61 @@ attribute() {
   metadata "instance/attributes/$1"
 }
 
+access_token() {
+  metadata instance/service-accounts/default/token \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# Prints "creation" when this instance has never been stopped, "restart" when it has, nothing when unknown.
+boot_kind() {
+  local project="$1" name zone token
+  name="$(metadata instance/name)" || return 0
+  zone="$(metadata instance/zone)" || return 0
+  token="$(access_token)" || return 0
+  curl -fsS --max-time 10 --retry 2 -H "Authorization: Bearer ${token}" \
+    "${COMPUTE}/projects/${project}/zones/${zone##*/}/instances/${name}" 2>/dev/null \
+    | python3 -c 'import json, sys; print("restart" if json.load(sys.stdin).get("lastStopTimestamp") else "creation")' \
+    2>/dev/null || true
+}
+
+# Writes a file whole or not at all (a boot cut mid-write must not leave half a keyring or apt source).
+write_atomically() {
+  local target="$1"
+  cat >"${target}.partial"
+  mv -f "${target}.partial" "${target}"
+}
+
+apt_get() {
+  # unattended-upgrades may hold the dpkg lock on first boot: wait for it instead of failing.
+  apt-get -o DPkg::Lock::Timeout=300 "$@"
+}
+
 install_once() {
   if [[ -f "${INSTALLED_MARKER}" ]]; then
     return 0
   fi
   log INFO "first boot: installing missing packages"
   export DEBIAN_FRONTEND=noninteractive
+  # A boot cut during an earlier install leaves dpkg half-configured; finish that first.
+  dpkg --configure -a
   local codename
   codename="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)"
   if ! command -v gcsfuse >/dev/null; then
-    curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg -o /usr/share/keyrings/cloud.google.asc
+    curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | write_atomically /usr/share/keyrings/cloud.google.asc
     echo "deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt gcsfuse-${codename} main" \
-      >/etc/apt/sources.list.d/gcsfuse.list
+      | write_atomically /etc/apt/sources.list.d/gcsfuse.list
   fi
   if ! command -v nvidia-ctk >/dev/null; then
     curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
-      | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit.gpg
+      | gpg --batch --yes --dearmor | write_atomically /usr/share/keyrings/nvidia-container-toolkit.gpg
     curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
       | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit.gpg] https://#' \
-      >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+      | write_atomically /etc/apt/sources.list.d/nvidia-container-toolkit.list
   fi
-  apt-get update -q
-  command -v gcsfuse >/dev/null || apt-get install -yq gcsfuse
-  command -v docker >/dev/null || apt-get install -yq docker.io
-  command -v nvidia-ctk >/dev/null || apt-get install -yq nvidia-container-toolkit
+  apt_get update -q
+  command -v gcsfuse >/dev/null || apt_get install -yq gcsfuse
+  command -v docker >/dev/null || apt_get install -yq docker.io
+  command -v nvidia-ctk >/dev/null || apt_get install -yq nvidia-container-toolkit
   nvidia-ctk runtime configure --runtime=docker
   systemctl restart docker
   mkdir -p "${STATE_DIR}"
@@ -148,6 +188,17 @@ wait_for_health() {
   return 1
 }
 
+# An image in Artifact Registry (REGION-docker.pkg.dev/…) needs credentials: log Docker in with the VM's own
+# token (the VM account has roles/artifactregistry.reader on the spotgate repository). The token goes through
+# stdin, never the command line or the log.
+pull_image() {
+  local image="$1" host="${1%%/*}"
+  if [[ "${host}" == *-docker.pkg.dev ]]; then
+    access_token | docker login -u oauth2accesstoken --password-stdin "https://${host}" >/dev/null
+  fi
+  docker pull -q "${image}" >/dev/null
+}
+
 publish() {
   local kind="$1" project="$2" topic="$3" pool="$4"
   local name zone at message token attempt
@@ -157,8 +208,7 @@ publish() {
   at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   message="$(printf '{"v":1,"kind":"%s","pool":"%s","instance":"%s","zone":"%s","at":"%s"}' \
     "${kind}" "${pool}" "${name}" "${zone}" "${at}" | base64 -w0)"
-  token="$(metadata instance/service-accounts/default/token \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+  token="$(access_token)"
   for attempt in 1 2 3 4 5; do
     if curl -fsS --max-time 10 -X POST \
       -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" \
@@ -186,11 +236,17 @@ main() {
   local -a args=()
   mapfile -t args < <(attribute spotgate-engine-args)
 
+  if [[ "$(boot_kind "${project}")" == "creation" ]]; then
+    mkdir -p "${RUN_DIR}"
+    touch "${RUN_DIR}/creation-boot"
+    log INFO "creation boot (Terraform creates VMs running, then stops them): not serving until the control plane starts this VM"
+    return 0
+  fi
   install_once
   mount_bucket "${bucket}"
   cache_weights "${model_path}"
   # A pinned tag is already on the boot disk after the first boot: restarts must not depend on a registry.
-  docker image inspect "${image}" >/dev/null 2>&1 || docker pull -q "${image}" >/dev/null
+  docker image inspect "${image}" >/dev/null 2>&1 || pull_image "${image}"
   wait_for_gpu "${image}"
   config_hash="$(printf '%s\n' "${image}" "${port}" "${args[@]}" | sha256sum | cut -c1-16)"
   run_engine "${image}" "${port}" "${config_hash}" "${args[@]}"

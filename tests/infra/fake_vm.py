@@ -2,9 +2,18 @@
 
 One loopback HTTP server plays the metadata server (``/computeMetadata/v1/…``, requires the
 ``Metadata-Flavor: Google`` header like the real one), the Pub/Sub REST publish endpoint
-(``/v1/projects/P/topics/T:publish``) and the engine (``/health``, ``/metrics``). ``docker``, ``gcsfuse``
-and ``mountpoint`` are small scripts on ``PATH`` that keep their state in files. Everything that happens is
-appended, in order, to one events file, so tests can assert the order of effects without timing.
+(``/v1/projects/P/topics/T:publish``), Compute Engine's ``instances.get`` of this VM
+(``/compute/v1/projects/P/zones/Z/instances/N``: ``lastStopTimestamp`` is present once the VM has been
+stopped, as on GCE) and the engine (``/health``, ``/metrics``). ``docker``, ``gcsfuse``, ``mountpoint``,
+``apt-get``, ``dpkg``, ``nvidia-ctk`` and ``systemctl`` are small scripts on ``PATH`` that keep their state
+in files. Everything that happens is appended, in order, to one events file, so tests can assert the order
+of effects without timing.
+
+Power cuts: with ``FAKE_POWER_OFF_AT`` set to the start of a command line (``"apt-get update"``,
+``"docker run -d"``…), the first such call kills the agent's whole process group (``kill -9 0``; run the
+script in its own session), as a preemption or Terraform's stop of a just-created VM would. A cut during
+``apt-get``/``dpkg`` leaves dpkg interrupted, and then every ``apt-get`` fails like the real one until
+``dpkg --configure -a`` runs.
 """
 
 from __future__ import annotations
@@ -22,12 +31,29 @@ from typing import Any
 
 TOKEN = "ya29.fake-vm-token"
 
-FAKE_DOCKER = r"""#!/usr/bin/env bash
+POWER_CUT = r"""
+power_cut() {  # $1: this call's command line
+  if [[ -n "${FAKE_POWER_OFF_AT:-}" && "$1" == "${FAKE_POWER_OFF_AT}"* && ! -f "${FAKE_STATE}/power-cut" ]]; then
+    touch "${FAKE_STATE}/power-cut"
+    case "$1" in apt-get*|dpkg*) touch "${FAKE_STATE}/dpkg-interrupted" ;; esac
+    echo "power cut during $1" >>"${FAKE_EVENTS}"
+    kill -9 0
+  fi
+}
+"""
+
+FAKE_DOCKER = (
+    r"""#!/usr/bin/env bash
 # Fake docker: records every call; a single container's state lives in $FAKE_STATE/container.
 state="${FAKE_STATE}/container"
+"""
+    + POWER_CUT
+    + r"""
 echo "docker $*" >>"${FAKE_EVENTS}"
+power_cut "docker $*"
 case "$1" in
-  image) exit 0 ;;
+  image) [[ -z "${FAKE_IMAGE_MISSING:-}" ]]; exit $? ;;
+  login) cat >"${FAKE_STATE}/docker-login-password"; exit 0 ;;
   pull|logs) exit 0 ;;
   inspect)
     [[ -f "${state}" ]] || exit 1
@@ -51,6 +77,41 @@ case "$1" in
 esac
 exit 0
 """
+)
+
+FAKE_APT_GET = (
+    "#!/usr/bin/env bash\n"
+    + POWER_CUT
+    + r"""
+echo "apt-get $*" >>"${FAKE_EVENTS}"
+if [[ -f "${FAKE_STATE}/dpkg-interrupted" ]]; then
+  echo "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem." >&2
+  exit 100
+fi
+power_cut "apt-get $*"
+"""
+)
+
+FAKE_DPKG = (
+    "#!/usr/bin/env bash\n"
+    + POWER_CUT
+    + r"""
+echo "dpkg $*" >>"${FAKE_EVENTS}"
+power_cut "dpkg $*"
+[[ "$*" == "--configure -a" ]] && rm -f "${FAKE_STATE}/dpkg-interrupted"
+exit 0
+"""
+)
+
+FAKE_RECORDER = (
+    "#!/usr/bin/env bash\n"
+    + POWER_CUT
+    + r"""
+echo "$(basename "$0") $*" >>"${FAKE_EVENTS}"
+power_cut "$(basename "$0") $*"
+exit 0
+"""
+)
 
 FAKE_GCSFUSE = """#!/usr/bin/env bash
 echo "gcsfuse $*" >>"${FAKE_EVENTS}"
@@ -70,6 +131,8 @@ class FakeVm:
     attributes: dict[str, str]
     running_requests: list[int] = field(default_factory=list)  # successive /metrics answers; last one repeats
     healthy: bool = True  # what /health answers
+    stopped_before: bool = True  # False: instances.get has no lastStopTimestamp (Terraform's creation boot)
+    compute_reads: list[str] = field(default_factory=list)  # Authorization headers of instances.get calls
     published: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,6 +171,8 @@ def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path.startswith("/computeMetadata/v1/"):
                 self._metadata(self.path.removeprefix("/computeMetadata/v1/"))
+            elif self.path == "/compute/v1/projects/my-spotgate-project/zones/us-central1-a/instances/chat-a-1":
+                self._instance()
             elif self.path == "/health":
                 self._send(200 if vm.healthy else 503, "ok" if vm.healthy else "loading")
             elif self.path == "/metrics":
@@ -133,6 +198,23 @@ def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
                 self._send(200, vm.attributes[key.removeprefix("instance/attributes/")])
             else:
                 self._send(404, "no such metadata")
+
+        def _instance(self) -> None:
+            # GCE's Instance resource: lastStopTimestamp appears with the first stop and stays afterwards.
+            with vm.lock:
+                vm.compute_reads.append(self.headers.get("Authorization", ""))
+            body: dict[str, Any] = {
+                "kind": "compute#instance",
+                "name": "chat-a-1",
+                "status": "RUNNING",
+                "creationTimestamp": "2026-11-28T09:00:00.000-08:00",
+                "lastStartTimestamp": "2026-11-28T09:00:21.000-08:00",
+            }
+            if vm.stopped_before:
+                body["lastStopTimestamp"] = "2026-11-28T09:01:02.000-08:00"
+                body["lastStartTimestamp"] = "2026-11-28T10:15:40.000-08:00"
+            vm.record("compute instances.get")
+            self._send(200, json.dumps(body), "application/json")
 
         def _metrics(self) -> None:
             running = vm.next_running()
@@ -172,7 +254,16 @@ def running_fake_vm(root: Path, attributes: dict[str, str]) -> Iterator[tuple[Fa
         bin_dir, state_dir = root / "bin", root / "state"
         bin_dir.mkdir()
         state_dir.mkdir()
-        for name, text in (("docker", FAKE_DOCKER), ("gcsfuse", FAKE_GCSFUSE), ("mountpoint", FAKE_MOUNTPOINT)):
+        fakes = (
+            ("docker", FAKE_DOCKER),
+            ("gcsfuse", FAKE_GCSFUSE),
+            ("mountpoint", FAKE_MOUNTPOINT),
+            ("apt-get", FAKE_APT_GET),
+            ("dpkg", FAKE_DPKG),
+            ("nvidia-ctk", FAKE_RECORDER),
+            ("systemctl", FAKE_RECORDER),
+        )
+        for name, text in fakes:
             (bin_dir / name).write_text(text, encoding="utf-8")
             (bin_dir / name).chmod(0o755)
         env = {
@@ -181,6 +272,8 @@ def running_fake_vm(root: Path, attributes: dict[str, str]) -> Iterator[tuple[Fa
             "FAKE_STATE": str(state_dir),
             "SPOTGATE_METADATA_URL": f"http://127.0.0.1:{port}/computeMetadata/v1",
             "SPOTGATE_PUBSUB_URL": f"http://127.0.0.1:{port}/v1",
+            "SPOTGATE_COMPUTE_URL": f"http://127.0.0.1:{port}/compute/v1",
+            "SPOTGATE_RUN_DIR": str(root / "run-spotgate"),
             "SPOTGATE_STATE_DIR": str(root / "var-lib-spotgate"),
             "SPOTGATE_MOUNT_DIR": str(root / "bucket"),
         }

@@ -81,6 +81,10 @@ def vms_are_spot_gpu_vms(tree: TerraformTree) -> list[str]:
         ]
         if "desired_status" not in ignored:
             violations.append(f"{vm.address}: lifecycle must ignore desired_status (the control plane owns it)")
+        if vm.body.get("allow_stopping_for_update") is not False:
+            violations.append(
+                f"{vm.address}: allow_stopping_for_update must be false (Terraform never stops a serving VM)"
+            )
     return violations
 
 
@@ -233,15 +237,34 @@ def modules_are_complete(tree: TerraformTree) -> list[str]:
     return violations
 
 
+CLOUD_RUN_GPUS = ("nvidia-l4", "nvidia-rtx-pro-6000")
+
+
+def _variable_allows_only(tree: TerraformTree, block: Block, name: str, values: tuple[str, ...]) -> bool:
+    """Whether variable ``name`` of ``block``'s module has a ``contains([...], var.name)`` validation listing
+    exactly ``values`` (so every value it can take is a known one)."""
+    for variable in tree.blocks("variable"):
+        if variable.module_dir == block.module_dir and variable.labels[0] == name:
+            text = json.dumps(variable.body.get("validation", [])).replace('\\"', '"')
+            allowed = re.search(r"contains\(\[([^\]]*)\], var\." + name + r"\)", text)
+            return bool(allowed) and set(re.findall(r'"([^"]+)"', allowed.group(1))) == set(values)
+    return False
+
+
 def overflow_is_left_to_the_control_plane(tree: TerraformTree) -> list[str]:
-    """GPU Cloud Run services: an L4, scale to zero, and Terraform ignores the min instances the control plane sets."""
+    """GPU Cloud Run services: a Cloud Run GPU, scale to zero, and Terraform ignores the min instances the control
+    plane sets."""
     violations: list[str] = []
     for service in tree.resources("google_cloud_run_v2_service"):
         template = first(service.body.get("template"))
         if "node_selector" not in template:
             continue
-        if first(template.get("node_selector")).get("accelerator") != "nvidia-l4":
-            violations.append(f"{service.address}: node_selector accelerator must be nvidia-l4")
+        accelerator = first(template.get("node_selector")).get("accelerator")
+        known = accelerator in CLOUD_RUN_GPUS or (
+            accelerator == "${var.gpu_type}" and _variable_allows_only(tree, service, "gpu_type", CLOUD_RUN_GPUS)
+        )
+        if not known:
+            violations.append(f"{service.address}: node_selector accelerator must be one of {CLOUD_RUN_GPUS}")
         limits = first(first(template.get("containers")).get("resources")).get("limits", {})
         if limits.get("nvidia.com/gpu") != "1":
             violations.append(f"{service.address}: needs limits nvidia.com/gpu = 1")
@@ -253,24 +276,135 @@ def overflow_is_left_to_the_control_plane(tree: TerraformTree) -> list[str]:
     return violations
 
 
+def _grants(tree: TerraformTree) -> Iterator[Block]:
+    for block in tree.blocks("resource"):
+        if block.labels[0].endswith(("_iam_member", "_iam_binding", "_iam_policy")):
+            yield block
+
+
 def public_access_is_only_the_gateway(tree: TerraformTree) -> list[str]:
-    """allUsers may only invoke the gateway; nothing else is public."""
+    """No grant to allUsers/allAuthenticatedUsers anywhere (the domain-restricted-sharing org policy refuses
+    them); the gateway is reachable because its service turns the invoker IAM check off."""
+    violations = [
+        f"{grant.address}: public grant (allUsers/allAuthenticatedUsers)"
+        for grant in _grants(tree)
+        if "allUsers" in json.dumps(grant.body) or "allAuthenticatedUsers" in json.dumps(grant.body)
+    ]
+    gateways = [s for s in tree.resources("google_cloud_run_v2_service") if s.module_dir.name == "gateway"]
+    violations += [
+        f"{s.address}: invoker_iam_disabled must be true (API-key clients carry no Google identity)"
+        for s in gateways
+        if s.body.get("invoker_iam_disabled") is not True
+    ]
+    return violations if gateways else [*violations, "no gateway service"]
+
+
+def service_agent_grants_are_optional(tree: TerraformTree) -> list[str]:
+    """A grant naming a Google service agent (…@gcp-sa-….iam.gserviceaccount.com) may be refused by the
+    domain-restricted-sharing org policy, so it must be switchable (count) rather than unconditional."""
+    return [
+        f"{grant.address}: grant to a Google service agent must be optional (count = var.… ? 1 : 0)"
+        for grant in _grants(tree)
+        if "gcp-sa-" in json.dumps(grant.body.get("member")) and "count" not in grant.body
+    ]
+
+
+def gateway_ignores_what_cloud_build_sets(tree: TerraformTree) -> list[str]:
+    """`gcloud run deploy --image` sets the image, client fields and template annotations; ignoring them keeps
+    a later apply from rolling a new gateway revision (or rolling the code back)."""
+    needed = ("template[0].containers[0].image", "template[0].annotations", "client", "client_version")
     violations: list[str] = []
-    for kind in (
-        "google_cloud_run_v2_service_iam_member",
-        "google_project_iam_member",
-        "google_storage_bucket_iam_member",
-        "google_pubsub_topic_iam_member",
-        "google_cloud_run_v2_service_iam_binding",
-    ):
-        for grant in tree.resources(kind):
-            members = json.dumps([grant.body.get("member"), grant.body.get("members")])
-            if "allUsers" not in members and "allAuthenticatedUsers" not in members:
-                continue
-            is_gateway = grant.module_dir.name == "gateway" and grant.body.get("role") == "roles/run.invoker"
-            if not is_gateway or "allAuthenticatedUsers" in members:
-                violations.append(f"{grant.address}: public grant outside the gateway's run.invoker")
+    for service in tree.resources("google_cloud_run_v2_service"):
+        if service.module_dir.name != "gateway":
+            continue
+        ignored = [
+            str(i).removeprefix("${").removesuffix("}")
+            for i in first(service.body.get("lifecycle")).get("ignore_changes", [])
+        ]
+        violations += [f"{service.address}: lifecycle must ignore {n}" for n in needed if n not in ignored]
     return violations
+
+
+def vms_can_pull_from_the_repository(tree: TerraformTree) -> list[str]:
+    """The VM account reads the spotgate Artifact Registry repository (an engine image may live there)."""
+    readers = [
+        g
+        for g in tree.resources("google_artifact_registry_repository_iam_member")
+        if g.body.get("role") == "roles/artifactregistry.reader"
+        and "google_service_account.vm." in json.dumps([g.body.get("for_each"), g.body.get("member")])
+    ]
+    return [] if readers else ["the VM service account has no roles/artifactregistry.reader on the repository"]
+
+
+def served_weights_stay_standard(tree: TerraformTree) -> list[str]:
+    """No lifecycle rule moves objects to a colder class by age: served weights are read at every VM first boot
+    and overflow start, and NEARLINE/COLDLINE/ARCHIVE charge per read."""
+    return [
+        f"{bucket.address}: lifecycle_rule changes the storage class"
+        for bucket in tree.resources("google_storage_bucket")
+        for rule in bucket.body.get("lifecycle_rule", [])
+        if first(rule.get("action")).get("type") == "SetStorageClass"
+    ]
+
+
+CONDITIONED_PROJECT_ROLES = ("roles/artifactregistry.", "roles/storage.", "roles/datastore.")
+
+
+def data_roles_on_the_project_are_conditioned(tree: TerraformTree) -> list[str]:
+    """Artifact Registry, Storage and Datastore roles granted project-wide carry an IAM condition narrowing them
+    to spotgate's (or Cloud Functions' own) resources; otherwise they reach every bucket and repository."""
+    violations: list[str] = []
+    for grant in tree.resources("google_project_iam_member"):
+        text = tree.expression_text([grant.body.get("role"), grant.body.get("for_each")], grant.module_dir)
+        broad = [r for r in CONDITIONED_PROJECT_ROLES if r in text]
+        if broad and "condition" not in grant.body:
+            violations.append(f"{grant.address}: {broad[0]}* granted project-wide without an IAM condition")
+    return violations
+
+
+def identities_wait_for_their_apis(tree: TerraformTree) -> list[str]:
+    """Service accounts and custom roles depend on the API enablement (IAM may not be enabled yet otherwise)."""
+    return [
+        f"{block.address}: needs depends_on = [google_project_service.apis]"
+        for kind in ("google_service_account", "google_project_iam_custom_role")
+        for block in tree.resources(kind)
+        if "google_project_service.apis" not in json.dumps(block.body.get("depends_on"))
+    ]
+
+
+REQUIRED_APIS = (
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+    "vpcaccess.googleapis.com",
+)
+
+
+def required_apis_are_enabled(tree: TerraformTree) -> list[str]:
+    """Every API spotgate deploys through is enabled by Terraform (Resource Manager: project IAM policies)."""
+    text = " ".join(json.dumps(s.body.get("for_each")) for s in tree.resources("google_project_service"))
+    return [f"API {api} is not enabled in google_project_service" for api in REQUIRED_APIS if api not in text]
+
+
+def function_services_are_named_by_the_function(tree: TerraformTree) -> list[str]:
+    """Grants on a function's Cloud Run service name it through service_config[0].service, not the function name."""
+    return [
+        f"{grant.address}: name the service with service_config[0].service"
+        for grant in tree.resources("google_cloud_run_v2_service_iam_member")
+        if "google_cloudfunctions2_function" in json.dumps(grant.body.get("for_each"))
+        and "service_config[0].service" not in str(grant.body.get("name"))
+    ]
 
 
 def scheduler_ticks(tree: TerraformTree) -> list[str]:
@@ -307,5 +441,13 @@ CHECKS: dict[str, Check] = {
         public_access_is_only_the_gateway,
         scheduler_ticks,
         google_blocks_match_provider_schema,
+        service_agent_grants_are_optional,
+        gateway_ignores_what_cloud_build_sets,
+        vms_can_pull_from_the_repository,
+        served_weights_stay_standard,
+        data_roles_on_the_project_are_conditioned,
+        identities_wait_for_their_apis,
+        required_apis_are_enabled,
+        function_services_are_named_by_the_function,
     )
 }

@@ -40,9 +40,21 @@ def vm(tmp_path: Path) -> Iterator[tuple[FakeVm, dict[str, str]]]:
 
 
 def run_agent(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # Its own session, so a simulated power cut (kill -9 0 in a fake command) ends the agent and nothing else.
     return subprocess.run(
-        ["bash", str(INFRA / "agent" / script)], env=env, capture_output=True, text=True, timeout=60, check=False
+        ["bash", str(INFRA / "agent" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        start_new_session=True,
     )
+
+
+def first_boot(env: dict[str, str]) -> None:
+    """Forget the earlier boot the fixture pretends happened: the next start runs the install."""
+    (Path(env["SPOTGATE_STATE_DIR"]) / "installed-v1").unlink()
 
 
 def test_startup_runs_the_engine_then_publishes_ready(vm: tuple[FakeVm, dict[str, str]], tmp_path: Path) -> None:
@@ -160,3 +172,160 @@ def test_startup_never_reports_ready_when_the_engine_dies(vm: tuple[FakeVm, dict
     assert result.returncode != 0
     assert "engine container exited" in result.stdout
     assert fake.published == []
+
+
+# Finding 2 of issue 13: Terraform creates each VM RUNNING and stops it at once; that boot must not serve, and
+# any boot may be cut anywhere.
+
+
+def test_creation_boot_exits_before_installing_or_serving(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    first_boot(env)
+    fake.stopped_before = False  # instances.get: no lastStopTimestamp yet
+
+    result = run_agent("startup.sh", env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "creation boot" in result.stdout
+    assert fake.published == []
+    assert fake.compute_reads == [f"Bearer {TOKEN}"]
+    assert [e for e in fake.events() if not e.startswith("compute")] == []  # no apt-get, gcsfuse, docker
+
+
+def test_shutdown_of_the_creation_boot_publishes_nothing(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    fake.stopped_before = False
+    run_agent("startup.sh", env)
+
+    result = run_agent("shutdown.sh", env)
+
+    assert result.returncode == 0
+    assert fake.published == []
+    assert not any(e.startswith("docker") for e in fake.events())
+
+
+def test_a_boot_whose_instance_cannot_be_read_still_serves(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+
+    result = run_agent("startup.sh", {**env, "SPOTGATE_COMPUTE_URL": "http://127.0.0.1:9/compute/v1"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [m["kind"] for m in fake.published] == ["ready"]
+
+
+def test_an_interrupted_dpkg_is_finished_before_apt_runs(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    first_boot(env)
+    (Path(env["FAKE_STATE"]) / "dpkg-interrupted").touch()  # an earlier boot was cut inside dpkg
+
+    result = run_agent("startup.sh", env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = fake.events()
+    assert events.index("dpkg --configure -a") < events.index("apt-get -o DPkg::Lock::Timeout=300 update -q")
+    assert [m["kind"] for m in fake.published] == ["ready"]
+    assert (Path(env["SPOTGATE_STATE_DIR"]) / "installed-v1").is_file()
+
+
+@pytest.mark.parametrize(
+    "cut_at",
+    [
+        pytest.param("dpkg --configure", id="dpkg-configure"),
+        pytest.param("apt-get -o DPkg::Lock::Timeout=300 update", id="apt-get-update"),
+        pytest.param("nvidia-ctk runtime configure", id="toolkit-configure"),
+        pytest.param("systemctl restart docker", id="docker-restart"),
+        pytest.param("docker run --rm", id="gpu-check"),
+        pytest.param("docker run -d", id="engine-start"),
+    ],
+)
+def test_a_first_boot_cut_anywhere_serves_on_the_next_boot(vm: tuple[FakeVm, dict[str, str]], cut_at: str) -> None:
+    fake, env = vm
+    first_boot(env)
+    env = {**env, "FAKE_POWER_OFF_AT": cut_at}
+
+    cut = run_agent("startup.sh", env)
+    assert cut.returncode != 0
+    assert f"power cut during {cut_at}" in " ".join(fake.events())
+    assert fake.published == []
+
+    result = run_agent("startup.sh", env)  # the next boot (the fake cuts power once)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [m["kind"] for m in fake.published] == ["ready"]
+    assert (Path(env["SPOTGATE_STATE_DIR"]) / "installed-v1").is_file()
+
+
+def test_a_half_copied_model_is_copied_again(vm: tuple[FakeVm, dict[str, str]], tmp_path: Path) -> None:
+    _, env = vm
+    partial = tmp_path / "var-lib-spotgate" / "models" / f"{MODEL_PATH}.partial"
+    partial.mkdir(parents=True)
+    (partial / "model-00001-of-00004.safetensors").write_text("cut", encoding="utf-8")
+
+    result = run_agent("startup.sh", env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    copied = tmp_path / "var-lib-spotgate" / "models" / MODEL_PATH
+    assert sorted(p.name for p in copied.iterdir()) == [".spotgate-complete", "config.json"]
+
+
+# Finding 5: the whole shutdown fits in the notice.
+
+
+def _drain_budget(stdout: str) -> int:
+    match = re.search(r"draining for at most (\d+)s of the (\d+)s notice", stdout)
+    assert match, stdout
+    return int(match.group(1))
+
+
+def test_shutdown_drains_only_what_the_notice_leaves(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    run_agent("startup.sh", env)
+    fake.attributes["spotgate-notice-seconds"] = "11"
+    fake.attributes["spotgate-drain-seconds"] = "25"  # more than the notice could ever hold
+    fake.running_requests = [3]  # never finishes
+
+    result = run_agent("shutdown.sh", env)
+
+    # 11 s notice - 2 s power-off margin - 3 s docker stop: at most 6 s of draining.
+    assert _drain_budget(result.stdout) <= 6
+    assert "docker stop -t 3 spotgate-engine" in fake.events()
+
+
+def test_shutdown_with_a_longer_notice_drains_the_configured_budget(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    run_agent("startup.sh", env)
+    fake.attributes["spotgate-notice-seconds"] = "120"
+    fake.attributes["spotgate-drain-seconds"] = "2"
+    fake.running_requests = [0]
+
+    result = run_agent("shutdown.sh", env)
+
+    assert _drain_budget(result.stdout) == 2
+
+
+# Finding 6: an engine image in the spotgate Artifact Registry repository can be pulled.
+
+
+def test_an_artifact_registry_image_is_pulled_with_the_vm_token(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    fake.attributes["spotgate-engine-image"] = "us-central1-docker.pkg.dev/my-spotgate-project/spotgate/vllm:v1"
+
+    result = run_agent("startup.sh", {**env, "FAKE_IMAGE_MISSING": "1"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = fake.events()
+    login = "docker login -u oauth2accesstoken --password-stdin https://us-central1-docker.pkg.dev"
+    assert events.index(login) < events.index(
+        "docker pull -q us-central1-docker.pkg.dev/my-spotgate-project/spotgate/vllm:v1"
+    )
+    assert (Path(env["FAKE_STATE"]) / "docker-login-password").read_text(encoding="utf-8").strip() == TOKEN
+    assert TOKEN not in result.stdout + result.stderr + "\n".join(events)
+
+
+def test_a_public_image_is_pulled_without_logging_in(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+
+    run_agent("startup.sh", {**env, "FAKE_IMAGE_MISSING": "1"})
+
+    assert not any(e.startswith("docker login") for e in fake.events())
+    assert "docker pull -q vllm/vllm-openai:v0.8.5" in fake.events()

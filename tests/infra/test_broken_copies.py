@@ -21,6 +21,10 @@ class Breakage:
     expect: str  # a fragment of the violation message
 
 
+VM_LOGGING = (
+    '    "vm/logging"         = { account = google_service_account.vm.email, role = "roles/logging.logWriter" }\n'
+)
+
 BREAKAGES = [
     pytest.param(
         Breakage(
@@ -115,8 +119,8 @@ BREAKAGES = [
     pytest.param(
         Breakage(
             "iam.tf",
-            '"vm/logging"         = { account = google_service_account.vm.email, role = "roles/logging.logWriter" }',
-            '"vm/logging"         = { account = google_service_account.vm.email, role = "roles/editor" }',
+            VM_LOGGING.strip(),
+            VM_LOGGING.strip().replace("roles/logging.logWriter", "roles/editor"),
             "no_primitive_roles",
             "primitive role",
         ),
@@ -211,6 +215,111 @@ BREAKAGES = [
             "scheduling is a block, written as an argument",
         ),
         id="block-written-as-an-argument",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gateway/main.tf",
+            "  invoker_iam_disabled = true\n",
+            "",
+            "public_access_is_only_the_gateway",
+            "invoker_iam_disabled must be true",
+        ),
+        id="gateway-behind-invoker-iam",
+    ),
+    pytest.param(
+        Breakage(
+            "iam.tf",
+            "  count = var.pubsub_token_creator_grant ? 1 : 0\n",
+            "",
+            "service_agent_grants_are_optional",
+            "must be optional",
+        ),
+        id="unconditional-service-agent-grant",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gateway/main.tf",
+            "      template[0].annotations,\n",
+            "",
+            "gateway_ignores_what_cloud_build_sets",
+            "lifecycle must ignore template[0].annotations",
+        ),
+        id="gateway-drifts-on-every-apply",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/gpu_pool/main.tf",
+            "  allow_stopping_for_update = false\n",
+            "  allow_stopping_for_update = true\n",
+            "vms_are_spot_gpu_vms",
+            "allow_stopping_for_update",
+        ),
+        id="terraform-stops-a-serving-vm",
+    ),
+    pytest.param(
+        Breakage(
+            "iam.tf",
+            "    overflow = google_service_account.overflow.email\n"
+            "    vm       = google_service_account.vm.email\n  }\n\n  project    = var.project",
+            "    overflow = google_service_account.overflow.email\n  }\n\n  project    = var.project",
+            "vms_can_pull_from_the_repository",
+            "no roles/artifactregistry.reader",
+        ),
+        id="vm-cannot-pull-from-the-repository",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/artifacts/main.tf",
+            "  lifecycle_rule {\n",
+            "  lifecycle_rule {\n    condition {\n      age = 90\n    }\n    action {\n"
+            '      type          = "SetStorageClass"\n      storage_class = "NEARLINE"\n'
+            "    }\n  }\n\n  lifecycle_rule {\n",
+            "served_weights_stay_standard",
+            "changes the storage class",
+        ),
+        id="served-weights-to-nearline",
+    ),
+    pytest.param(
+        Breakage(
+            "iam.tf",
+            VM_LOGGING,
+            VM_LOGGING + '    "builder/images" = { account = google_service_account.builder.email, '
+            'role = "roles/artifactregistry.writer" }\n',
+            "data_roles_on_the_project_are_conditioned",
+            "without an IAM condition",
+        ),
+        id="builder-writes-every-repository",
+    ),
+    pytest.param(
+        Breakage(
+            "iam.tf",
+            '  display_name = "spotgate GPU VMs (agent: publish ready/draining, read weights)"\n\n'
+            "  depends_on = [google_project_service.apis]\n",
+            '  display_name = "spotgate GPU VMs (agent: publish ready/draining, read weights)"\n',
+            "identities_wait_for_their_apis",
+            "needs depends_on",
+        ),
+        id="service-account-before-iam-api",
+    ),
+    pytest.param(
+        Breakage(
+            "apis.tf",
+            '    "cloudresourcemanager.googleapis.com",\n',
+            "",
+            "required_apis_are_enabled",
+            "cloudresourcemanager.googleapis.com",
+        ),
+        id="resource-manager-api-disabled",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/control_plane/main.tf",
+            "each.value.service_config[0].service",
+            "each.value.name",
+            "function_services_are_named_by_the_function",
+            "service_config[0].service",
+        ),
+        id="function-service-assumed-to-share-its-name",
     ),
 ]
 

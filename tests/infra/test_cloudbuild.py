@@ -122,3 +122,14 @@ def test_docs_name_real_outputs(tree: TerraformTree) -> None:
 def test_the_example_tfvars_is_where_the_docs_say(tree: TerraformTree) -> None:
     assert Path(INFRA / "examples" / "terraform.tfvars").is_file()
     assert "infra/examples/terraform.tfvars" in DEPLOY_DOC.read_text(encoding="utf-8")
+
+
+def test_the_suite_runs_on_the_functions_python(build: dict[str, Any], tree: TerraformTree) -> None:
+    """Issue 13 finding 9: the tests ran on 3.11 while the functions run python312 and the gateway 3.12."""
+    (test,) = [step for step in build["steps"] if step["id"] == "test"]
+    runtimes = {first(f.body["build_config"])["runtime"] for f in tree.resources("google_cloudfunctions2_function")}
+    gateway_base = re.findall(r"^FROM python:(\d+\.\d+)", (REPO / "run_service" / "Dockerfile").read_text(), re.M)
+
+    assert runtimes == {"python312"}
+    assert set(gateway_base) == {"3.12"}
+    assert test["name"].startswith("python:3.12-")

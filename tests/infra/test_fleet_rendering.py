@@ -173,9 +173,34 @@ def _escaping_model_path(v: dict[str, Any]) -> None:
     _chat(v)["serving"]["model_path"] = "../etc"
 
 
+def _gpu_count_for_another_machine(v: dict[str, Any]) -> None:
+    _chat(v)["host"]["gpu_count"] = 2  # g2-standard-8 carries one L4
+
+
+def _vm_name_taken_by_another_pool(v: dict[str, Any]) -> None:
+    v["pools"][1]["vms"] = [{"name": "chat-b-1", "zone": "us-central1-b"}]  # the chat spot group's VM
+
+
+def _overflow_service_shared(v: dict[str, Any]) -> None:
+    v["pools"][1]["overflow"] = {"service": "chat-overflow"}
+
+
+def _overflow_too_small_for_its_gpu(v: dict[str, Any]) -> None:
+    _chat(v)["overflow"]["gpu_type"] = "nvidia-rtx-pro-6000"  # needs 20 vCPU / 80 GiB; defaults are 8 / 32Gi
+
+
+def _unknown_overflow_gpu(v: dict[str, Any]) -> None:
+    _chat(v)["overflow"]["gpu_type"] = "nvidia-a100"
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
+        pytest.param(_gpu_count_for_another_machine, "must match the G2 machine type", id="gpu-count-vs-machine"),
+        pytest.param(_vm_name_taken_by_another_pool, "unique across all pools", id="vm-name-in-two-pools"),
+        pytest.param(_overflow_service_shared, "overflow.service names must be unique", id="overflow-in-two-pools"),
+        pytest.param(_overflow_too_small_for_its_gpu, "at least cpu", id="overflow-below-gpu-minimum"),
+        pytest.param(_unknown_overflow_gpu, "overflow.gpu_type must be", id="overflow-unknown-gpu"),
         pytest.param(_zone_outside_region, "every VM zone must be in var.region", id="zone-outside-region"),
         pytest.param(_min_above_max, "0 <= min_ready <= max_ready", id="min-above-max"),
         pytest.param(_more_ready_than_vms, "max_ready must not exceed", id="max-ready-above-vms"),

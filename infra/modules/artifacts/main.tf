@@ -18,17 +18,9 @@ resource "google_storage_bucket" "models" {
     enabled = true
   }
 
-  lifecycle_rule {
-    condition {
-      age                   = var.nearline_after_days
-      matches_storage_class = ["STANDARD"]
-    }
-    action {
-      type          = "SetStorageClass"
-      storage_class = "NEARLINE"
-    }
-  }
-
+  # No age-based move to a colder class: a revision is read by every VM boot that copies it and by every
+  # overflow instance start, however old it is, and NEARLINE/COLDLINE charge for each such read. Retired
+  # revisions are deleted by the operator (docs/deploy.md), not demoted by age.
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = var.noncurrent_retention_days

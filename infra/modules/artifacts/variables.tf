@@ -44,17 +44,6 @@ variable "source_bucket" {
   }
 }
 
-variable "nearline_after_days" {
-  type        = number
-  description = "Move model objects to NEARLINE after this many days (old revisions are rarely read; running VMs read from their local cache)."
-  default     = 90
-
-  validation {
-    condition     = var.nearline_after_days >= 30
-    error_message = "nearline_after_days must be at least 30 (NEARLINE's minimum storage duration)."
-  }
-}
-
 variable "noncurrent_retention_days" {
   type        = number
   description = "Delete overwritten or deleted object versions after this many days."

@@ -193,7 +193,8 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
 
   project  = var.project
   location = var.region
-  name     = each.value.name
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${var.trigger_service_account}"
+  # The function's underlying Cloud Run service (today named like the function, but that is not a contract).
+  name   = each.value.service_config[0].service
+  role   = "roles/run.invoker"
+  member = "serviceAccount:${var.trigger_service_account}"
 }

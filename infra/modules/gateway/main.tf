@@ -21,6 +21,11 @@ resource "google_cloud_run_v2_service" "gateway" {
   labels              = var.labels
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = var.deletion_protection
+  # API keys are not Google identities, so Cloud Run IAM would reject every API-key request before the app
+  # could check it. The invoker check is therefore turned off on this service (no allUsers binding, which
+  # the domain-restricted-sharing org policy refuses) and the app authenticates every request itself (API
+  # key hash lookup or ID-token signature + audience + principal) before reading the body.
+  invoker_iam_disabled = true
 
   template {
     service_account                  = var.service_account
@@ -82,19 +87,15 @@ resource "google_cloud_run_v2_service" "gateway" {
   }
 
   lifecycle {
-    # Cloud Build owns the image (gcloud run deploy --image); gcloud also stamps client fields.
-    ignore_changes = [template[0].containers[0].image, client, client_version]
+    # Cloud Build owns the image (gcloud run deploy --image); gcloud also stamps client fields and the
+    # revision template's annotations (client name/version), which would otherwise roll a new revision on
+    # every apply.
+    ignore_changes = [
+      template[0].containers[0].image,
+      template[0].annotations,
+      template[0].labels,
+      client,
+      client_version,
+    ]
   }
-}
-
-# API keys are not Google identities, so Cloud Run IAM would reject every API-key request before the app
-# could check it. The service is therefore invocable by allUsers and the app authenticates every request
-# (API key hash lookup or ID-token signature + audience + principal) before reading the body.
-resource "google_cloud_run_v2_service_iam_member" "public" {
-  #checkov:skip=CKV_GCP_102:Public invoker is required for API-key clients; the gateway authenticates every request itself (DESIGN 2.4).
-  project  = var.project
-  location = var.region
-  name     = google_cloud_run_v2_service.gateway.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
 }

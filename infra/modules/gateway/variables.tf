@@ -141,6 +141,14 @@ variable "memory" {
     condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
     error_message = "memory must look like 512Mi or 2Gi."
   }
+
+  # Cloud Run's minimum memory per vCPU count (4 vCPU need 2 GiB, 6 or 8 vCPU need 4 GiB); the API rejects less.
+  validation {
+    condition = !can(regex("^[0-9]+(Mi|Gi)$", var.memory)) || (
+      tonumber(regex("^[0-9]+", var.memory)) * (endswith(var.memory, "Gi") ? 1024 : 1)
+    ) >= lookup({ "1" = 128, "2" = 128, "4" = 2048, "6" = 4096, "8" = 4096 }, var.cpu, 0)
+    error_message = "memory is below Cloud Run's minimum for this cpu: 4 vCPU need at least 2Gi, 8 vCPU at least 4Gi."
+  }
 }
 
 variable "deletion_protection" {

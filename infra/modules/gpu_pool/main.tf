@@ -1,7 +1,11 @@
 # The GPU VMs of one pool. Terraform creates them and the control plane starts and stops them, so:
-#  - VMs are created stopped (desired_status = TERMINATED): nothing bills GPU hours until the control plane
-#    decides a VM should run, and Terraform then ignores desired_status forever after (the control plane owns
-#    what runs; a later apply must never start or stop a VM);
+#  - VMs end up stopped (desired_status = TERMINATED), but Compute Engine cannot create a stopped VM: the
+#    provider inserts each one RUNNING and then stops it (resource_compute_instance.go). That first boot bills
+#    a minute or two of GPU time and needs GPU capacity and quota for every VM at once (docs/deploy.md sizes
+#    quota for it); the agent recognises it (the instance has never been stopped) and exits at once. After
+#    that Terraform ignores desired_status forever (the control plane owns what runs);
+#  - allow_stopping_for_update = false: a change that needs a stopped VM (machine type, GPU, service account)
+#    fails the plan instead of Terraform stopping a serving VM; drain it first (docs/deploy.md, "Day two");
 #  - SPOT and STANDARD VMs are separate resources so each scheduling block is literal and checkable offline.
 
 locals {
@@ -24,25 +28,26 @@ resource "google_compute_instance" "spot" {
   # OS Login (IAM-controlled SSH through IAP) instead of metadata SSH keys. The agent scripts and their
   # settings travel as metadata, so a changed script needs a restart, not a new VM.
   metadata = {
-    startup-script         = var.startup_script
-    shutdown-script        = var.shutdown_script
-    enable-oslogin         = "TRUE"
-    block-project-ssh-keys = true
-    install-nvidia-driver  = "True"
-    spotgate-project       = var.agent.project
-    spotgate-control-topic = var.agent.control_topic
-    spotgate-pool          = var.pool
-    spotgate-port          = tostring(var.agent.port)
-    spotgate-health-path   = var.agent.health_path
-    spotgate-engine-image  = var.agent.engine_image
-    spotgate-engine-args   = join("\n", var.agent.engine_args)
-    spotgate-models-bucket = var.agent.models_bucket
-    spotgate-model-path    = var.agent.model_path
-    spotgate-drain-seconds = tostring(var.agent.drain_seconds)
+    startup-script          = var.startup_script
+    shutdown-script         = var.shutdown_script
+    enable-oslogin          = "TRUE"
+    block-project-ssh-keys  = true
+    install-nvidia-driver   = "True"
+    spotgate-project        = var.agent.project
+    spotgate-control-topic  = var.agent.control_topic
+    spotgate-pool           = var.pool
+    spotgate-port           = tostring(var.agent.port)
+    spotgate-health-path    = var.agent.health_path
+    spotgate-engine-image   = var.agent.engine_image
+    spotgate-engine-args    = join("\n", var.agent.engine_args)
+    spotgate-models-bucket  = var.agent.models_bucket
+    spotgate-model-path     = var.agent.model_path
+    spotgate-drain-seconds  = tostring(var.agent.drain_seconds)
+    spotgate-notice-seconds = tostring(var.agent.notice_seconds)
   }
 
   desired_status            = "TERMINATED"
-  allow_stopping_for_update = true
+  allow_stopping_for_update = false
 
   boot_disk {
     auto_delete = true
@@ -100,25 +105,26 @@ resource "google_compute_instance" "standard" {
   # OS Login (IAM-controlled SSH through IAP) instead of metadata SSH keys. The agent scripts and their
   # settings travel as metadata, so a changed script needs a restart, not a new VM.
   metadata = {
-    startup-script         = var.startup_script
-    shutdown-script        = var.shutdown_script
-    enable-oslogin         = "TRUE"
-    block-project-ssh-keys = true
-    install-nvidia-driver  = "True"
-    spotgate-project       = var.agent.project
-    spotgate-control-topic = var.agent.control_topic
-    spotgate-pool          = var.pool
-    spotgate-port          = tostring(var.agent.port)
-    spotgate-health-path   = var.agent.health_path
-    spotgate-engine-image  = var.agent.engine_image
-    spotgate-engine-args   = join("\n", var.agent.engine_args)
-    spotgate-models-bucket = var.agent.models_bucket
-    spotgate-model-path    = var.agent.model_path
-    spotgate-drain-seconds = tostring(var.agent.drain_seconds)
+    startup-script          = var.startup_script
+    shutdown-script         = var.shutdown_script
+    enable-oslogin          = "TRUE"
+    block-project-ssh-keys  = true
+    install-nvidia-driver   = "True"
+    spotgate-project        = var.agent.project
+    spotgate-control-topic  = var.agent.control_topic
+    spotgate-pool           = var.pool
+    spotgate-port           = tostring(var.agent.port)
+    spotgate-health-path    = var.agent.health_path
+    spotgate-engine-image   = var.agent.engine_image
+    spotgate-engine-args    = join("\n", var.agent.engine_args)
+    spotgate-models-bucket  = var.agent.models_bucket
+    spotgate-model-path     = var.agent.model_path
+    spotgate-drain-seconds  = tostring(var.agent.drain_seconds)
+    spotgate-notice-seconds = tostring(var.agent.notice_seconds)
   }
 
   desired_status            = "TERMINATED"
-  allow_stopping_for_update = true
+  allow_stopping_for_update = false
 
   boot_disk {
     auto_delete = true

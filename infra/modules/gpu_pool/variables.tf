@@ -57,8 +57,11 @@ variable "gpu_count" {
   description = "GPUs per VM; must match the G2 machine type (1 for g2-standard-4/8/12/16/32, 2 for -24, 4 for -48, 8 for -96)."
 
   validation {
-    condition     = contains([1, 2, 4, 8], var.gpu_count)
-    error_message = "gpu_count must be 1, 2, 4 or 8."
+    condition = var.gpu_count == lookup({
+      "g2-standard-4"  = 1, "g2-standard-8" = 1, "g2-standard-12" = 1, "g2-standard-16" = 1, "g2-standard-32" = 1,
+      "g2-standard-24" = 2, "g2-standard-48" = 4, "g2-standard-96" = 8,
+    }, var.machine_type, var.gpu_count) && contains([1, 2, 4, 8], var.gpu_count)
+    error_message = "gpu_count must match the G2 machine type: 1 for g2-standard-4/8/12/16/32, 2 for -24, 4 for -48, 8 for -96."
   }
 }
 
@@ -119,21 +122,25 @@ variable "shutdown_script" {
 
 variable "agent" {
   type = object({
-    project       = string
-    control_topic = string
-    port          = number
-    health_path   = string
-    engine_image  = string
-    engine_args   = list(string)
-    models_bucket = string
-    model_path    = string
-    drain_seconds = number
+    project        = string
+    control_topic  = string
+    port           = number
+    health_path    = string
+    engine_image   = string
+    engine_args    = list(string)
+    models_bucket  = string
+    model_path     = string
+    drain_seconds  = number
+    notice_seconds = optional(number, 30)
   })
   description = "Agent settings, written as spotgate-* metadata attributes that infra/agent/*.sh read from the metadata server."
 
+  # shutdown.sh spends at most 5 s publishing draining and 3 s stopping the container, and keeps 2 s for the
+  # power-off itself: the drain gets what is left of the notice (30 s for a SPOT preemption, longer when a
+  # preemption notice is configured).
   validation {
-    condition     = var.agent.drain_seconds >= 0 && var.agent.drain_seconds <= 28
-    error_message = "agent.drain_seconds must fit inside the 30 s preemption notice (0-28)."
+    condition     = var.agent.drain_seconds >= 0 && var.agent.drain_seconds + 10 <= var.agent.notice_seconds
+    error_message = "agent.drain_seconds must leave 10 s of the notice for publishing, stopping the engine and power-off (drain_seconds + 10 <= notice_seconds)."
   }
 
   validation {

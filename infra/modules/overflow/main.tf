@@ -1,4 +1,4 @@
-# A pool's Cloud Run GPU overflow: the same model on an L4, scaled to zero, warmed by the control plane
+# A pool's Cloud Run GPU overflow: the same model on a Cloud Run GPU (L4 by default), scaled to zero, warmed by the control plane
 # (service-level min instances 1) while the pool's VMs cannot serve, and callable only by the gateway.
 
 resource "google_cloud_run_v2_service" "overflow" {
@@ -30,9 +30,10 @@ resource "google_cloud_run_v2_service" "overflow" {
       max_instance_count = var.max_instances
     }
 
-    # Cloud Run offers one GPU type, the L4 (the same GPU as the pool's G2 VMs, so the same engine flags fit).
+    # Cloud Run offers the L4 (the same GPU as the pool's G2 VMs, so the same engine flags fit) and the
+    # RTX PRO 6000 (96 GB: a model too large for one L4; its engine flags may need a pool of its own).
     node_selector {
-      accelerator = "nvidia-l4"
+      accelerator = var.gpu_type
     }
 
     containers {

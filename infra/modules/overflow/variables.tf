@@ -49,25 +49,36 @@ variable "health_path" {
   }
 }
 
+variable "gpu_type" {
+  type        = string
+  description = "Cloud Run GPU (node_selector accelerator): nvidia-l4 (24 GB, needs 4 vCPU / 16Gi) or nvidia-rtx-pro-6000 (96 GB, needs 20 vCPU / 80Gi)."
+  default     = "nvidia-l4"
+
+  validation {
+    condition     = contains(["nvidia-l4", "nvidia-rtx-pro-6000"], var.gpu_type)
+    error_message = "gpu_type must be nvidia-l4 or nvidia-rtx-pro-6000 (the GPUs Cloud Run offers)."
+  }
+}
+
 variable "cpu" {
   type        = string
-  description = "vCPUs per instance (Cloud Run GPU instances need at least 4)."
+  description = "vCPUs per instance (at least 4 with an L4, 20 with an RTX PRO 6000)."
   default     = "8"
 
   validation {
-    condition     = contains(["4", "6", "8"], var.cpu)
-    error_message = "cpu must be 4, 6 or 8 with a GPU."
+    condition     = can(tonumber(var.cpu)) && try(tonumber(var.cpu) >= (var.gpu_type == "nvidia-l4" ? 4 : 20), false)
+    error_message = "cpu must be at least 4 with nvidia-l4 and at least 20 with nvidia-rtx-pro-6000."
   }
 }
 
 variable "memory" {
   type        = string
-  description = "Memory per instance (Cloud Run GPU instances need at least 16Gi)."
+  description = "Memory per instance (at least 16Gi with an L4, 80Gi with an RTX PRO 6000)."
   default     = "32Gi"
 
   validation {
-    condition     = contains(["16Gi", "24Gi", "32Gi"], var.memory)
-    error_message = "memory must be 16Gi, 24Gi or 32Gi with a GPU."
+    condition     = can(regex("^[0-9]+Gi$", var.memory)) && try(tonumber(trimsuffix(var.memory, "Gi")) >= (var.gpu_type == "nvidia-l4" ? 16 : 80), false)
+    error_message = "memory must be whole Gi: at least 16Gi with nvidia-l4 and at least 80Gi with nvidia-rtx-pro-6000."
   }
 }
 
