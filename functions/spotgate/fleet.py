@@ -159,6 +159,34 @@ class OverflowSpec(_Strict):
     region: str | None = Field(default=None, pattern=REGION)
 
 
+class PassthroughSpec(_Strict):
+    """What ``/pools/<pool>/…`` may call on the pool's backends: nothing unless listed here.
+
+    A prefix matches whole path segments (``/v1/models`` matches ``/v1/models`` and ``/v1/models/x``, not
+    ``/v1/modelsx``); ``/`` matches every path. Engines expose administrative paths (vLLM: ``/metrics``,
+    LoRA loading, ``/sleep``), so list only what callers need.
+    """
+
+    methods: tuple[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], ...] = ("GET", "POST")
+    path_prefixes: tuple[Annotated[str, Field(pattern=r"^/([A-Za-z0-9._~!$&'()*+,;=:@-]+/?)*$")], ...] = ()
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _upper_methods(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(str(m).strip().upper() for m in value)
+        return value
+
+    def allows(self, method: str, path: str) -> bool:
+        """True if ``method`` on ``path`` (the encoded path sent upstream) is allowed."""
+        return method in self.methods and self.allows_path(path)
+
+    def allows_path(self, path: str) -> bool:
+        return any(
+            p == "/" or path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in self.path_prefixes
+        )
+
+
 class PoolSpec(_Strict):
     """A pool: one model, its VMs, and the rules for how many of them should be ready."""
 
@@ -186,6 +214,7 @@ class PoolSpec(_Strict):
     # An inference request whose backend read it and closed without answering may go to another backend.
     # Off by default: the first engine may have run it, so only pools where running twice is harmless.
     replay_unanswered: bool = False
+    passthrough: PassthroughSpec = PassthroughSpec()
     # A stream cut mid-answer (the VM reclaimed) is continued on another backend from the text relayed so far
     # (vLLM's continue_final_message; completions: prompt + text). Off for engines that cannot continue.
     continuation: bool = True

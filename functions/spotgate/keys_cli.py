@@ -45,7 +45,10 @@ def _clock(ctx: click.Context) -> Clock:
 
 
 def _parse_pools(value: str | None) -> tuple[str, ...]:
+    """The pools of ``--pools``; not given means all pools, but given and empty is refused (fail closed)."""
     pools = tuple(p.strip() for p in (value or "").split(",") if p.strip())
+    if value is not None and not pools:
+        raise click.BadParameter("name at least one pool, or leave --pools out for all pools", param_hint="--pools")
     bad = [p for p in pools if not _POOL_NAME.match(p)]
     if bad:
         raise click.BadParameter(f"not a pool name: {', '.join(bad)}", param_hint="--pools")
@@ -63,9 +66,17 @@ def keys() -> None:
 @click.option("--rpm", type=click.IntRange(min=0), default=0, help="Requests per minute (0: unlimited).")
 @click.option("--concurrency", type=click.IntRange(min=0), default=0, help="Concurrent requests (0: unlimited).")
 @click.option("--expires", default=None, help="Lifetime like 30d or 12h, or an ISO 8601 time.")
+@click.option("--passthrough", is_flag=True, help="Also allow /pools/<pool>/... (what each pool exposes).")
 @click.pass_context
 def create(
-    ctx: click.Context, *, name: str, pools: str | None, rpm: int, concurrency: int, expires: str | None
+    ctx: click.Context,
+    *,
+    name: str,
+    pools: str | None,
+    rpm: int,
+    concurrency: int,
+    expires: str | None,
+    passthrough: bool,
 ) -> None:
     """Create a key and print its secret once (only its hash is stored)."""
     now = _clock(ctx).now()
@@ -74,7 +85,10 @@ def create(
     except SpotgateError as e:
         raise click.BadParameter(str(e), param_hint="--expires") from None
     new = generate_key()
-    key = ApiKey(new.key_id, name, new.secret_hash, now, _parse_pools(pools), rpm, concurrency, expires_at)
+    key = ApiKey(
+        new.key_id, name, new.secret_hash, now, _parse_pools(pools), rpm, concurrency, expires_at,
+        passthrough=passthrough,
+    )  # fmt: skip
     _run(lambda: _store(ctx).put_key(key))
     click.echo(f"Created key {key.key_id} ({name}). This is the only time the secret is shown:")
     click.echo(new.secret)
@@ -86,12 +100,13 @@ def list_keys(ctx: click.Context) -> None:
     """List keys and their scopes (never their secrets)."""
     now = _clock(ctx).now()
     rows = sorted(_run(lambda: _store(ctx).list_keys()), key=lambda k: k.created_at)
-    table = Table("id", "name", "pools", "rpm", "concurrency", "expires", "state", "created")
+    table = Table("id", "name", "pools", "pass-through", "rpm", "concurrency", "expires", "state", "created")
     for k in rows:
         table.add_row(
             k.key_id,
             k.name,
             ",".join(k.pools) or "*",
+            "yes" if k.passthrough else "no",
             str(k.rpm or "-"),
             str(k.max_concurrent or "-"),
             _when(k.expires_at),

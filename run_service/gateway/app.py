@@ -106,15 +106,27 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     def passthrough(pool: str, sub: str) -> Response:
         principal = gw.auth.authenticate(request.headers.get("Authorization"))
         spec = gw.fleet.pool(pool)
-        if spec is None:
+        if spec is None or not principal.allows_pool(spec.name):  # 404 either way: pool names stay private
             raise errors.not_found(f"No pool named {pool!r}.")
-        _check_scope(principal, spec)
+        if not principal.allows_passthrough:
+            raise errors.permission_denied("This key may call only the OpenAI endpoints (/v1/...).")
         path, query = split_target(_raw_target())
-        target = backend_path(path, f"/pools/{pool}/") + (f"?{query}" if query else "")
+        upstream_path = backend_path(path, f"/pools/{pool}/")
+        _check_passthrough(spec, request.method, upstream_path)
+        target = upstream_path + (f"?{query}" if query else "")
         with _admitted(gw, principal) as admission:
             body = gw.read_body(request.environ, principal, admission) or None
             stream = "text/event-stream" in request.headers.get("Accept", "")
             return gw.forward(_call(spec, request.method, target, body, stream=stream), admission)
+
+
+def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:
+    """404 for a path the pool does not expose, 405 (with ``Allow``) for a method it does not allow there."""
+    rules = pool.passthrough
+    if not rules.allows_path(path):
+        raise errors.not_found(f"Pool {pool.name!r} does not expose {path}.")
+    if method not in rules.methods:
+        raise errors.method_not_allowed(rules.methods)
 
 
 @contextmanager
@@ -149,13 +161,13 @@ def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> Poo
     pool = gw.fleet.pool_for_model(model)
     if pool is None:
         raise errors.model_not_found(model)
-    _check_scope(principal, pool)
+    _check_scope(principal, pool, model)
     return pool
 
 
-def _check_scope(principal: Principal, pool: PoolSpec) -> None:
-    if not principal.allows_pool(pool.name):
-        raise errors.permission_denied(f"This key may not use pool {pool.name!r}.")
+def _check_scope(principal: Principal, pool: PoolSpec, model: str) -> None:
+    if not principal.allows_pool(pool.name):  # as OpenAI does: a model you may not use does not exist for you
+        raise errors.model_not_found(model)
 
 
 def _raw_target() -> str:

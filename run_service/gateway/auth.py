@@ -40,6 +40,11 @@ class Principal:
     def allows_pool(self, pool: str) -> bool:
         return self.key is None or self.key.allows_pool(pool)
 
+    @property
+    def allows_passthrough(self) -> bool:
+        """API keys need the explicit scope; an allowed Google identity (an operator's workload) has it."""
+        return self.key is None or self.key.passthrough
+
 
 class CachingRequest(auth_transport.Request):
     """A google-auth transport that remembers certificate responses for ``ttl`` seconds.

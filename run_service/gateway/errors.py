@@ -9,6 +9,7 @@ that cannot succeed and never gives up on one that can.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Statuses where the same request can never succeed: tell SDKs not to retry (they would for some, e.g. 409).
@@ -25,6 +26,7 @@ class ApiError(Exception):
     code: str | None = None
     param: str | None = None
     retry_after: int | None = None
+    allow: str | None = None  # the ``Allow`` header of a 405
 
     def body(self) -> bytes:
         """The JSON error document."""
@@ -36,6 +38,8 @@ class ApiError(Exception):
         headers = {"Content-Type": "application/json"}
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
+        if self.allow is not None:
+            headers["Allow"] = self.allow
         if self.status in _FINAL:
             headers["x-should-retry"] = "false"
         return headers
@@ -67,6 +71,12 @@ def model_not_found(model: str) -> ApiError:
 
 def not_found(message: str = "Unknown path.") -> ApiError:
     return ApiError(404, message, "invalid_request_error", "not_found")
+
+
+def method_not_allowed(allowed: Iterable[str]) -> ApiError:
+    methods = ", ".join(allowed)
+    return ApiError(405, f"Method not allowed here; allowed: {methods}.", "invalid_request_error",
+                    "method_not_allowed", allow=methods)  # fmt: skip
 
 
 def body_too_large(limit: int) -> ApiError:

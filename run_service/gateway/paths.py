@@ -4,7 +4,8 @@ The path is appended to the backend's address from the routing table, so it must
 backend: no ``..`` or ``.`` segments, no empty segments (``//host`` would read as an authority), no
 backslashes or control characters, and no percent-encoding that decodes into any of those. Anything that
 needs a second decode to be judged (``%252e``) is refused rather than guessed at. The checks run on the raw
-request target, before any framework decoding, so encoded variants are judged exactly once.
+request target, before any framework decoding, so encoded variants are judged exactly once. An encoded
+slash (``%2F``, e.g. a model id ``org%2Fname``) is kept encoded: segments are split before decoding.
 """
 
 from __future__ import annotations
@@ -41,22 +42,27 @@ def backend_path(raw_path: str, prefix: str) -> str:
     """
     if not raw_path.startswith(prefix):
         raise _refuse("it does not name the pool plainly")
-    rest = raw_path[len(prefix) :]
-    try:
-        decoded = unquote(rest, errors="strict")
-    except UnicodeDecodeError:
-        raise _refuse("it is not valid UTF-8 once decoded") from None
-    if "%" in decoded:
-        raise _refuse("doubly encoded characters are not accepted")
-    segments = decoded.split("/")
+    segments = raw_path[len(prefix) :].split("/")
     trailing = len(segments) > 1 and segments[-1] == ""
     body = segments[:-1] if trailing else segments
     if body == [""]:
         return "/"
-    for segment in body:
-        if segment in ("", ".", ".."):
-            raise _refuse("empty, '.' and '..' segments are not accepted")
-        if not _SEGMENT.match(segment):
-            raise _refuse("it contains characters that are not allowed in a path")
-    encoded = "/".join(quote(s, safe=_PCHAR_SAFE) for s in body)
+    encoded = "/".join(quote(_segment(raw), safe=_PCHAR_SAFE) for raw in body)
     return "/" + encoded + ("/" if trailing else "")
+
+
+def _segment(raw: str) -> str:
+    """One decoded path segment, judged. An encoded ``/`` (``%2F``) stays inside its segment (re-encoded
+    upstream), but what it separates is judged like segments too, for backends that decode it."""
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise _refuse("it is not valid UTF-8 once decoded") from None
+    if "%" in decoded:
+        raise _refuse("doubly encoded characters are not accepted")
+    for part in decoded.split("/"):
+        if part in ("", ".", ".."):
+            raise _refuse("empty, '.' and '..' segments are not accepted")
+        if not _SEGMENT.match(part):
+            raise _refuse("it contains characters that are not allowed in a path")
+    return decoded

@@ -127,7 +127,8 @@ def a_key(store: RouteStore, **scopes: Any) -> tuple[str, ApiKey]:
 
 
 def a_fleet(*, overflow_url: str | None = None, wake_hold: str = "1s") -> FleetConfig:
-    """Pools ``chat`` (alias ``gpt-test``), ``embed``, and ``burst`` (with overflow if a URL is given)."""
+    """Pools ``chat`` (alias ``gpt-test``), ``embed``, and ``burst`` (with overflow if a URL is given); the
+    first two allow pass-through of GET, POST, PUT and DELETE on any path, ``burst`` none."""
     return parse_fleet(fleet_document(overflow_url=overflow_url, wake_hold=wake_hold))
 
 
@@ -137,9 +138,11 @@ def fleet_document(*, overflow_url: str | None = None, wake_hold: str = "1s") ->
     burst["wake_hold"] = wake_hold
     if overflow_url:
         burst["overflow"] = {"service": "burst-overflow", "url": overflow_url, "audience": "https://burst.run.app"}
+    everything = {"methods": ["GET", "POST", "PUT", "DELETE"], "path_prefixes": ["/"]}
     chat = {"name": "chat", "model": "chat-model", "aliases": ["gpt-test"], "wake_hold": wake_hold,
-            "spot": {"zones": ["us-central1-a", "us-central1-b"]}}  # fmt: skip
-    embed = {"name": "embed", "model": "embed-model", "wake_hold": wake_hold, "spot": {"zones": ["us-central1-c"]}}
+            "spot": {"zones": ["us-central1-a", "us-central1-b"]}, "passthrough": everything}  # fmt: skip
+    embed = {"name": "embed", "model": "embed-model", "wake_hold": wake_hold, "spot": {"zones": ["us-central1-c"]},
+             "passthrough": everything}  # fmt: skip
     return {"pools": [chat, embed, burst]}
 
 

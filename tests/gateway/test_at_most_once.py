@@ -48,7 +48,7 @@ def test_a_backend_that_hangs_up_after_reading_the_request(
     with ScriptedServer(next(hosts), Script(hang_up=True)) as dropper, ScriptedServer(next(hosts), Script()) as good:
         dropped, served = a_route("chat", "chat-dropper", dropper.url), a_route("chat", "chat-good", good.url)
         store.put_routes([dropped, served])
-        secret, _ = a_key(store)
+        secret, _ = a_key(store, passthrough=True)
         gateway = make_gateway(_fleet(replay=replay))
         statuses = _send(gateway.url, secret, method, path)
         received = len(dropper.recorder.requests) + len(good.recorder.requests)

@@ -38,7 +38,7 @@ def target(tmp_path_factory, metadata, identity) -> Iterator[tuple[str, int, str
     engine = start_engine(a_host(), "chat-model", "chat-a")
     try:
         store.put_routes([a_route("chat", engine.name, engine.url)])
-        secret, _ = a_key(store)
+        secret, _ = a_key(store, passthrough=True)
         tokens = IdentityTokens(identity, "gateway@example.com")
         settings = gateway_settings(certs_url=metadata.certs_url)
         gateway = start_gateway(store, a_fleet(), RecordingPublisher(), tokens, settings)

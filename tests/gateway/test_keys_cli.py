@@ -40,6 +40,13 @@ def test_list_shows_scopes_but_never_secrets(store) -> None:
     assert not KEY.search(listing)
 
 
+def test_pass_through_is_off_unless_asked_for(store) -> None:
+    run(store, "create", "plain")
+    run(store, "create", "raw", "--passthrough")
+    scopes = {k.name: k.passthrough for k in store.list_keys()}
+    assert scopes == {"plain": False, "raw": True}
+
+
 def test_revoke_disables_the_key(store) -> None:
     run(store, "create", "alice")
     key_id = store.list_keys()[0].key_id
@@ -55,6 +62,8 @@ def test_revoke_disables_the_key(store) -> None:
         pytest.param(["create", "x", "--expires", "yesterday"], id="bad-expiry"),
         pytest.param(["create", "x", "--expires", "2001-01-01T00:00:00"], id="expiry-in-the-past"),
         pytest.param(["create", "x", "--pools", "Bad_Pool"], id="bad-pool-name"),
+        pytest.param(["create", "x", "--pools", ""], id="empty-pools-fail-closed"),
+        pytest.param(["create", "x", "--pools", " , "], id="blank-pools-fail-closed"),
     ],
 )
 def test_invalid_commands_fail_without_writing(store, args: list[str]) -> None:

@@ -101,11 +101,12 @@ def test_bad_credentials_are_refused_with_401(store, make_gateway, credential: s
     assert raised.value.response.headers["x-should-retry"] == "false"
 
 
-def test_a_pool_outside_the_keys_scope_is_forbidden(store, engines, make_gateway) -> None:
+def test_a_pool_outside_the_keys_scope_is_a_model_that_does_not_exist(store, engines, make_gateway) -> None:
     serve_chat(store, engines, "chat-a")
     secret, _ = a_key(store, pools=("embed",))
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.NotFoundError) as raised:
         a_client(make_gateway(), secret).chat.completions.create(model="chat-model", messages=MESSAGES)
+    assert raised.value.code == "model_not_found"
 
 
 def test_exceeding_the_keys_rpm_gets_429_with_retry_after(store, engines, make_gateway) -> None:

@@ -72,7 +72,7 @@ def test_every_path_relays_the_backends_answer(
     slow = Script(**{**script.__dict__, "delay": SLOW if path.held else 0.0})
     with ScriptedServer(next(hosts), slow) as backend:
         store.put_routes([a_route("chat", "chat-vm", backend.url)])
-        secret, _ = a_key(store)
+        secret, _ = a_key(store, passthrough=True)
         got_status, got_body, held = _call(make_gateway().url, secret, path)
     assert got_status == status
     assert held == path.held

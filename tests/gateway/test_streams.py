@@ -40,7 +40,7 @@ def test_a_held_stream_gets_heartbeats_until_a_vm_is_ready(store, engines, make_
 def test_a_slow_first_token_gets_heartbeats_until_it_arrives(store, make_gateway, hosts) -> None:
     with RecordingServer(next(hosts), sse=True, first_event_after=1.0) as backend:
         store.put_routes([a_route("chat", "chat-prefill", backend.url)])
-        secret, _ = a_key(store)
+        secret, _ = a_key(store, passthrough=True)
         headers = {"Authorization": f"Bearer {secret}", "Accept": "text/event-stream"}
         url = f"{make_gateway().url}/pools/chat/v1/stream"
         with requests.get(url, headers=headers, stream=True, timeout=20) as r:
@@ -97,7 +97,7 @@ def test_a_vm_killed_mid_stream_ends_the_stream_with_an_error(store, engines, ma
 def test_a_client_hang_up_closes_the_backend_stream(store, make_gateway, hosts) -> None:
     with RecordingServer(next(hosts), sse=True) as backend:
         store.put_routes([a_route("chat", "chat-sse", backend.url)])
-        secret, _ = a_key(store)
+        secret, _ = a_key(store, passthrough=True)
         gateway = make_gateway()
         headers = {"Authorization": f"Bearer {secret}", "Accept": "text/event-stream"}
         with requests.get(f"{gateway.url}/pools/chat/events", headers=headers, stream=True, timeout=20) as r:

@@ -99,7 +99,7 @@ def _healthy(url: str) -> bool:
 
 def test_streams_overflow_and_hang_ups_under_gunicorn(gunicorn) -> None:
     url, store, sse = gunicorn
-    secret, _ = a_key(store)
+    secret, _ = a_key(store, passthrough=True)
     assert wait_until(lambda: _authorised(url, secret))
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0, timeout=20)
 

@@ -12,7 +12,8 @@ class ApiKey:
 
     ``key_id`` is a short public identifier (shown in ``keys list``, logged); ``secret_hash`` is the hex
     SHA-256 of the full ``sg-…`` key. An empty ``pools`` tuple means every pool. ``rpm`` and
-    ``max_concurrent`` of 0 mean unlimited.
+    ``max_concurrent`` of 0 mean unlimited. ``passthrough`` allows ``/pools/<pool>/…`` (raw calls to the
+    pool's backends, within what the pool allows); off by default, a key calls only the OpenAI endpoints.
     """
 
     key_id: str
@@ -24,6 +25,7 @@ class ApiKey:
     max_concurrent: int = 0
     expires_at: datetime | None = None
     disabled: bool = False
+    passthrough: bool = False
 
     def allows_pool(self, pool: str) -> bool:
         """True if this key may call ``pool``."""
