@@ -78,7 +78,7 @@ variable "pools" {
     }))
     fallback = optional(object({
       enabled = optional(bool, false)
-      after   = optional(string, "5m")
+      after   = optional(string, "0s")
     }), {})
     overflow = optional(object({
       service       = string

@@ -1,0 +1,89 @@
+"""Measure pool options with ``spotgate simulate`` on the shared traces, one markdown table row per run.
+
+Each row is the example chat pool (``examples/fleet.yaml``) with one change, replayed on one trace with the
+scenario of ``examples/simulation/aws<N>-chat.yaml``; the last rows repeat the chosen options with a slower
+engine load, to show how much the result depends on it. Run from the repository root:
+    .venv/bin/python -m bench.simulation_options [TRACES_ROOT (default ../shared/traces)] [AWS1 AWS2 AWS3]
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spotgate.fleet import FleetConfig, parse_fleet
+from spotgate.simulation.replay import simulate
+from spotgate.simulation.report import Report
+from spotgate.simulation.scenario import Scenario, TraceCapacity, load_scenario
+
+CHOSEN: dict[str, Any] = {"fallback": {"enabled": True, "after": "0s"}, "overflow": None}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "example pool (fallback after 2m, overflow, cooldown 5m)": {},
+    "fallback after 30s": {"fallback": {"enabled": True, "after": "30s"}},
+    "fallback after 0s": {"fallback": {"enabled": True, "after": "0s"}},
+    "no fallback": {"fallback": {"enabled": False}},
+    "no overflow": {"overflow": None},
+    "fallback after 0s, overflow cooldown 0s": {
+        "fallback": {"enabled": True, "after": "0s"},
+        "overflow": {"service": "chat-overflow", "url": "https://chat-overflow-local.a.run.app", "cooldown": "0s"},
+    },
+    "**chosen: fallback after 0s, no overflow**": CHOSEN,
+}
+
+
+def fleet_with(base: dict[str, Any], changes: dict[str, Any]) -> FleetConfig:
+    data = copy.deepcopy(base)
+    pool = data["pools"][0]
+    for key, value in changes.items():
+        if value is None:
+            pool.pop(key, None)
+        else:
+            pool[key] = value
+    return parse_fleet(data)
+
+
+def row(trace: str, name: str, report: Report) -> str:
+    g = report.gpu_hours
+    cells = [
+        trace,
+        name,
+        f"{100 * report.availability:.2f}%",
+        f"{100 * (report.served_without_wait or 0):.2f}%",
+        f"{100 * (report.cost_share or 0):.1f}%",
+        f"{g.spot:,.0f} / {g.standard:,.0f} / {g.overflow:,.0f}",
+        f"{sum(report.preemptions.values())}",
+        f"{report.recovery_p50 or 0:.0f} / {report.recovery_p99 or 0:.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def on_trace(scenario: Scenario, folder: Path) -> Scenario:
+    if not isinstance(scenario.capacity, TraceCapacity):
+        raise SystemExit("the scenario does not replay traces")
+    return scenario.model_copy(update={"capacity": scenario.capacity.model_copy(update={"folder": folder})})
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/traces")
+    traces = sys.argv[2:] or ["AWS1", "AWS2", "AWS3"]
+    base = yaml.safe_load(Path("examples/fleet.yaml").read_text(encoding="utf-8"))
+    print("| trace | pool options | >= min_ready | served at once | cost vs on-demand | GPU-h SPOT / STD / overflow "
+          "| preemptions | to ready p50 / p99 s |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for trace in traces:
+        scenario = on_trace(load_scenario(Path(f"examples/simulation/{trace.lower()}-chat.yaml")), root / trace)
+        for name, changes in VARIANTS.items():
+            print(row(trace, name, simulate(scenario, fleet_with(base, changes))), flush=True)
+        slow = scenario.model_copy(
+            update={"timing": scenario.timing.model_copy(update={"load": timedelta(seconds=120)})}
+        )
+        print(row(trace, "chosen, engine load 120 s instead of 30 s", simulate(slow, fleet_with(base, CHOSEN))))
+
+
+if __name__ == "__main__":
+    main()
