@@ -8,6 +8,8 @@ developer tools; they are loaded only when invoked, so a deployed CLI never impo
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,9 @@ import click
 
 if TYPE_CHECKING:
     from spotgate.bootstrap import ControlPlaneRuntime
+
+# Where `make dev` (spotgate dev) writes the local stack's settings, relative to the repository root.
+LOCAL_ENV_FILE = Path(".spotgate/dev.env")
 
 
 class _LazyGroup(click.Group):
@@ -78,8 +83,9 @@ def status(ctx: click.Context, event_count: int) -> None:
     from spotgate.cli_views import events_table, fleet_table
 
     runtime = _runtime(ctx)
-    compute = build_compute(runtime.settings, runtime.fleet)
-    instances = {p.name: compute.list_instances(p.name) for p in runtime.fleet.pools}
+    with cli_errors(ctx.obj.get("env_file")):
+        compute = build_compute(runtime.settings, runtime.fleet)
+        instances = {p.name: compute.list_instances(p.name) for p in runtime.fleet.pools}
     console = Console()
     console.print(fleet_table(runtime.fleet, instances, runtime.store.list_routes()))
     console.print(events_table(runtime.store.recent_events(limit=event_count), event_count))
@@ -88,10 +94,40 @@ def status(ctx: click.Context, event_count: int) -> None:
 def _runtime(ctx: click.Context) -> ControlPlaneRuntime:
     """The production composition for CLI commands; configuration errors become clean CLI errors."""
     from spotgate.bootstrap import build_control_plane
-    from spotgate.errors import SpotgateError
     from spotgate.settings import read_settings
 
-    try:
+    with cli_errors(ctx.obj.get("env_file")):
         return build_control_plane(read_settings(ctx.obj.get("env_file")))
+
+
+@contextmanager
+def cli_errors(env_file: Path | None) -> Iterator[None]:
+    """Turn configuration errors and missing Google credentials into one clear CLI error.
+
+    Without credentials Google's clients raise ``DefaultCredentialsError`` when they are built; a newcomer
+    running the CLI next to ``make dev`` usually meant the local stack, so the message says how to use it.
+    """
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from spotgate.errors import SpotgateError
+
+    try:
+        yield
+    except DefaultCredentialsError:
+        raise click.ClickException(_no_credentials(env_file)) from None
     except SpotgateError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _no_credentials(env_file: Path | None) -> str:
+    message = (
+        "No Google Cloud credentials found (Application Default Credentials), so the deployed store cannot be "
+        "reached. Run `gcloud auth application-default login` to use your GCP deployment."
+    )
+    if env_file is None and LOCAL_ENV_FILE.is_file():
+        command = " ".join(click.get_current_context().command_path.split()[1:])
+        message += (
+            f"\nThe local stack's settings are in {LOCAL_ENV_FILE} (written by `make dev`): to use it, run "
+            f"`spotgate --env-file {LOCAL_ENV_FILE} {command} …`."
+        )
+    return message

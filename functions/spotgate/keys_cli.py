@@ -32,9 +32,11 @@ def _store(ctx: click.Context) -> RouteStore:
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "store" not in obj:
         from spotgate.bootstrap import build_store
+        from spotgate.cli import cli_errors
         from spotgate.settings import read_settings
 
-        obj["store"] = build_store(read_settings(obj.get("env_file")))
+        with cli_errors(obj.get("env_file")):
+            obj["store"] = build_store(read_settings(obj.get("env_file")))
     store: RouteStore = obj["store"]
     return store
 

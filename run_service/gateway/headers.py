@@ -83,3 +83,9 @@ def downstream_headers(upstream: Mapping[str, str], *, keep_length: bool) -> lis
     if keep_length and "content-length" in {k.lower() for k in upstream}:
         kept.append(("Content-Length", next(v for k, v in upstream.items() if k.lower() == "content-length")))
     return kept
+
+
+def with_sse_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` with the gateway's SSE headers replacing any the backend sent (each appears once)."""
+    ours = {name.lower() for name in SSE_HEADERS}
+    return [(k, v) for k, v in headers if k.lower() not in ours] + list(SSE_HEADERS.items())

@@ -28,7 +28,7 @@ import urllib3
 
 from gateway import errors
 from gateway.errors import ApiError, stream_interrupted
-from gateway.headers import SSE_HEADERS, downstream_headers
+from gateway.headers import downstream_headers, with_sse_headers
 from gateway.upstream import StreamCutError, body_chunks
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def answer(
     headers = downstream_headers(response.headers, keep_length=not sse)
     chunks = body_chunks(response)
     if sse:
-        headers.extend(SSE_HEADERS.items())
+        headers = with_sse_headers(headers)
         chunks = first_byte_heartbeats(chunks, heartbeat)
         relayed = (
             relay_sse(chunks) if relay_sse is not None and response.status == 200 else sse_body(chunks, request_id)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -79,3 +83,43 @@ def test_the_cli_finds_the_configured_store_without_injection(tmp_path) -> None:
     assert created.exit_code == 0, created.output
     assert "ops" in listed.output
     assert KEY.search(created.output).group(0) not in listed.output
+
+
+def _without_credentials(tmp_path: Path) -> dict[str, str]:
+    """An environment where Application Default Credentials find nothing, without touching the network:
+    no credentials file, an empty gcloud config, and the GCE metadata check off and pointed at loopback."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        "NO_GCE_CHECK": "True",
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+        "SPOTGATE_STORE": "firestore",
+        "SPOTGATE_PROJECT": "my-spotgate-project",
+    }
+
+
+@pytest.mark.parametrize("local_stack", [pytest.param(True, id="after-make-dev"), pytest.param(False, id="no-stack")])
+def test_keys_create_without_credentials_says_so(tmp_path: Path, *, local_stack: bool) -> None:
+    """Issue 13 finding 10: this died with Google's DefaultCredentialsError traceback."""
+    if local_stack:
+        (tmp_path / ".spotgate").mkdir()
+        (tmp_path / ".spotgate" / "dev.env").write_text("SPOTGATE_STORE=sqlite\n", encoding="utf-8")
+    spotgate = Path(sys.executable).parent / "spotgate"
+
+    result = subprocess.run(
+        [str(spotgate), "keys", "create", "my-app"],
+        cwd=tmp_path,
+        env=_without_credentials(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "No Google Cloud credentials found" in result.stderr
+    hint = "spotgate --env-file .spotgate/dev.env keys create"
+    assert (hint in result.stderr) is local_stack

@@ -328,9 +328,19 @@ class ControlPlane:
         if not is_going_away(event):
             return
         try:
-            changed = fast_path_routes(event, self._store.list_routes(spec.name), self._clock.now())
+            now = self._clock.now()
+            changed = fast_path_routes(event, self._store.list_routes(spec.name), now)
             if changed:
                 self._store.put_routes(changed)
+                # In the audit trail too (spotgate status), like every other route change.
+                self._store.append_events(
+                    [
+                        DecisionRecord(
+                            spec.name, now, "route", f"{r.backend}={r.state.value}", f"{r.reason} (fast path)"
+                        )
+                        for r in changed
+                    ]
+                )
                 log.info(
                     "route draining (fast path)", extra={"pool": spec.name, "backends": [r.backend for r in changed]}
                 )
