@@ -2,7 +2,8 @@
 # spotgate VM agent, shutdown half. Compute Engine runs this on ACPI soft-off: a SPOT preemption (about 30 s
 # of notice in total) or a stop by the control plane. Order matters:
 #   1. publish "draining" first, so the control plane marks the route draining and the gateway stops sending
-#      new requests within about a second;
+#      new requests within about a second (with an early preemption notice, startup.sh's watcher has already
+#      published it; a second one is harmless: handlers are idempotent);
 #   2. let in-flight requests finish, until none are left or the drain budget (spotgate-drain-seconds) ends;
 #   3. stop the engine container so it exits cleanly before the VM powers off.
 # The whole script fits in the notice (spotgate-notice-seconds: 30 s for a SPOT preemption, more when a

@@ -12,7 +12,10 @@
 #      versioned and immutable, so a finished copy never goes stale and restarts load from local disk);
 #   3. wait until the GPU works inside Docker (the driver may still be installing on first boot);
 #   4. (re)start the engine container if it is not already running with this exact configuration;
-#   5. wait for the engine's health endpoint, then publish "ready" to the control topic.
+#   5. wait for the engine's health endpoint, then publish "ready" to the control topic;
+#   6. watch the metadata server's instance/preempted in the background and publish "draining" the moment
+#      it turns TRUE: with the pool's preemption_notice, GCE says so that long before the ACPI soft-off, so
+#      the gateway stops sending new requests while the VM still has time to finish the streams it serves.
 # Settings come from instance metadata attributes spotgate-* (written by Terraform, infra/modules/gpu_pool).
 set -euo pipefail
 
@@ -223,6 +226,43 @@ publish() {
   return 1
 }
 
+# Blocks on instance/preempted?wait_for_change (GCE answers when the value changes, or at once when
+# last_etag is not the current one), then publishes "draining" once the value is TRUE.
+watch_preemption() {
+  local project="$1" topic="$2" pool="$3" etag="NONE" value headers failures=0
+  headers="$(mktemp)"
+  while ((failures < 30)); do
+    if ! value="$(curl -fsS --max-time 3700 -D "${headers}" -H "Metadata-Flavor: Google" \
+      "${MD}/instance/preempted?wait_for_change=true&timeout_sec=3600&last_etag=${etag}")"; then
+      failures=$((failures + 1))
+      sleep 2
+      continue
+    fi
+    failures=0
+    etag="$(awk 'tolower($1) == "etag:" { print $2 }' "${headers}" | tr -d '\r')"
+    if [[ "${value}" == "TRUE" ]]; then
+      log INFO "preemption notice: publishing draining"
+      publish draining "${project}" "${topic}" "${pool}" || log ERROR "could not publish draining"
+      break
+    fi
+  done
+  rm -f "${headers}"
+}
+
+# One watcher per boot (the startup script runs again on every restart, and may be re-run by hand); it
+# outlives this script: Compute Engine's startup-script unit only waits for the script itself.
+start_preemption_watch() {
+  local pidfile="${RUN_DIR}/preemption-watch.pid"
+  mkdir -p "${RUN_DIR}" "${STATE_DIR}"
+  if [[ -f "${pidfile}" ]] && kill -0 "$(cat "${pidfile}")" 2>/dev/null; then
+    log INFO "preemption watcher already running"
+    return 0
+  fi
+  watch_preemption "$@" </dev/null >>"${STATE_DIR}/preemption-watch.log" 2>&1 &
+  echo "$!" >"${pidfile}"
+  disown
+}
+
 main() {
   local project topic pool port health image bucket model_path config_hash
   project="$(attribute spotgate-project)"
@@ -252,6 +292,7 @@ main() {
   run_engine "${image}" "${port}" "${config_hash}" "${args[@]}"
   wait_for_health "${port}" "${health}"
   publish ready "${project}" "${topic}" "${pool}"
+  start_preemption_watch "${project}" "${topic}" "${pool}"
 }
 
 main "$@"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 TOKEN = "ya29.fake-vm-token"
 
@@ -133,9 +134,12 @@ class FakeVm:
     healthy: bool = True  # what /health answers
     stopped_before: bool = True  # False: instances.get has no lastStopTimestamp (Terraform's creation boot)
     compute_reads: list[str] = field(default_factory=list)  # Authorization headers of instances.get calls
+    preempted: bool = False  # what instance/preempted answers; set_preempted wakes wait_for_change readers
     published: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    closing: bool = False
 
     @property
     def events_file(self) -> Path:
@@ -147,6 +151,18 @@ class FakeVm:
     def record(self, line: str) -> None:
         with self.lock, self.events_file.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
+
+    def set_preempted(self, value: bool = True) -> None:
+        with self.changed:
+            self.preempted = value
+            self.changed.notify_all()
+
+    def preempted_after(self, last_etag: str | None, wait: bool) -> tuple[str, str]:
+        """``(value, etag)``; with ``wait``, blocks (bounded) while ``last_etag`` is still current, like GCE."""
+        with self.changed:
+            if wait:
+                self.changed.wait_for(lambda: _etag(self.preempted) != last_etag or self.closing, timeout=30)
+            return ("TRUE" if self.preempted else "FALSE"), _etag(self.preempted)
 
     def next_running(self) -> int | None:
         with self.lock:
@@ -169,8 +185,11 @@ def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path.startswith("/computeMetadata/v1/"):
-                self._metadata(self.path.removeprefix("/computeMetadata/v1/"))
+            path, _, query = self.path.partition("?")
+            if path == "/computeMetadata/v1/instance/preempted" and self.headers.get("Metadata-Flavor") == "Google":
+                self._preempted(parse_qs(query))
+            elif path.startswith("/computeMetadata/v1/"):
+                self._metadata(path.removeprefix("/computeMetadata/v1/"))
             elif self.path == "/compute/v1/projects/my-spotgate-project/zones/us-central1-a/instances/chat-a-1":
                 self._instance()
             elif self.path == "/health":
@@ -180,6 +199,18 @@ def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, "not found")
 
+        def _preempted(self, query: dict[str, list[str]]) -> None:
+            wait = query.get("wait_for_change", ["false"])[0] == "true"
+            value, etag = vm.preempted_after(query.get("last_etag", [None])[0], wait)
+            vm.record(f"metadata preempted={value}" + (" (waited)" if wait else ""))
+            data = value.encode()
+            self.send_response(200)
+            self.send_header("ETag", etag)
+            self.send_header("Content-Type", "application/text")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _metadata(self, key: str) -> None:
             if self.headers.get("Metadata-Flavor") != "Google":
                 self._send(403, "missing Metadata-Flavor header")
@@ -187,7 +218,6 @@ def _handler(vm: FakeVm) -> type[BaseHTTPRequestHandler]:
             fixed = {
                 "instance/name": "chat-a-1",
                 "instance/zone": "projects/412345678901/zones/us-central1-a",
-                "instance/preempted": "TRUE",
             }
             if key == "instance/service-accounts/default/token":
                 token = {"access_token": TOKEN, "expires_in": 3599, "token_type": "Bearer"}
@@ -279,6 +309,13 @@ def running_fake_vm(root: Path, attributes: dict[str, str]) -> Iterator[tuple[Fa
         }
         yield vm, env
     finally:
+        with vm.changed:
+            vm.closing = True
+            vm.changed.notify_all()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _etag(preempted: bool) -> str:
+    return "a1b2c3d4e5f60718" if preempted else "0f1e2d3c4b5a6978"

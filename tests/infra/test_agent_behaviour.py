@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +40,18 @@ def vm(tmp_path: Path) -> Iterator[tuple[FakeVm, dict[str, str]]]:
     (tmp_path / "var-lib-spotgate").mkdir()
     (tmp_path / "var-lib-spotgate" / "installed-v1").touch()  # install_once already ran on an earlier boot
     with running_fake_vm(tmp_path, attributes) as started:
-        yield started
+        try:
+            yield started
+        finally:
+            stop_watcher(Path(started[1]["SPOTGATE_RUN_DIR"]))
+
+
+def stop_watcher(run_dir: Path) -> None:
+    """End the preemption watcher startup.sh left running (a real VM's ends with the VM)."""
+    pidfile = run_dir / "preemption-watch.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pidfile.read_text(encoding="utf-8")), signal.SIGTERM)
 
 
 def run_agent(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -329,3 +344,45 @@ def test_a_public_image_is_pulled_without_logging_in(vm: tuple[FakeVm, dict[str,
 
     assert not any(e.startswith("docker login") for e in fake.events())
     assert "docker pull -q vllm/vllm-openai:v0.8.5" in fake.events()
+
+
+def published_kinds(fake: FakeVm) -> list[str]:
+    with fake.lock:
+        return [m["kind"] for m in fake.published]
+
+
+def wait_for(predicate: object, timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return bool(predicate())  # type: ignore[operator]
+
+
+def test_startup_leaves_a_watcher_that_publishes_draining_when_the_preemption_notice_comes(
+    vm: tuple[FakeVm, dict[str, str]],
+) -> None:
+    fake, env = vm
+    result = run_agent("startup.sh", env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert wait_for(lambda: "metadata preempted=FALSE (waited)" in fake.events())  # it is waiting on GCE
+
+    fake.set_preempted(True)
+
+    assert wait_for(lambda: published_kinds(fake) == ["ready", "draining"])
+    assert fake.published[1]["instance"] == "chat-a-1"
+
+
+def test_startup_run_again_keeps_one_watcher(vm: tuple[FakeVm, dict[str, str]]) -> None:
+    fake, env = vm
+    run_agent("startup.sh", env)
+    pid = (Path(env["SPOTGATE_RUN_DIR"]) / "preemption-watch.pid").read_text(encoding="utf-8")
+
+    run_agent("startup.sh", env)
+    fake.set_preempted(True)
+
+    assert (Path(env["SPOTGATE_RUN_DIR"]) / "preemption-watch.pid").read_text(encoding="utf-8") == pid
+    assert wait_for(lambda: published_kinds(fake).count("draining") == 1)
+    assert published_kinds(fake) == ["ready", "ready", "draining"]

@@ -3,7 +3,11 @@
 On a real VM the startup script waits for the inference engine's health check and publishes ``ready`` to
 the control topic; the shutdown script, run on the ACPI soft-off of a preemption or a stop, publishes
 ``draining`` first (DESIGN §2.2). The control plane routes traffic by these messages, so the sandbox sends
-the same JSON (``{"v":1,"kind":…,"pool","instance","zone","at"}``) through the same topic.
+the same JSON (``{"v":1,"kind":…,"pool","instance","zone","at"}``) through the same topic. The real
+startup script also leaves a watcher on the metadata server's ``instance/preempted?wait_for_change=true``
+that publishes ``draining`` the moment it turns TRUE; in the sandbox that moment is the model's
+PREEMPT_NOTICE event (with a pool's ``preemption_notice``, well before the soft-off), and the agent
+publishes ``draining`` on it.
 
 Only a VM whose guest booted (seen RUNNING) runs the shutdown script; a VM stopped mid-boot sends nothing.
 Each boot is a *cycle*: a stop, preemption or new boot ends the cycle, which cancels its health polling,
