@@ -43,6 +43,17 @@ class Compute(Protocol):
         """Every VM labelled ``spotgate-pool=<pool>`` across all zones of the project."""
         ...
 
+    def list_fleet(self) -> dict[str, list[Instance]]:
+        """Every VM carrying the ``spotgate-pool`` label, by pool, in one listing (a fleet tick's only list).
+
+        Zones that do not answer are left out (and logged) rather than failing the whole listing.
+        """
+        ...
+
+    def resume(self, zone: str, instance: str) -> PendingOperation:
+        """Ask GCE to resume a SUSPENDED VM (``start`` is refused on one); raises like ``start``."""
+        ...
+
     def start(self, zone: str, instance: str) -> PendingOperation:
         """Ask GCE to start a VM (a no-op operation if it is already running).
 

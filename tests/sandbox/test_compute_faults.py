@@ -118,3 +118,25 @@ def test_a_restarted_vm_keeps_its_previous_last_start_until_it_is_running(comput
         lambda: instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").status == "RUNNING", timeout=30
     )
     assert instances.get(project=PROJECT, zone=ZONE, instance="chat-b-1").last_start_timestamp > first
+
+
+def test_the_fleet_listing_survives_an_unreachable_zone(compute_cloud: SandboxCloud) -> None:
+    instances, _ = compute_clients(compute_cloud)
+    answer = requests.post(
+        f"{compute_cloud.compute_url}/sandbox/unreachable", json={"zone": "us-central1-a"}, timeout=5
+    )
+    assert answer.status_code == 200, answer.text
+    with pytest.raises(exceptions.ServiceUnavailable):  # GCE without returnPartialSuccess: all or nothing
+        list(instances.aggregated_list(request={"project": PROJECT}, retry=None))
+    fleet = GceCompute(PROJECT, endpoint=compute_cloud.compute_url).list_fleet()
+    names = sorted(vm.name for vms in fleet.values() for vm in vms)
+    assert names
+    assert all(vm.zone != "us-central1-a" for vms in fleet.values() for vm in vms)
+    assert set(fleet) <= {"chat", "embed"}
+
+
+def test_the_fleet_listing_groups_every_labelled_vm_by_pool(compute_cloud: SandboxCloud) -> None:
+    compute = GceCompute(PROJECT, endpoint=compute_cloud.compute_url)
+    fleet = compute.list_fleet()
+    assert fleet["chat"] == compute.list_instances("chat")
+    assert fleet["embed"] == compute.list_instances("embed")

@@ -49,6 +49,8 @@ class FakeCompute:
             for vm in pool.vms
         }
         self.started: list[str] = []
+        self.resumed: list[str] = []
+        self.on_start_call: Callable[[str], None] | None = None
         self.awaited: list[str] = []
         self.list_calls = 0
         self.notices: dict[str, timedelta] = {}
@@ -78,7 +80,23 @@ class FakeCompute:
             self.calls.append(f"notice:{instance}")
         return changed
 
+    def list_fleet(self) -> dict[str, list[Instance]]:
+        with self._lock:
+            self.list_calls += 1
+        self._maybe_refuse("list:*")
+        by_pool: dict[str, list[Instance]] = {}
+        for vm in sorted(self.vms.values(), key=lambda vm: vm.name):
+            by_pool.setdefault(vm.labels["spotgate-pool"], []).append(vm)
+        return by_pool
+
+    def resume(self, zone: str, instance: str) -> FakeOperation:
+        with self._lock:
+            self.resumed.append(instance)
+        return self.start(zone, instance)
+
     def start(self, zone: str, instance: str) -> FakeOperation:
+        if self.on_start_call is not None:
+            self.on_start_call(instance)
         self._maybe_refuse(f"start:{instance}")
         with self._lock:
             self.calls.append(f"start:{instance}")

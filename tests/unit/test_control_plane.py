@@ -49,6 +49,9 @@ class FakeCompute:
     def list_instances(self, pool: str) -> list[Instance]:
         return sorted((vm for vm in self.vms.values() if vm.labels["spotgate-pool"] == pool), key=lambda vm: vm.name)
 
+    def list_fleet(self) -> dict[str, list[Instance]]:
+        return {pool: self.list_instances(pool) for pool in {vm.labels["spotgate-pool"] for vm in self.vms.values()}}
+
     def start(self, zone: str, instance: str) -> FakeOperation:
         self.started.append(instance)
         self.vms[instance] = replace(self.vms[instance], status=InstanceStatus.PROVISIONING)

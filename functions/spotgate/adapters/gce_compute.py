@@ -5,6 +5,11 @@ Two facts about the client library shape this adapter (DESIGN §4):
 * ``ExtendedOperation.result()`` polls through an internal ``ZoneOperationsClient`` that ignores
   ``client_options``, so against any endpoint but Google's it would poll the wrong host. We call
   ``start_unary``/``stop_unary`` and wait with our own ``ZoneOperationsClient`` built with the same options.
+* ``aggregatedList`` fails as a whole when one zone does not answer, unless ``returnPartialSuccess=true``
+  is sent; then the answer lists the zones it could not reach in ``unreachables``. google-cloud-compute
+  1.57 has no field for that query parameter, so the listing client's HTTP session appends it to its
+  ``aggregated`` GETs (``_PartialSuccess``, a requests transport adapter); that client lists and does
+  nothing else.
 * A SPOT stockout is not an HTTP error on the ``start`` call: the operation finishes ``DONE`` with
   ``error.errors[0].code = ZONE_RESOURCE_POOL_EXHAUSTED[_WITH_DETAILS]``. We read the operation's errors
   ourselves and raise ``CapacityError`` carrying GCE's ``zonesAvailable`` hint when it sent one.
@@ -12,9 +17,13 @@ Two facts about the client library shape this adapter (DESIGN §4):
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
+import requests
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import compute_v1
 
@@ -30,6 +39,8 @@ from spotgate.errors import (
     SpotgateError,
     UnavailableError,
 )
+
+log = logging.getLogger(__name__)
 
 POOL_LABEL = "spotgate-pool"
 # A failed operation's ``error.errors[].code`` -> what it means for us. UNSUPPORTED_OPERATION on a SPOT start is
@@ -63,18 +74,37 @@ class GceCompute:
         creds = credentials or (AnonymousCredentials() if endpoint else None)
         self._project = project
         self._instances = compute_v1.InstancesClient(credentials=creds, client_options=options)
+        self._lister = compute_v1.InstancesClient(credentials=creds, client_options=options)
+        session: requests.Session = self._lister._transport._session  # type: ignore[attr-defined]
+        for scheme in ("http://", "https://"):
+            session.mount(scheme, _PartialSuccess())
         self._operations = compute_v1.ZoneOperationsClient(credentials=creds, client_options=options)
         self._timeout = operation_timeout.total_seconds()
 
     def list_instances(self, pool: str) -> list[Instance]:
-        request = compute_v1.AggregatedListInstancesRequest(
-            project=self._project, filter=f'labels.{POOL_LABEL} = "{pool}"'
-        )
-        with translated(f"list instances of pool {pool}"):
-            pages = self._instances.aggregated_list(request=request)
-            found = [to_instance(vm) for _, scoped in pages for vm in scoped.instances]
+        found = self._aggregated(f'labels.{POOL_LABEL} = "{pool}"', f"list instances of pool {pool}")
         # Filters are evaluated server-side; re-check so a lax server can never hand us another pool's VM.
         return sorted((vm for vm in found if vm.labels.get(POOL_LABEL) == pool), key=lambda vm: vm.name)
+
+    def list_fleet(self) -> dict[str, list[Instance]]:
+        """Every VM carrying the pool label, by pool, from one ``aggregatedList`` (a fleet tick's only list)."""
+        by_pool: dict[str, list[Instance]] = defaultdict(list)
+        for vm in self._aggregated(f"labels.{POOL_LABEL}:*", "list the fleet's instances"):
+            if vm.labels.get(POOL_LABEL):
+                by_pool[vm.labels[POOL_LABEL]].append(vm)
+        return {pool: sorted(vms, key=lambda vm: vm.name) for pool, vms in by_pool.items()}
+
+    def _aggregated(self, label_filter: str, doing: str) -> list[Instance]:
+        request = compute_v1.AggregatedListInstancesRequest(project=self._project, filter=label_filter)
+        found: list[Instance] = []
+        unreachable: list[str] = []
+        with translated(doing):
+            for page in self._lister.aggregated_list(request=request).pages:
+                unreachable.extend(page.unreachables)
+                found.extend(to_instance(vm) for scoped in page.items.values() for vm in scoped.instances)
+        if unreachable:
+            log.warning("zones did not answer the listing: %s", ", ".join(unreachable), extra={"zones": unreachable})
+        return found
 
     def start(self, zone: str, instance: str) -> GceOperation:
         with translated(f"start {instance} in {zone}"):
@@ -107,6 +137,12 @@ class GceCompute:
         GceOperation(self, zone, instance, operation, doing).wait()
         return True
 
+    def resume(self, zone: str, instance: str) -> GceOperation:
+        """Resume a SUSPENDED VM (GCE refuses ``start`` on one)."""
+        with translated(f"resume {instance} in {zone}"):
+            operation = self._instances.resume_unary(project=self._project, zone=zone, instance=instance)
+        return GceOperation(self, zone, instance, operation, f"resume {instance} in {zone}")
+
     def stop(self, zone: str, instance: str) -> GceOperation:
         with translated(f"stop {instance} in {zone}"):
             operation = self._instances.stop_unary(project=self._project, zone=zone, instance=instance)
@@ -120,6 +156,16 @@ class GceCompute:
                 return  # still running: the next reconcile observes the VM's real status
             operation = self._operations.wait(project=self._project, zone=zone, operation=operation.name)
         raise_for_operation(operation, zone, instance)
+
+
+class _PartialSuccess(requests.adapters.HTTPAdapter):
+    """Sends ``returnPartialSuccess=true`` with every aggregated list (see the module docstring)."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        url = request.url or ""
+        if request.method == "GET" and "/aggregated/" in url:
+            request.url = f"{url}{'&' if '?' in url else '?'}returnPartialSuccess=true"
+        return super().send(request, *args, **kwargs)
 
 
 class GceOperation:

@@ -85,6 +85,7 @@ class ComputeModel:
         self._stockouts: dict[str, float] = {}  # zone -> monotonic end
         self._threads: list[threading.Thread] = []
         self.faults = Faults()
+        self._unreachable: set[str] = set()
         now = self._clock.now()
         self._vms = {
             vm.name: new_vm(self.project, pool.name, vm, pool.engine, network_ip=network_ips[vm.name], now=now)
@@ -251,6 +252,18 @@ class ComputeModel:
             raise NotFoundError(f"zone {zone!r} has no instances in project {self.project}")
         with self._lock:
             self._stockouts[zone] = time.monotonic() + seconds
+
+    def set_unreachable(self, zone: str, unreachable: bool) -> None:
+        """Make ``zone`` fail to answer listings (GCE: one zone's outage fails a whole ``aggregatedList``
+        unless the caller sent ``returnPartialSuccess=true``, which lists it in ``unreachables`` instead)."""
+        if zone not in self.zones:
+            raise NotFoundError(f"zone {zone!r} has no instances in project {self.project}")
+        with self._lock:
+            (self._unreachable.add if unreachable else self._unreachable.discard)(zone)
+
+    def unreachable_zones(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._unreachable)
 
     def zones_available(self, excluding: str) -> tuple[str, ...]:
         with self._lock:

@@ -78,7 +78,11 @@ def _register_instances(app: Flask, model: ComputeModel) -> None:
         _check_project(model, project)
         _refuse_if_injected(model, "list")
         matches = parse_filter(request.args.get("filter"))
-        return aggregated_json(project, model.zones, [vm for vm in model.instances() if matches(vm)])
+        unreachable = model.unreachable_zones()
+        if unreachable and request.args.get("returnPartialSuccess") != "true":
+            raise _InjectedRefusalError("backendError")  # GCE: one zone down fails the whole listing
+        vms = [vm for vm in model.instances() if matches(vm) and vm.zone not in unreachable]
+        return aggregated_json(project, model.zones, vms, unreachable)
 
     @app.post(f"{ZONE}/instances/<name>/start")
     def start_instance(project: str, zone: str, name: str) -> Any:
@@ -162,6 +166,14 @@ def _register_controls(app: Flask, model: ComputeModel) -> None:
             raise _BadRequestError("'times' must be a positive integer")
         model.faults.inject(Fault.of(_body_str("verb"), _body_str("reason")), times)
         return {**status_json(model), "faults": model.faults.pending()}
+
+    @app.post("/sandbox/unreachable")
+    def unreachable() -> Any:
+        flag = (request.get_json(silent=True) or {}).get("unreachable", True)
+        if not isinstance(flag, bool):
+            raise _BadRequestError("'unreachable' must be true or false")
+        model.set_unreachable(_body_str("zone"), flag)
+        return {**status_json(model), "unreachable": sorted(model.unreachable_zones())}
 
     @app.post("/sandbox/stockout")
     def stockout() -> Any:

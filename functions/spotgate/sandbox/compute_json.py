@@ -125,10 +125,15 @@ def instance_list_json(project: str, zone: str, vms: list[Vm]) -> dict[str, Any]
     }
 
 
-def aggregated_json(project: str, zones: tuple[str, ...], vms: list[Vm]) -> dict[str, Any]:
-    """Every zone as a scope; empty ones carry GCE's NO_RESULTS_ON_PAGE warning instead of instances."""
+def aggregated_json(
+    project: str, zones: tuple[str, ...], vms: list[Vm], unreachable: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Every zone as a scope; empty ones carry GCE's NO_RESULTS_ON_PAGE warning instead of instances.
+
+    Zones in ``unreachable`` are left out and named in ``unreachables`` (a ``returnPartialSuccess`` answer).
+    """
     items: dict[str, Any] = {}
-    for zone in zones:
+    for zone in (z for z in zones if z not in unreachable):
         scope = f"zones/{zone}"
         found = [instance_json(project, vm) for vm in vms if vm.zone == zone]
         if found:
@@ -140,12 +145,15 @@ def aggregated_json(project: str, zones: tuple[str, ...], vms: list[Vm]) -> dict
                 "data": [{"key": "scope", "value": scope}],
             }
             items[scope] = {"warning": warning}
-    return {
+    body: dict[str, Any] = {
         "kind": "compute#instanceAggregatedList",
         "id": f"projects/{project}/aggregated/instances",
         "items": items,
         "selfLink": f"{API}/projects/{project}/aggregated/instances",
     }
+    if unreachable:
+        body["unreachables"] = [f"zones/{zone}" for zone in sorted(unreachable)]
+    return body
 
 
 def error_json(code: int, message: str, reason: str, domain: str = "global") -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The subset of GCE's list ``filter`` syntax spotgate's adapters send, applied to sandbox VMs.
 
 Accepted: one or more comparisons joined by ``AND`` (or by whitespace between parenthesised terms), each
-``FIELD OP VALUE`` with ``OP`` one of ``=``, ``!=``, ``eq``, ``ne``, the value bare or double-quoted, and
+``FIELD OP VALUE`` with ``OP`` one of ``=``, ``!=``, ``eq``, ``ne``, the value bare or double-quoted, or
+``FIELD:*`` (GCE's "has" operator: the field is present, e.g. ``labels.spotgate-pool:*``), and
 ``FIELD`` one of ``labels.<key>``, ``name``, ``status``, ``zone`` (short name). Examples:
 ``labels.spotgate-pool=chat``, ``labels.spotgate-pool = "chat"``,
 ``(labels.spotgate-pool = "chat") AND (status != TERMINATED)``. Anything else is a ``FilterError``, which
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from spotgate.errors import PermanentError
 from spotgate.sandbox.compute_records import Vm
 
-_TERM = re.compile(r'\(?\s*([A-Za-z][\w.-]*)\s*(!=|=|\beq\b|\bne\b)\s*("([^"]*)"|[^\s()"]+)\s*\)?')
+_TERM = re.compile(r'\(?\s*([A-Za-z][\w.-]*)\s*(!=|=|:|\beq\b|\bne\b)\s*("([^"]*)"|[^\s()"]+)\s*\)?')
 _JOIN = re.compile(r"^\s*(?:AND\b)?\s*")
 
 
@@ -33,9 +34,19 @@ def parse_filter(text: str | None) -> Callable[[Vm], bool]:
         if match is None:
             raise FilterError(f"Invalid value for field 'filter': '{text}'. Invalid list filter expression.")
         field, op, raw, quoted = match.groups()
-        terms.append(_term(field, op in ("=", "eq"), quoted if quoted is not None else raw, text or ""))
+        if op == ":":
+            terms.append(_presence(field, raw, text or ""))
+        else:
+            terms.append(_term(field, op in ("=", "eq"), quoted if quoted is not None else raw, text or ""))
         rest = _JOIN.sub("", rest[match.end() :], count=1)
     return lambda vm: all(term(vm) for term in terms)
+
+
+def _presence(field: str, value: str, text: str) -> Callable[[Vm], bool]:
+    if value != "*":
+        raise FilterError(f"Invalid value for field 'filter': '{text}'. Only 'FIELD:*' is supported with ':'.")
+    getter = _field(field, text)
+    return lambda vm: getter(vm) is not None
 
 
 def _term(field: str, equal: bool, value: str, text: str) -> Callable[[Vm], bool]:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -37,6 +36,7 @@ from spotgate.domain import (
     DecisionRecord,
     Ignored,
     InboundEvent,
+    Instance,
     Observed,
     Plan,
     PoolState,
@@ -49,10 +49,12 @@ from spotgate.domain import (
 from spotgate.errors import CapacityError, ConflictError, QuotaError, RateLimitError, SpotgateError
 from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.ports import Clock, Compute, Overflow, PendingOperation, RouteStore
+from spotgate.services.lease import PoolLease
 
 log = logging.getLogger("spotgate.control_plane")
 
 LEASE_PATIENCE = timedelta(seconds=30)  # how long a round carrying failed starts waits for the pool's lease
+MAX_PARALLEL_POOLS = 16  # first rounds of a fleet tick in flight at once (store reads and API calls, no waits)
 MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
 RATE_LIMIT_ATTEMPTS = 4  # a call refused for the API's rate is tried this often in all, backing off between
 RATE_LIMIT_BACKOFF = 1.0  # seconds before the first retry; doubles each time, with full jitter
@@ -71,6 +73,7 @@ class Outcome:
 class _Round:
     """What one round under the lease did: actions issued, starts still running, audit records."""
 
+    lease: PoolLease | None = None
     actions: list[Action] = field(default_factory=list)
     pending: list[tuple[StartInstance, PendingOperation]] = field(default_factory=list)
     records: list[DecisionRecord] = field(default_factory=list)
@@ -118,21 +121,28 @@ class ControlPlane:
         self._fast_path(spec, event)
         return self.reconcile(spec, event)
 
-    def reconcile(self, spec: PoolSpec, event: InboundEvent | None = None) -> Outcome:
+    def reconcile(
+        self, spec: PoolSpec, event: InboundEvent | None = None, instances: Sequence[Instance] | None = None
+    ) -> Outcome:
         """Plan and apply under the pool's lease, then wait for VM starts *outside* it.
 
         A start takes about a minute on GCE; holding the lease that long would bounce every other event for
         the pool into redelivery. A start that fails (a SPOT stockout, most often) is folded into the state in
         a new round under the lease, which plans again, so the start moves to another zone in this call.
+        ``instances`` is the pool's VMs when the caller listed them already (a fleet tick lists once).
         """
-        applied: list[Action] = []
-        failures: list[tuple[StartInstance, SpotgateError]] = []
-        for round_number in range(MAX_PLAN_ROUNDS):
-            actions, pending = self._round(spec, event if round_number == 0 else None, failures)
-            applied.extend(actions)
-            failures = self._wait_for_starts(spec, pending)
+        return self._finish(spec, self._round(spec, event, [], instances=instances))
+
+    def _finish(self, spec: PoolSpec, first: _Round) -> Outcome:
+        """Wait for the first round's starts; a stockout or quota replans at once (another zone)."""
+        applied = list(first.actions)
+        failures = self._wait_for_starts(spec, first.pending)
+        for _ in range(MAX_PLAN_ROUNDS - 1):
             if not any(isinstance(e, CapacityError | QuotaError) for _, e in failures):
                 break  # only a stockout or quota moves the next start elsewhere; anything else waits a round
+            follow_up = self._round(spec, None, failures)
+            applied.extend(follow_up.actions)
+            failures = self._wait_for_starts(spec, follow_up.pending)
         if failures:
             self._round(spec, None, failures, act=False)  # remember the last failures; the next round retries
         return Outcome((spec.name,), tuple(applied))
@@ -142,22 +152,40 @@ class ControlPlane:
         return plan(spec, self._gather(spec), self._store.get_pool_state(spec.name), self._clock.now())
 
     def _tick_all(self) -> Outcome:
-        """Reconcile every pool at once: one pool's minute-long VM start must not hold up the others."""
-        with ThreadPoolExecutor(max_workers=min(8, len(self.fleet.pools)), thread_name_prefix="tick") as workers:
-            outcomes = list(workers.map(self._tick_one, self.fleet.pools))
-        actions = tuple(a for outcome in outcomes for a in outcome.actions)
-        return Outcome(tuple(p.name for p in self.fleet.pools), actions)
+        """Reconcile every pool from one listing; every pool's starts are issued before any is awaited.
 
-    def _tick_one(self, spec: PoolSpec) -> Outcome:
-        """One pool's part of a tick; its failure is logged and never fails the other pools (DESIGN §2.3)."""
+        One label-filtered ``aggregatedList`` serves the whole tick (not one per pool). The first rounds run
+        side by side and return as soon as their actions are issued; only then are the starts awaited, each
+        pool in its own thread, so no pool's start waits behind another pool's VM boot.
+        """
+        pools = self.fleet.pools
+        listing = self._compute.list_fleet()
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_POOLS, len(pools)), thread_name_prefix="tick") as pool:
+            firsts = list(pool.map(lambda spec: self._tick_first(spec, listing.get(spec.name, [])), pools))
+        with ThreadPoolExecutor(max_workers=len(pools), thread_name_prefix="tick-wait") as waiters:
+            outcomes = list(waiters.map(self._tick_finish, pools, firsts))
+        actions = tuple(a for outcome in outcomes for a in outcome.actions)
+        return Outcome(tuple(p.name for p in pools), actions)
+
+    def _tick_first(self, spec: PoolSpec, instances: Sequence[Instance]) -> _Round | Outcome:
+        """One pool's first round of a tick; a failure is logged and never fails the other pools."""
         try:
-            return self.reconcile(spec)
+            return self._round(spec, None, [], instances=instances)
         except ConflictError:
             log.info("tick skipped: pool busy", extra={"pool": spec.name})
             return Outcome((spec.name,), skipped="pool busy")
-        except Exception as e:  # outermost shell of one pool: the next tick retries it
+        except Exception as e:  # outermost shell of one pool (DESIGN §2.3): the next tick retries it
             log.exception("tick failed for pool %s: %s", spec.name, e, extra={"pool": spec.name})
             return Outcome((spec.name,), skipped=f"failed: {e}")
+
+    def _tick_finish(self, spec: PoolSpec, first: _Round | Outcome) -> Outcome:
+        if isinstance(first, Outcome):
+            return first
+        try:
+            return self._finish(spec, first)
+        except Exception as e:  # outermost shell of one pool: its actions went out; the next tick repairs
+            log.exception("tick failed for pool %s: %s", spec.name, e, extra={"pool": spec.name})
+            return Outcome((spec.name,), tuple(first.actions), skipped=f"failed: {e}")
 
     def _round(
         self,
@@ -166,51 +194,50 @@ class ControlPlane:
         failures: list[tuple[StartInstance, SpotgateError]],
         *,
         act: bool = True,
-    ) -> tuple[list[Action], list[tuple[StartInstance, PendingOperation]]]:
+        instances: Sequence[Instance] | None = None,
+    ) -> _Round:
         """Under the lease: fold the event and failed starts into state, plan, issue actions, commit.
 
         A first round gives up at once when another worker holds the lease (the delivery is retried). A
         follow-up round carries failed starts that exist nowhere else, so it waits for the lease: holders keep
-        it only to plan and issue, never while a VM boots.
+        it only to plan and issue, never while a VM boots. The lease is renewed while the round runs.
         """
-        holder = uuid.uuid4().hex
-        self._acquire(spec.name, holder, patient=bool(failures))
-        try:
+        patience = LEASE_PATIENCE if failures else timedelta(0)
+        with PoolLease(self._store, self._clock, spec.name, self._lease_ttl, patience=patience) as lease:
             stored = self._store.get_pool_state(spec.name)
             state = apply_event(stored, event, spec) if event is not None else stored
             now = self._clock.now()
-            done = _Round()
+            done = _Round(lease=lease)
             for action, error in failures:
                 state = record_start_failure(state, action, error, now, spec)
                 done.records.append(_record(spec, now, "error", action, str(error)))
             if act:
-                state = self._decide_and_apply(spec, state, stored, now, done)
+                state = self._decide_and_apply(spec, state, stored, now, done, instances=instances)
+            lease.check()
             committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             self._store.append_events([replace(r, generation=committed.generation) for r in done.records])
-            return done.actions, done.pending
-        finally:
-            self._store.release_lease(spec.name, holder)
+            return done
 
     def _decide_and_apply(
-        self, spec: PoolSpec, state: PoolState, stored: PoolState, now: datetime, done: _Round
+        self,
+        spec: PoolSpec,
+        state: PoolState,
+        stored: PoolState,
+        now: datetime,
+        done: _Round,
+        *,
+        instances: Sequence[Instance] | None,
     ) -> PoolState:
         """Gather, plan and apply; if gathering fails, commit the folded event anyway (a ``ready`` notice is
         never re-sent), then let the error go so the delivery is retried."""
         try:
-            observed = self._gather(spec)
+            observed = self._gather(spec, instances)
         except SpotgateError:
             self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             raise
         decided = plan(spec, observed, state, now)
         _log_plan(spec, decided)
         return self._apply(spec, decided, now, done)
-
-    def _acquire(self, pool: str, holder: str, *, patient: bool) -> None:
-        deadline = time.monotonic() + (LEASE_PATIENCE.total_seconds() if patient else 0.0)
-        while not self._store.acquire_lease(pool, holder, self._clock.now(), self._lease_ttl):
-            if time.monotonic() >= deadline:
-                raise ConflictError(f"pool {pool} is being reconciled by another worker")
-            time.sleep(0.05)
 
     def _wait_for_starts(
         self, spec: PoolSpec, pending: list[tuple[StartInstance, PendingOperation]]
@@ -224,9 +251,10 @@ class ControlPlane:
                 failures.append((action, e))
         return failures
 
-    def _gather(self, spec: PoolSpec) -> Observed:
+    def _gather(self, spec: PoolSpec, instances: Sequence[Instance] | None = None) -> Observed:
+        listed = instances if instances is not None else self._compute.list_instances(spec.name)
         return Observed(
-            instances=tuple(self._compute.list_instances(spec.name)),
+            instances=tuple(listed),
             routes=tuple(self._store.list_routes(spec.name)),
             activity=self._store.get_activity(spec.name),
             overflow_min_instances=self._overflow_min(spec),
@@ -254,6 +282,8 @@ class ControlPlane:
         for action in decided.actions:
             if isinstance(action, SetRoute):
                 continue
+            if done.lease is not None:
+                done.lease.check()  # never act for a pool whose lease another worker took meanwhile
             try:
                 operation = self._issue_with_backoff(spec, action)
             except SpotgateError as e:
@@ -296,6 +326,8 @@ class ControlPlane:
                 self._sleep(delay)
 
     def _issue(self, spec: PoolSpec, action: Action) -> PendingOperation | None:
+        if isinstance(action, StartInstance) and action.resume:  # GCE refuses start on a SUSPENDED VM
+            return self._compute.resume(action.zone, action.instance)
         if isinstance(action, StartInstance):
             self._give_notice(spec, action)
             return self._compute.start(action.zone, action.instance)
