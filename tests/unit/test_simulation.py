@@ -139,3 +139,19 @@ def test_scenario_length_bounds_the_run(tmp_path: Path) -> None:
     full = [1] * 4 * H
     report = run(tmp_path, all_zones(full, full, full), length=hours(1))
     assert report.hours == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("notice", "cut"),
+    [
+        pytest.param(None, 1, id="soft_off_at_once_cuts_the_stream_in_flight"),
+        pytest.param("60s", 0, id="early_notice_lets_it_finish_elsewhere_drained"),
+    ],
+)
+def test_early_preemption_notice_keeps_the_vm_serving_through_it(tmp_path: Path, notice: str | None, cut: int) -> None:
+    demand = {"kind": "constant", "interval": "20s", "duration": "25s"}
+    drop = [1] * 2 * H + [0] * 2 * H
+    fleet = {"preemption_notice": notice} if notice else {}
+    report = run(tmp_path, all_zones(drop, [1] * 4 * H, [1] * 4 * H), fleet=fleet, demand=demand)
+    assert report.preemptions == {"us-central1-a": 1}
+    assert report.cut == cut

@@ -4,7 +4,9 @@ GCE behaviours modelled: a start moves a VM to PROVISIONING and, after the pool'
 of a SPOT VM in a zone that already runs as many of the pool's VMs as it has capacity for fails with
 ``ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS`` (raised as ``CapacityError``, as the compute adapter raises it);
 when a zone's capacity drops below what runs there, GCE preempts the excess: the VM goes STOPPING for the
-preemption notice, then TERMINATED (``instance_termination_action = STOP``). STANDARD VMs are not limited.
+preemption notice, then TERMINATED (``instance_termination_action = STOP``). With the pool's early
+``preemption_notice`` a RUNNING SPOT VM is told first and keeps RUNNING and serving for that long (its place
+in the zone is already gone), then goes the same way. STANDARD VMs are not limited.
 Only RUNNING and STOPPING VMs are billed, as GCE bills them.
 """
 
@@ -44,6 +46,7 @@ class SimVm:
     network_ip: str
     status: InstanceStatus = InstanceStatus.TERMINATED
     serving: bool = False
+    under_notice: bool = False  # told of its preemption, still RUNNING through the early notice
     life: int = 0
     last_start: datetime | None = None
     last_stop: datetime | None = None
@@ -81,6 +84,7 @@ class SimCloud:
     vms: dict[str, SimVm]
     capacity: dict[str, int]
     hints: bool = False
+    early_notice: float = 0.0  # the pool's preemption_notice, seconds
     hooks: CloudHooks = field(default_factory=CloudHooks)
 
     @classmethod
@@ -89,13 +93,18 @@ class SimCloud:
             vm.name: SimVm(vm.name, vm.zone, vm.provisioning_model, f"10.{i // 250}.{i % 250}.2")
             for i, vm in enumerate(pool.vms)
         }
-        return cls(timeline, timing, rng, vms, {}, hints)
+        notice = pool.preemption_notice.total_seconds() if pool.preemption_notice is not None else 0.0
+        return cls(timeline, timing, rng, vms, {}, hints, notice)
 
     def instances(self) -> tuple[Instance, ...]:
         return tuple(vm.instance() for vm in self.vms.values())
 
     def live_spot(self, zone: str) -> list[SimVm]:
-        return [vm for vm in self.vms.values() if vm.is_spot and vm.zone == zone and vm.status.is_live]
+        return [
+            vm
+            for vm in self.vms.values()
+            if vm.is_spot and vm.zone == zone and vm.status.is_live and not vm.under_notice
+        ]
 
     def start(self, name: str) -> None:
         """Start a stopped VM. Raises CapacityError when its zone has no SPOT capacity left."""
@@ -132,8 +141,18 @@ class SimCloud:
             self.preempt(self.rng.choice(live))
 
     def preempt(self, vm: SimVm) -> None:
-        self._going_down(vm, self.timing.preempt_notice)
+        if self.early_notice > 0 and vm.is_spot and vm.status is InstanceStatus.RUNNING:
+            vm.under_notice = True
+            life = vm.life
+            self.timeline.schedule(self.early_notice, lambda: self._soft_off(vm, life))
+        else:
+            self._going_down(vm, self.timing.preempt_notice)
         self.hooks.preempted(vm)
+
+    def _soft_off(self, vm: SimVm, life: int) -> None:
+        """The end of an early notice: ACPI soft-off, unless a stop came first."""
+        if vm.life == life and vm.status is InstanceStatus.RUNNING:
+            self._going_down(vm, self.timing.preempt_notice)
 
     def _zones_with_room(self) -> tuple[str, ...]:
         return tuple(sorted(z for z, n in self.capacity.items() if len(self.live_spot(z)) < n))
@@ -151,7 +170,7 @@ class SimCloud:
     def _going_down(self, vm: SimVm, after: float) -> None:
         was_serving = vm.serving
         vm.life += 1
-        vm.status, vm.serving = InstanceStatus.STOPPING, False
+        vm.status, vm.serving, vm.under_notice = InstanceStatus.STOPPING, False, False
         if was_serving:
             self.hooks.engine_lost(vm)
         life = vm.life

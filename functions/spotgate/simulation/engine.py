@@ -130,7 +130,8 @@ class Simulation:
     def _preempted(self, vm: SimVm) -> None:
         route = self.gateway.routes.get(vm.name)
         was_ready = route is not None and route.state is RouteState.READY
-        ready_before = len(self.gateway.ready_vms()) + 1 if was_ready else None
+        others = sum(1 for ready in self.gateway.ready_vms() if ready is not vm)  # it may serve through a notice
+        ready_before = others + 1 if was_ready else None
         self.ledger.preempted(vm.zone, ready_before=ready_before)
         at = self.timeline.instant
         self._deliver(ComputeEvent(ComputeEventKind.PREEMPTED, self.fleet.project, vm.zone, vm.name, at))
