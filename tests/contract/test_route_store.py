@@ -19,6 +19,7 @@ import pytest
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import (
     Activity,
+    BootPhase,
     FailureKind,
     Notice,
     NoticeKind,
@@ -26,6 +27,7 @@ from spotgate.domain import (
     OverrideKind,
     PoolState,
     Preemption,
+    Progress,
     RouteState,
     StartFailure,
 )
@@ -54,6 +56,7 @@ def a_full_pool_state(pool: str = "chat") -> PoolState:
         spot_unavailable_since=T0,
         start_failures={"chat-b": StartFailure(FailureKind.RATE_LIMIT, T0, T0 + timedelta(seconds=15), 2, "429")},
         retiring={"chat-a": T0},
+        progress={"chat-b": Progress(BootPhase.COPYING_WEIGHTS, T0)},
         gap_since=T0,
         gap_closed_at=T0 + timedelta(minutes=1),
         overflow_warm=True,

@@ -18,6 +18,7 @@ from spotgate.core.events import parse_delivery, parse_timestamp, pool_of
 from spotgate.core.fast_path import fast_path_routes
 from spotgate.core.state_updates import FOREVER, apply_event
 from spotgate.domain import (
+    BootPhase,
     ComputeEvent,
     ComputeEventKind,
     ControlKind,
@@ -232,6 +233,19 @@ CONTROL_CASES = [
         ControlMessage(ControlKind.SLEEP, ago(seconds=30), "chat"),
         id="sleep_open_ended",
     ),
+    pytest.param(
+        {
+            "kind": "progress",
+            "phase": "copying_weights",
+            "pool": "chat",
+            "instance": "chat-a-1",
+            "zone": "us-central1-a",
+        },
+        ControlMessage(
+            ControlKind.PROGRESS, ago(seconds=30), "chat", "chat-a-1", "us-central1-a", phase=BootPhase.COPYING_WEIGHTS
+        ),
+        id="boot_progress",
+    ),
 ]
 
 
@@ -336,6 +350,26 @@ IGNORED_CASES = [
     ),
     pytest.param(
         {"message": {"data": b64(a_control(kind="wake"))}}, "wake message without a pool", id="wake_without_pool"
+    ),
+    pytest.param(
+        {"message": {"data": b64(a_control(kind="progress", instance="chat-a-1"))}},
+        "progress message phase None is not one of installing, copying_weights, pulling, loading",
+        id="progress_without_phase",
+    ),
+    pytest.param(
+        {"message": {"data": b64(a_control(kind="progress", instance="chat-a-1", phase="dreaming"))}},
+        "phase 'dreaming' is not one of",
+        id="progress_unknown_phase",
+    ),
+    pytest.param(
+        {"message": {"data": b64(a_control(kind="progress", phase="loading"))}},
+        "progress message without an instance",
+        id="progress_without_instance",
+    ),
+    pytest.param(
+        {"message": {"data": b64(a_control(kind="ready", instance="chat-a-1", phase="loading"))}},
+        "ready message with a 'phase'",
+        id="phase_on_another_kind",
     ),
     pytest.param(
         {"message": {"data": b64(a_control(kind="sleep", until="2026-11-24T07:00:00Z"))}},

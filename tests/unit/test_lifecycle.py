@@ -8,9 +8,18 @@ import pytest
 
 from spotgate.core.lifecycle import Phase, boot_started, classify
 from spotgate.core.planner import plan
-from spotgate.core.state_updates import record_start_issued
-from spotgate.domain import Instance, PoolState, StartInstance, StopInstance
-from tests.unit.builders import NOW, a_pool_spec, a_state, ago, all_vms, an_instance, later, observed
+from spotgate.core.state_updates import apply_event, record_start_issued
+from spotgate.domain import (
+    BootPhase,
+    ControlKind,
+    ControlMessage,
+    Instance,
+    PoolState,
+    Progress,
+    StartInstance,
+    StopInstance,
+)
+from tests.unit.builders import NOW, POOL, a_pool_spec, a_state, ago, all_vms, an_instance, later, observed
 
 MIN1 = a_pool_spec(min_ready=1)
 
@@ -89,3 +98,61 @@ def test_a_suspended_vm_is_resumed_not_started(status: str, resume: bool) -> Non
     (start,) = [a for a in plan(MIN1, seen, a_state(), NOW).actions if isinstance(a, StartInstance)]
     assert (start.instance, start.resume) == ("chat-a-1", resume)
     assert start.reason.startswith(f"{'resume' if resume else 'start'} chat-a-1 (SPOT, us-central1-a)")
+
+
+# ---- defect 12: boot_timeout is about lack of progress, not the length of a boot ----------------------------
+
+
+def _progress(instance: str, phase: BootPhase, at: datetime) -> ControlMessage:
+    return ControlMessage(ControlKind.PROGRESS, at, POOL, instance, "us-central1-a", phase=phase)
+
+
+PROGRESS_CASES = [
+    pytest.param(None, Phase.STUCK, id="no_report_past_boot_timeout"),
+    pytest.param(Progress(BootPhase.COPYING_WEIGHTS, ago(minutes=5)), Phase.BOOTING, id="recent_phase_report"),
+    pytest.param(Progress(BootPhase.LOADING, ago(minutes=11)), Phase.STUCK, id="no_report_for_boot_timeout"),
+    pytest.param(Progress(BootPhase.LOADING, ago(minutes=26)), Phase.STUCK, id="report_from_a_previous_boot"),
+]
+
+
+@pytest.mark.parametrize(("progress", "phase"), PROGRESS_CASES)
+def test_a_long_first_boot_is_stuck_only_without_progress(progress: Progress | None, phase: Phase) -> None:
+    vm = an_instance("chat-a-1", "RUNNING", last_start=ago(minutes=25))
+    state = a_state(progress={"chat-a-1": progress} if progress else {})
+    assert classify(vm, state, MIN1, NOW).phase is phase
+
+
+def test_a_25_minute_first_boot_that_reports_its_phases_is_never_stopped() -> None:
+    """Defect 12: the agent allows 25 minutes for a first boot; the planner used to stop it at 10, forever."""
+    (start,) = [a for a in plan(MIN1, observed(), a_state(), NOW).actions if isinstance(a, StartInstance)]
+    state = record_start_issued(a_state(), start, NOW)
+    running = an_instance("chat-a-1", "RUNNING", last_start=later(minutes=1))
+    reports = {2: BootPhase.INSTALLING, 8: BootPhase.COPYING_WEIGHTS, 16: BootPhase.PULLING, 20: BootPhase.LOADING}
+    stops: list[str] = []
+    for minute in range(1, 26):
+        now = later(minutes=minute)
+        if minute in reports:
+            state = apply_event(state, _progress("chat-a-1", reports[minute], now), MIN1)
+        result = plan(MIN1, observed(all_vms(chat_a_1=running)), state, now)
+        stops += [a.instance for a in result.actions if isinstance(a, StopInstance)]
+        state = result.next_state
+    assert stops == []
+    stuck = plan(MIN1, observed(all_vms(chat_a_1=running)), state, later(minutes=30, seconds=1))
+    (stop,) = [a for a in stuck.actions if isinstance(a, StopInstance)]
+    assert "boot_timeout 0:10:00 of its last boot progress (loading at 12:20:00Z)" in stop.reason
+
+
+def test_boot_progress_folds_newest_first_and_only_for_the_pools_vms() -> None:
+    newer = _progress("chat-a-1", BootPhase.PULLING, ago(minutes=1))
+    older = _progress("chat-a-1", BootPhase.INSTALLING, ago(minutes=5))
+    state = apply_event(apply_event(a_state(), newer, MIN1), older, MIN1)
+    assert state.progress == {"chat-a-1": Progress(BootPhase.PULLING, ago(minutes=1))}
+    assert apply_event(a_state(), _progress("embed-a-1", BootPhase.PULLING, NOW), MIN1) == a_state()
+
+
+def test_boot_progress_is_forgotten_once_the_vm_stops() -> None:
+    state = a_state(progress={"chat-a-1": Progress(BootPhase.LOADING, ago(minutes=2))})
+    booting = an_instance("chat-a-1", "RUNNING", last_start=ago(minutes=3))
+    stopped = an_instance("chat-a-1", "TERMINATED", last_start=ago(minutes=3), last_stop=ago(minutes=1))
+    assert plan(MIN1, observed(all_vms(chat_a_1=booting)), state, NOW).next_state.progress == state.progress
+    assert plan(MIN1, observed(all_vms(chat_a_1=stopped)), state, NOW).next_state.progress == {}

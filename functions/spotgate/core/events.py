@@ -22,6 +22,7 @@ from typing import Any
 
 from spotgate.core.instants import zulu
 from spotgate.domain import (
+    BootPhase,
     ComputeEvent,
     ComputeEventKind,
     ControlKind,
@@ -38,7 +39,7 @@ PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 _RESOURCE_NAME = re.compile(r"^projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)/instances/(?P<instance>[^/]+)$")
 _SYSTEM_EVENT_LOGS = ("cloudaudit.googleapis.com%2Fsystem_event", "cloudaudit.googleapis.com/system_event")
 _METHODS = frozenset(kind.value for kind in ComputeEventKind)
-_NEEDS_INSTANCE = (ControlKind.READY, ControlKind.DRAINING)
+_NEEDS_INSTANCE = (ControlKind.READY, ControlKind.DRAINING, ControlKind.PROGRESS)
 _NEEDS_POOL = (ControlKind.WAKE, ControlKind.SLEEP)
 
 
@@ -210,8 +211,29 @@ def _control_message(payload: Mapping[str, Any], envelope: Envelope) -> ControlM
     if kind in _NEEDS_POOL and pool is None:
         raise InvalidEventError(f"{kind} message without a pool")
     return ControlMessage(
-        kind, _message_time(payload, envelope), pool, instance, zone, _optional_time(payload, "until"), envelope
+        kind,
+        _message_time(payload, envelope),
+        pool,
+        instance,
+        zone,
+        _optional_time(payload, "until"),
+        envelope,
+        _phase(payload, kind),
     )
+
+
+def _phase(payload: Mapping[str, Any], kind: ControlKind) -> BootPhase | None:
+    """The boot phase of a ``progress`` message (required there, refused anywhere else)."""
+    value = payload.get("phase")
+    if kind is not ControlKind.PROGRESS:
+        if value is not None:
+            raise InvalidEventError(f"{kind} message with a 'phase' (only progress messages have one)")
+        return None
+    try:
+        return BootPhase(str(value))
+    except ValueError:
+        known = ", ".join(phase.value for phase in BootPhase)
+        raise InvalidEventError(f"progress message phase {value!r} is not one of {known}") from None
 
 
 def _message_time(payload: Mapping[str, Any], envelope: Envelope) -> datetime:

@@ -4,6 +4,10 @@ Compute Engine's status alone cannot say whether a VM serves: RUNNING covers "bo
 "serving", and a preempted VM is RUNNING for its last 30 seconds. The agent's ``ready``/``draining`` notices
 fill that in, but only a notice newer than the VM's ``lastStartTimestamp`` is about the current boot; an
 older one belongs to a previous life of the VM and is ignored.
+
+A boot is judged stuck by lack of progress, not by its length: a first boot installs drivers, copies weights
+and pulls an image for longer than ``boot_timeout``, but the agent reports each phase as it begins, and only
+``boot_timeout`` without a report (or a start) means the boot has failed.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from spotgate.domain import Instance, InstanceStatus, Notice, NoticeKind, PoolState, ProvisioningModel
+from spotgate.domain import Instance, InstanceStatus, Notice, NoticeKind, PoolState, Progress, ProvisioningModel
 from spotgate.fleet import PoolSpec
 
 # The start call waits for its operation, so a start that worked shows the VM live by the next reconcile. A VM
@@ -27,7 +31,7 @@ class Phase(enum.Enum):
     BOOTING = "booting"  # live, no ready notice for this boot yet
     READY = "ready"  # RUNNING and the engine said ready during this boot
     DRAINING = "draining"  # live or STOPPING after a preemption/shutdown notice: no new requests
-    STUCK = "stuck"  # live and not ready although boot_timeout has passed since its start
+    STUCK = "stuck"  # live, not ready, and no boot progress for boot_timeout (since its start or last phase)
     STOPPING = "stopping"  # on its way down (STOPPING, SUSPENDING, REPAIRING, …): wait for it
 
 
@@ -69,8 +73,8 @@ def classify(instance: Instance, state: PoolState, spec: PoolSpec, now: datetime
         return Vm(instance, Phase.STOPPING, notice)
     if notice is not None and instance.status is InstanceStatus.RUNNING:
         return Vm(instance, Phase.READY, notice)
-    started = boot_started(instance, state)
-    if started is not None and now - started > spec.boot_timeout:
+    moved = last_progress(instance, state)
+    if moved is not None and now - moved > spec.boot_timeout:
         return Vm(instance, Phase.STUCK, notice)
     return Vm(instance, Phase.BOOTING, notice)
 
@@ -93,6 +97,21 @@ def boot_started(instance: Instance, state: PoolState) -> datetime | None:
     """
     times = [t for t in (instance.last_start, state.start_attempts.get(instance.name)) if t is not None]
     return max(times, default=None)
+
+
+def current_progress(instance: Instance, state: PoolState) -> Progress | None:
+    """The last boot phase the VM's agent reported during the current boot, if any."""
+    progress = state.progress.get(instance.name)
+    started = boot_started(instance, state)
+    if progress is None or (started is not None and progress.at < started):
+        return None
+    return progress
+
+
+def last_progress(instance: Instance, state: PoolState) -> datetime | None:
+    """When the current boot last showed progress: its start, or the agent's last phase report since."""
+    progress = current_progress(instance, state)
+    return progress.at if progress is not None else boot_started(instance, state)
 
 
 def _start_pending(instance: Instance, state: PoolState, spec: PoolSpec, now: datetime) -> bool:

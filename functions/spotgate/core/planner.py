@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from spotgate.core.backoff import backing_off
 from spotgate.core.demand import Demand, desired_ready
 from spotgate.core.instants import clock, zulu
-from spotgate.core.lifecycle import Phase, Vm, boot_started, classify
+from spotgate.core.lifecycle import Phase, Vm, boot_started, classify, current_progress, last_progress
 from spotgate.core.overflow import overflow_actions
 from spotgate.core.placement import Placement, choose_starts, stocked_out
 from spotgate.core.pruning import pruned
@@ -185,18 +185,19 @@ def _member_stops(p: _Picture) -> Retirement:
 
 
 def _stuck_stops(p: _Picture) -> Retirement:
-    """A VM not ready ``boot_timeout`` after its start is considered failed: stop it, start another."""
-    stops = [
-        StopInstance(
-            vm.name,
-            vm.instance.zone,
-            f"stop {vm.name}: {vm.instance.status} but not ready within "
-            f"boot_timeout {p.spec.boot_timeout} of its start at {clock(started)}",
-        )
-        for vm in p.vms
-        if vm.phase is Phase.STUCK and (started := boot_started(vm.instance, p.state)) is not None
-    ]
+    """A VM without boot progress for ``boot_timeout`` is considered failed: stop it, start another."""
+    stops = [_stuck_stop(p, vm) for vm in p.vms if vm.phase is Phase.STUCK]
     return Retirement(tuple(stops))
+
+
+def _stuck_stop(p: _Picture, vm: Vm) -> StopInstance:
+    progress = current_progress(vm.instance, p.state)
+    started = boot_started(vm.instance, p.state)
+    since = f"of its start at {clock(started)}" if started else "of its start"
+    if progress is not None:
+        since = f"of its last boot progress ({progress.phase} at {clock(progress.at)})"
+    why = f"stop {vm.name}: {vm.instance.status} but not ready within boot_timeout {p.spec.boot_timeout} {since}"
+    return StopInstance(vm.name, vm.instance.zone, why)
 
 
 def _leaving(p: _Picture) -> Leaving:
@@ -215,9 +216,9 @@ def _requeue_after(p: _Picture, state: PoolState, retired: Retirement, *, moving
     if moving or retired.held or any(vm.phase in _IN_MOTION for vm in p.vms):
         times.append(p.now + IN_MOTION_POLL)
     times += [
-        started + p.spec.boot_timeout
+        moved + p.spec.boot_timeout
         for vm in p.vms
-        if vm.phase is Phase.BOOTING and (started := boot_started(vm.instance, p.state))
+        if vm.phase is Phase.BOOTING and (moved := last_progress(vm.instance, p.state))
     ]
     if p.spec.fallback.enabled and state.spot_unavailable_since is not None:
         times.append(state.spot_unavailable_since + p.spec.fallback.after)

@@ -1,9 +1,9 @@
 """What a pool's memory may forget after a reconcile, so ``PoolState`` stays small and never misleads.
 
-Notices from a VM's previous boot, ended cooldowns and overrides, preemptions older than placement looks
-at, start attempts past their boot timeout, and failed starts of VMs since seen live (or long ago) carry no
-information any more; keeping them would only make the document grow and invite a stale fact to be read
-as a fresh one.
+Notices and boot progress from a VM's previous boot, ended cooldowns and overrides, preemptions older than
+placement looks at, start attempts past their boot timeout, and failed starts of VMs since seen live (or
+long ago) carry no information any more; keeping them would only make the document grow and invite a stale
+fact to be read as a fresh one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from spotgate.core.backoff import remembered
-from spotgate.core.lifecycle import Vm, current_notice
+from spotgate.core.lifecycle import Vm, current_notice, current_progress
 from spotgate.core.placement import PREEMPTION_MEMORY, stocked_out
 from spotgate.domain import PoolState
 from spotgate.fleet import PoolSpec
@@ -37,6 +37,13 @@ def pruned(state: PoolState, spec: PoolSpec, vms: Sequence[Vm], now: datetime) -
         preemptions=tuple(p for p in state.preemptions if now - p.at <= PREEMPTION_MEMORY),
         override=override,
         start_attempts={name: at for name, at in state.start_attempts.items() if now - at <= spec.boot_timeout},
+        progress={
+            name: progress
+            for name, progress in state.progress.items()
+            if name in observed
+            and observed[name].instance.status.is_live
+            and current_progress(observed[name].instance, state) is not None
+        },
         start_failures={
             name: failure
             for name, failure in state.start_failures.items()

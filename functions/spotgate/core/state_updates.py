@@ -1,9 +1,10 @@
 """Fold what happened into a pool's memory: inbound events, and the outcome of start calls.
 
 Pub/Sub delivers at least once and out of order, so every fold here is idempotent and keeps the newest
-fact: a notice never replaces a newer one for the same VM, a duplicate preemption is recorded once, and an
-override only yields to a newer override. What cannot be observed again (notices, stockouts, overrides,
-wake times) lives in ``PoolState``; everything else is re-read by the next reconcile.
+fact: a notice or a boot-progress report never replaces a newer one for the same VM, a duplicate
+preemption is recorded once, and an override only yields to a newer override. What cannot be observed
+again (notices, boot progress, stockouts, overrides, wake times) lives in ``PoolState``; everything else
+is re-read by the next reconcile.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from spotgate.domain import (
     OverrideKind,
     PoolState,
     Preemption,
+    Progress,
     ProvisioningModel,
     StartInstance,
 )
@@ -112,6 +114,8 @@ def _apply_compute_event(state: PoolState, event: ComputeEvent) -> PoolState:
 def _apply_control_message(state: PoolState, message: ControlMessage) -> PoolState:
     if message.kind in (ControlKind.READY, ControlKind.DRAINING) and message.instance:
         return _with_notice(state, message.instance, Notice(NoticeKind(message.kind.value), message.at))
+    if message.kind is ControlKind.PROGRESS and message.instance and message.phase is not None:
+        return _with_progress(state, message.instance, Progress(message.phase, message.at))
     if message.kind is ControlKind.WAKE and message.until is None:
         return _with_wake(state, message.at)
     if message.kind in (ControlKind.WAKE, ControlKind.SLEEP):
@@ -125,6 +129,14 @@ def _with_notice(state: PoolState, instance: str, notice: Notice) -> PoolState:
     if current is not None and _outranks(current, notice):
         return state
     return replace(state, notices={**state.notices, instance: notice})
+
+
+def _with_progress(state: PoolState, instance: str, progress: Progress) -> PoolState:
+    """The newest progress report wins; a late duplicate of an older one changes nothing."""
+    current = state.progress.get(instance)
+    if current is not None and current.at >= progress.at:
+        return state
+    return replace(state, progress={**state.progress, instance: progress})
 
 
 def _outranks(current: Notice, new: Notice) -> bool:

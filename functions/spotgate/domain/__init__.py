@@ -9,6 +9,7 @@ from __future__ import annotations
 from spotgate.domain.actions import Action, Plan, SetOverflow, SetRoute, StartInstance, StopInstance
 from spotgate.domain.activity import Activity
 from spotgate.domain.events import (
+    BootPhase,
     ComputeEvent,
     ComputeEventKind,
     ControlKind,
@@ -29,6 +30,7 @@ from spotgate.domain.pool_state import (
     OverrideKind,
     PoolState,
     Preemption,
+    Progress,
     StartFailure,
 )
 from spotgate.domain.route import BackendKind, Route, RouteState
@@ -38,6 +40,7 @@ __all__ = [
     "Activity",
     "ApiKey",
     "BackendKind",
+    "BootPhase",
     "ComputeEvent",
     "ComputeEventKind",
     "ControlKind",
@@ -57,6 +60,7 @@ __all__ = [
     "Plan",
     "PoolState",
     "Preemption",
+    "Progress",
     "ProvisioningModel",
     "Route",
     "RouteState",

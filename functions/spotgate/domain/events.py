@@ -25,6 +25,20 @@ class ControlKind(enum.StrEnum):
     DRAINING = "draining"
     WAKE = "wake"
     SLEEP = "sleep"
+    PROGRESS = "progress"
+
+
+class BootPhase(enum.StrEnum):
+    """A step of a VM's boot that the agent reports as it begins (``{"kind": "progress", "phase": …}``).
+
+    A first boot installs drivers, copies weights and pulls an image for many minutes; each report is proof of
+    progress, so ``boot_timeout`` measures the time since the last one, not the whole boot.
+    """
+
+    INSTALLING = "installing"  # packages and the GPU driver (first boot)
+    COPYING_WEIGHTS = "copying_weights"  # model weights from the bucket to the boot disk (resumable)
+    PULLING = "pulling"  # the engine's container image
+    LOADING = "loading"  # the engine is starting and loading the model
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +69,7 @@ class ControlMessage:
     """A control message. ``pool`` is None only for a fleet-wide ``tick``.
 
     ``until`` is set for ``sleep``/``wake`` overrides; a ``wake`` without ``until`` is the gateway's
-    "a request is waiting" signal.
+    "a request is waiting" signal. ``phase`` is set for ``progress`` only.
     """
 
     kind: ControlKind
@@ -65,6 +79,7 @@ class ControlMessage:
     zone: str | None = None
     until: datetime | None = None
     envelope: Envelope | None = None
+    phase: BootPhase | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 
 The planner reads a ``PoolState`` and returns the next one; the store keeps it with a ``generation`` that
 increments on every commit. Observed facts (instances, routes, activity) are *not* here: they are gathered
-fresh on every reconcile. Only memory that cannot be observed again lives here: agent notices, stockout
-cooldowns, failed starts and their backoff, recent preemptions, overrides, and timers (fallback, gap, overflow
-cooldown).
+fresh on every reconcile. Only memory that cannot be observed again lives here: agent notices and boot
+progress, stockout cooldowns, failed starts and their backoff, recent preemptions, overrides, and timers
+(fallback, gap, overflow cooldown).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from spotgate.domain.events import BootPhase
 
 
 class NoticeKind(enum.StrEnum):
@@ -74,6 +76,14 @@ class StartFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """The last boot phase a VM's agent reported, and when: proof that its boot is moving."""
+
+    phase: BootPhase
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PoolState:
     """Persistent memory of one pool; ``generation`` 0 means never committed."""
 
@@ -89,6 +99,7 @@ class PoolState:
     spot_unavailable_since: datetime | None = None  # first moment no SPOT VM could be started
     start_failures: dict[str, StartFailure] = field(default_factory=dict)  # instance -> last failed start
     retiring: dict[str, datetime] = field(default_factory=dict)  # instance -> when spotgate began draining it
+    progress: dict[str, Progress] = field(default_factory=dict)  # instance -> last boot phase reported
     gap_since: datetime | None = None  # ready < desired since
     gap_closed_at: datetime | None = None  # when the last gap closed (overflow cooldown)
     overflow_warm: bool = False
