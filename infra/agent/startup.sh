@@ -9,13 +9,16 @@
 #   1. install once (marker file): gcsfuse, Docker and the NVIDIA container toolkit, if the image lacks them
 #      (an interrupted dpkg is finished first: `dpkg --configure -a`, else every later apt-get fails);
 #   2. mount the models bucket with gcsfuse and copy this pool's weights to the boot disk once (paths are
-#      versioned and immutable, so a finished copy never goes stale and restarts load from local disk);
+#      versioned and immutable, so a finished copy never goes stale and restarts load from local disk); an
+#      interrupted copy (a preemption mid-copy) resumes: files already copied whole are kept;
 #   3. wait until the GPU works inside Docker (the driver may still be installing on first boot);
 #   4. (re)start the engine container if it is not already running with this exact configuration;
 #   5. wait for the engine's health endpoint, then publish "ready" to the control topic;
 #   6. watch the metadata server's instance/preempted in the background and publish "draining" the moment
 #      it turns TRUE: with the pool's preemption_notice, GCE says so that long before the ACPI soft-off, so
 #      the gateway stops sending new requests while the VM still has time to finish the streams it serves.
+# Each long step publishes a "progress" message with its phase as it begins (installing, copying_weights,
+# pulling, loading): the control plane judges a boot stuck by the time since the last one, not by its length.
 # Settings come from instance metadata attributes spotgate-* (written by Terraform, infra/modules/gpu_pool).
 set -euo pipefail
 
@@ -80,6 +83,7 @@ install_once() {
   if [[ -f "${INSTALLED_MARKER}" ]]; then
     return 0
   fi
+  progress installing
   log INFO "first boot: installing missing packages"
   export DEBIAN_FRONTEND=noninteractive
   # A boot cut during an earlier install leaves dpkg half-configured; finish that first.
@@ -125,13 +129,34 @@ cache_weights() {
     log INFO "weights ${model_path} already on the boot disk"
     return 0
   fi
+  progress copying_weights
   log INFO "copying weights ${model_path} from the models bucket to the boot disk"
-  rm -rf "${target}.partial"
-  mkdir -p "$(dirname "${target}")"
-  cp -r "${MOUNT_DIR}/${model_path}" "${target}.partial"
+  copy_missing "${MOUNT_DIR}/${model_path}" "${target}.partial"
   touch "${target}.partial/.spotgate-complete"
   rm -rf "${target}"
   mv "${target}.partial" "${target}"
+}
+
+# Make $2 a copy of $1, copying only the files not there whole yet. Each file is written under a temporary
+# name and renamed when complete, so a file at its final name is whole and a restarted copy skips it (weights
+# are a few multi-GB shards: a preemption mid-copy costs the shard in progress, not the whole copy). Files
+# that are not in $1 (a cut temporary file) are removed.
+copy_missing() {
+  local source="$1" target="$2" file relative
+  mkdir -p "${target}"
+  while IFS= read -r -d '' file; do
+    relative="${file#"${target}"/}"
+    [[ -f "${source}/${relative}" ]] || rm -f "${file}"
+  done < <(find "${target}" -type f -print0)
+  while IFS= read -r -d '' file; do
+    relative="${file#"${source}"/}"
+    if [[ -f "${target}/${relative}" && "$(stat -c %s "${file}")" == "$(stat -c %s "${target}/${relative}")" ]]; then
+      continue
+    fi
+    mkdir -p "$(dirname "${target}/${relative}")"
+    cp "${file}" "${target}/${relative}.spotgate-copying"
+    mv "${target}/${relative}.spotgate-copying" "${target}/${relative}"
+  done < <(find "${source}" -type f -print0)
 }
 
 wait_for_gpu() {
@@ -142,6 +167,9 @@ wait_for_gpu() {
       return 0
     fi
     log INFO "GPU not usable in Docker yet (attempt ${attempt}/${GPU_ATTEMPTS})"
+    if ((attempt == 1)); then
+      progress installing  # the first boot's driver install is still running
+    fi
     sleep 10
   done
   log ERROR "GPU never became usable inside Docker"
@@ -203,21 +231,26 @@ pull_image() {
 }
 
 publish() {
-  local kind="$1" project="$2" topic="$3" pool="$4"
+  local kind="$1" project="$2" topic="$3" pool="$4" phase="${5:-}"
   local name zone at message token attempt
   name="$(metadata instance/name)"
   zone="$(metadata instance/zone)"
   zone="${zone##*/}"
   at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  message="$(printf '{"v":1,"kind":"%s","pool":"%s","instance":"%s","zone":"%s","at":"%s"}' \
-    "${kind}" "${pool}" "${name}" "${zone}" "${at}" | base64 -w0)"
+  if [[ -n "${phase}" ]]; then
+    message="$(printf '{"v":1,"kind":"progress","phase":"%s","pool":"%s","instance":"%s","zone":"%s","at":"%s"}' \
+      "${phase}" "${pool}" "${name}" "${zone}" "${at}" | base64 -w0)"
+  else
+    message="$(printf '{"v":1,"kind":"%s","pool":"%s","instance":"%s","zone":"%s","at":"%s"}' \
+      "${kind}" "${pool}" "${name}" "${zone}" "${at}" | base64 -w0)"
+  fi
   token="$(access_token)"
   for attempt in 1 2 3 4 5; do
     if curl -fsS --max-time 10 -X POST \
       -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" \
       -d "{\"messages\":[{\"data\":\"${message}\"}]}" \
       "${PUBSUB}/projects/${project}/topics/${topic}:publish" >/dev/null; then
-      log INFO "published ${kind} for ${name}"
+      log INFO "published ${kind}${phase:+ ${phase}} for ${name}"
       return 0
     fi
     log WARNING "publish ${kind} failed (attempt ${attempt}/5)"
@@ -263,11 +296,17 @@ start_preemption_watch() {
   disown
 }
 
+# Report a boot phase as it begins. Best effort: a lost report only makes the control plane less patient.
+progress() {
+  publish progress "${PROJECT}" "${TOPIC}" "${POOL}" "$1" || log WARNING "could not publish progress $1"
+}
+
 main() {
   local project topic pool port health image bucket model_path config_hash
   project="$(attribute spotgate-project)"
   topic="$(attribute spotgate-control-topic)"
   pool="$(attribute spotgate-pool)"
+  PROJECT="${project}" TOPIC="${topic}" POOL="${pool}"
   port="$(attribute spotgate-port)"
   health="$(attribute spotgate-health-path)"
   image="$(attribute spotgate-engine-image)"
@@ -286,10 +325,14 @@ main() {
   mount_bucket "${bucket}"
   cache_weights "${model_path}"
   # A pinned tag is already on the boot disk after the first boot: restarts must not depend on a registry.
-  docker image inspect "${image}" >/dev/null 2>&1 || pull_image "${image}"
+  if ! docker image inspect "${image}" >/dev/null 2>&1; then
+    progress pulling
+    pull_image "${image}"
+  fi
   wait_for_gpu "${image}"
   config_hash="$(printf '%s\n' "${image}" "${port}" "${args[@]}" | sha256sum | cut -c1-16)"
   run_engine "${image}" "${port}" "${config_hash}" "${args[@]}"
+  progress loading
   wait_for_health "${port}" "${health}"
   publish ready "${project}" "${topic}" "${pool}"
   start_preemption_watch "${project}" "${topic}" "${pool}"

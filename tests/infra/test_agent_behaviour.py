@@ -54,6 +54,15 @@ def stop_watcher(run_dir: Path) -> None:
             os.kill(int(pidfile.read_text(encoding="utf-8")), signal.SIGTERM)
 
 
+def announced(fake: FakeVm) -> list[str]:
+    """The kinds the agent published, boot-progress reports left out."""
+    return [m["kind"] for m in fake.published if m["kind"] != "progress"]
+
+
+def phases(fake: FakeVm) -> list[str]:
+    return [m["phase"] for m in fake.published if m["kind"] == "progress"]
+
+
 def run_agent(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # Its own session, so a simulated power cut (kill -9 0 in a fake command) ends the agent and nothing else.
     return subprocess.run(
@@ -78,7 +87,7 @@ def test_startup_runs_the_engine_then_publishes_ready(vm: tuple[FakeVm, dict[str
     result = run_agent("startup.sh", env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    (message,) = fake.published
+    (message,) = [m for m in fake.published if m["kind"] == "ready"]
     port = fake.attributes["spotgate-port"]
     assert message["path"] == "/v1/projects/my-spotgate-project/topics/spotgate-control:publish"
     assert {k: v for k, v in message.items() if k not in ("path", "at")} == {
@@ -89,7 +98,7 @@ def test_startup_runs_the_engine_then_publishes_ready(vm: tuple[FakeVm, dict[str
         "zone": "us-central1-a",
     }
     assert RFC3339.match(message["at"])
-    assert fake.authorizations == [f"Bearer {TOKEN}"]
+    assert set(fake.authorizations) == {f"Bearer {TOKEN}"}
     (run,) = [e for e in fake.events() if e.startswith("docker run -d")]
     for flag in ("--gpus all", "--ipc=host", f"-p {port}:{port}", ":/models:ro", "--restart unless-stopped"):
         assert flag in run
@@ -119,7 +128,8 @@ def test_startup_again_keeps_the_running_engine_and_the_copied_weights(vm: tuple
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert len([e for e in fake.events() if e.startswith("docker run -d")]) == 1
-    assert [m["kind"] for m in fake.published] == ["ready", "ready"]
+    assert announced(fake) == ["ready", "ready"]
+    assert phases(fake) == ["copying_weights", "loading", "loading"]  # the second boot copies nothing
 
 
 def test_startup_restarts_the_engine_when_its_flags_change(vm: tuple[FakeVm, dict[str, str]]) -> None:
@@ -142,8 +152,8 @@ def test_shutdown_publishes_draining_before_stopping_the_engine(vm: tuple[FakeVm
     result = run_agent("shutdown.sh", env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [m["kind"] for m in fake.published] == ["ready", "draining"]
-    assert {k: fake.published[1][k] for k in ("pool", "instance", "zone")} == {
+    assert announced(fake) == ["ready", "draining"]
+    assert {k: fake.published[-1][k] for k in ("pool", "instance", "zone")} == {
         "pool": "chat",
         "instance": "chat-a-1",
         "zone": "us-central1-a",
@@ -186,7 +196,7 @@ def test_startup_never_reports_ready_when_the_engine_dies(vm: tuple[FakeVm, dict
 
     assert result.returncode != 0
     assert "engine container exited" in result.stdout
-    assert fake.published == []
+    assert announced(fake) == []
 
 
 # Finding 2 of issue 13: Terraform creates each VM RUNNING and stops it at once; that boot must not serve, and
@@ -225,7 +235,7 @@ def test_a_boot_whose_instance_cannot_be_read_still_serves(vm: tuple[FakeVm, dic
     result = run_agent("startup.sh", {**env, "SPOTGATE_COMPUTE_URL": "http://127.0.0.1:9/compute/v1"})
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [m["kind"] for m in fake.published] == ["ready"]
+    assert announced(fake) == ["ready"]
 
 
 def test_an_interrupted_dpkg_is_finished_before_apt_runs(vm: tuple[FakeVm, dict[str, str]]) -> None:
@@ -238,7 +248,7 @@ def test_an_interrupted_dpkg_is_finished_before_apt_runs(vm: tuple[FakeVm, dict[
     assert result.returncode == 0, result.stdout + result.stderr
     events = fake.events()
     assert events.index("dpkg --configure -a") < events.index("apt-get -o DPkg::Lock::Timeout=300 update -q")
-    assert [m["kind"] for m in fake.published] == ["ready"]
+    assert announced(fake) == ["ready"]
     assert (Path(env["SPOTGATE_STATE_DIR"]) / "installed-v1").is_file()
 
 
@@ -261,12 +271,12 @@ def test_a_first_boot_cut_anywhere_serves_on_the_next_boot(vm: tuple[FakeVm, dic
     cut = run_agent("startup.sh", env)
     assert cut.returncode != 0
     assert f"power cut during {cut_at}" in " ".join(fake.events())
-    assert fake.published == []
+    assert announced(fake) == []
 
     result = run_agent("startup.sh", env)  # the next boot (the fake cuts power once)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [m["kind"] for m in fake.published] == ["ready"]
+    assert announced(fake) == ["ready"]
     assert (Path(env["SPOTGATE_STATE_DIR"]) / "installed-v1").is_file()
 
 
@@ -348,7 +358,7 @@ def test_a_public_image_is_pulled_without_logging_in(vm: tuple[FakeVm, dict[str,
 
 def published_kinds(fake: FakeVm) -> list[str]:
     with fake.lock:
-        return [m["kind"] for m in fake.published]
+        return [m["kind"] for m in fake.published if m["kind"] != "progress"]
 
 
 def wait_for(predicate: object, timeout: float = 20.0) -> bool:
@@ -386,3 +396,54 @@ def test_startup_run_again_keeps_one_watcher(vm: tuple[FakeVm, dict[str, str]]) 
     assert (Path(env["SPOTGATE_RUN_DIR"]) / "preemption-watch.pid").read_text(encoding="utf-8") == pid
     assert wait_for(lambda: published_kinds(fake).count("draining") == 1)
     assert published_kinds(fake) == ["ready", "ready", "draining"]
+
+
+# Issue 9, defect 12: the agent reports its boot phases, and an interrupted weights copy resumes.
+
+
+@pytest.mark.parametrize(
+    ("image_missing", "expected"),
+    [(False, ["copying_weights", "loading"]), (True, ["copying_weights", "pulling", "loading"])],
+    ids=["image_on_disk", "image_to_pull"],
+)
+def test_startup_reports_each_boot_phase_as_it_begins(
+    vm: tuple[FakeVm, dict[str, str]], image_missing: bool, expected: list[str]
+) -> None:
+    """The control plane measures boot_timeout from the last phase report, not from the boot's start."""
+    fake, env = vm
+
+    result = run_agent("startup.sh", {**env, "FAKE_IMAGE_MISSING": "1"} if image_missing else env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert phases(fake) == expected
+    assert [m["kind"] for m in fake.published] == ["progress"] * len(expected) + ["ready"]
+    assert {k: v for k, v in fake.published[0].items() if k not in ("path", "at")} == {
+        "v": 1,
+        "kind": "progress",
+        "phase": "copying_weights",
+        "pool": "chat",
+        "instance": "chat-a-1",
+        "zone": "us-central1-a",
+    }
+    events = fake.events()
+    assert events.index("publish progress") < next(i for i, e in enumerate(events) if e.startswith("docker run -d"))
+
+
+def test_startup_resumes_an_interrupted_weights_copy(vm: tuple[FakeVm, dict[str, str]], tmp_path: Path) -> None:
+    """A preemption mid-copy used to restart the copy from zero on every boot; whole files are now kept."""
+    _, env = vm
+    source = tmp_path / "bucket" / MODEL_PATH
+    (source / "model.safetensors").write_bytes(b"w" * 4096)
+    partial = tmp_path / "var-lib-spotgate" / "models" / f"{MODEL_PATH}.partial"
+    partial.mkdir(parents=True)
+    (partial / "config.json").write_text("[]", encoding="utf-8")  # copied whole before the preemption
+    (partial / "model.safetensors.spotgate-copying").write_bytes(b"w" * 100)  # cut mid-file
+
+    result = run_agent("startup.sh", env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = tmp_path / "var-lib-spotgate" / "models" / MODEL_PATH
+    assert (done / "config.json").read_text(encoding="utf-8") == "[]"  # kept, not copied again
+    assert (done / "model.safetensors").read_bytes() == b"w" * 4096
+    assert sorted(p.name for p in done.iterdir()) == [".spotgate-complete", "config.json", "model.safetensors"]
+    assert not partial.exists()
