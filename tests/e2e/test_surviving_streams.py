@@ -122,7 +122,7 @@ def test_without_the_notice_a_preempted_stream_is_continued_elsewhere_with_the_u
 ) -> None:
     two_ready(store, "cut")
 
-    backend, lines = stream_lines(dev, "cut-model", 600, preempt_after=3)  # ~4 s; killed 1 s after the preemption
+    _, lines = stream_lines(dev, "cut-model", 600, preempt_after=3)  # ~4 s; killed 1 s after the preemption
 
     assert text_of(lines) == uncut(dev, "cut-model", 600)
     assert ": spotgate-continued 1" in lines
