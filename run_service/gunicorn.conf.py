@@ -22,9 +22,23 @@ worker_connections = 2000  # concurrent requests per worker: Cloud Run allows up
 timeout = 30
 graceful_timeout = 8
 keepalive = 620  # above the Google front end's 600 s idle timeout, so it never reuses a closed connection
-accesslog = None  # Cloud Run logs every request already; the gateway logs failures as JSON
+accesslog = None  # the gateway writes its own access line per request (gateway/access.py), with the key
 errorlog = "-"
 loglevel = "warning"
+# gunicorn's own records as JSON lines too (spotgate.logs.JsonFormatter), like every other logger's: the root
+# handler set here is the one spotgate.logs.configure_logging then finds and keeps.
+_JSON_STDERR = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "spotgate.logs.JsonFormatter"}},
+    "handlers": {"json": _JSON_STDERR},
+    "root": {"level": "WARNING", "handlers": ["json"]},
+    "loggers": {
+        "gunicorn.error": {"level": "WARNING", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    },
+}
 forwarded_allow_ips = ""  # X-Forwarded-* are never trusted (and never used for routing)
 proxy_allow_ips = ""
 limit_request_line = 8190

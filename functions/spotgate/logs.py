@@ -33,12 +33,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
+# Loggers of this project, logged at the configured level; every other logger (libraries) at WARNING.
+OWN_LOGGERS = ("spotgate", "gateway")
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Send every spotgate log record to stderr as JSON lines (idempotent)."""
-    root = logging.getLogger("spotgate")
-    root.setLevel(level)
+    """Send every log record of the process to stderr as JSON lines (idempotent).
+
+    The handler sits on the root logger, so the gateway's modules and the libraries (google-auth, urllib3,
+    gunicorn's ``gunicorn.error`` once it propagates) are formatted like spotgate's own records, instead of
+    reaching Python's plain-text last-resort handler.
+    """
+    root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-        root.propagate = False
+    root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = True

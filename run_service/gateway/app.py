@@ -7,10 +7,12 @@ reads the body only after that, bounded by ``max_body_bytes``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +20,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from gateway import errors
+from gateway.access import Exchange
 from gateway.auth import Principal
 from gateway.errors import ApiError
 from gateway.headers import request_id, upstream_headers
@@ -25,6 +28,7 @@ from gateway.limits import Admission
 from gateway.paths import backend_path, split_target
 from gateway.payload import parse_object
 from gateway.proxy import Call
+from gateway.relay import Relay
 from gateway.runtime import Dependencies, Gateway
 from spotgate.fleet import PoolSpec
 
@@ -42,21 +46,30 @@ def create_app(deps: Dependencies, *, start: bool = True) -> Flask:
     app.url_map.strict_slashes = False
     gateway = Gateway(deps)
     app.extensions[EXTENSION] = gateway
-    _register_hooks(app)
+    _register_hooks(app, gateway)
     _register_routes(app, gateway)
     if start:
         gateway.start()
     return app
 
 
-def _register_hooks(app: Flask) -> None:
+def _register_hooks(app: Flask, gw: Gateway) -> None:
     @app.before_request
     def _assign_request_id() -> None:
         g.request_id = request_id(request.headers.get("x-request-id"))
+        g.exchange = Exchange(g.request_id, request.method, request.path, gw.monotonic())
 
     @app.after_request
     def _tag_response(response: Response) -> Response:
         response.headers["x-request-id"] = g.get("request_id") or request_id(None)
+        exchange: Exchange | None = g.get("exchange")
+        if exchange is not None:  # logged when the server closes the response: the whole body is counted
+            status = response.status_code
+            done = functools.partial(gw.finish, exchange, status)
+            if isinstance(response.response, Relay):
+                response.response.after(done)
+            else:
+                response.call_on_close(done)
         return response
 
     @app.errorhandler(ApiError)
@@ -81,7 +94,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
 
     @app.get("/v1/models")
     def models() -> dict[str, object]:
-        principal = gw.auth.authenticate(request.headers.get("Authorization"))
+        principal = _authenticate(gw)
         pools = [p for p in gw.fleet.pools if principal.allows_pool(p.name)]
         data = [_model_entry(name, p) for p in pools for name in p.model_names]
         return {"object": "list", "data": data}
@@ -90,21 +103,22 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     def openai(endpoint: str) -> Response:
         if endpoint not in _OPENAI:
             raise errors.not_found(f"Unknown endpoint /v1/{endpoint}.")
-        principal = gw.auth.authenticate(request.headers.get("Authorization"))
+        principal = _authenticate(gw)
         with _admitted(gw, principal) as admission:
             body = gw.read_body(request.environ, principal, admission)
             s = gw.settings
             payload = parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements)
             pool = _pool_for(gw, principal, payload)
-            if payload["model"] != pool.model:  # an alias: engines know only the pool's served model name
-                body = json.dumps({**payload, "model": pool.model}, separators=(",", ":")).encode()
-            stream = payload.get("stream") is True
-            return gw.forward(_call(pool, "POST", f"/v1/{endpoint}", body, stream=stream, inference=True), admission)
+            upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
+            if upstream is not payload:
+                body = json.dumps(upstream, separators=(",", ":")).encode()
+            call = _call(pool, "POST", f"/v1/{endpoint}", body, stream=payload.get("stream") is True, inference=True)
+            return gw.forward(replace(call, strip_usage=strip_usage), admission)
 
     @app.route("/pools/<pool>/", defaults={"sub": ""}, methods=_METHODS)
     @app.route("/pools/<pool>/<path:sub>", methods=_METHODS)
     def passthrough(pool: str, sub: str) -> Response:
-        principal = gw.auth.authenticate(request.headers.get("Authorization"))
+        principal = _authenticate(gw)
         spec = gw.fleet.pool(pool)
         if spec is None or not principal.allows_pool(spec.name):  # 404 either way: pool names stay private
             raise errors.not_found(f"No pool named {pool!r}.")
@@ -129,6 +143,13 @@ def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:
         raise errors.method_not_allowed(rules.methods)
 
 
+def _authenticate(gw: Gateway) -> Principal:
+    """The caller (ApiError 401/403 otherwise), named in the request's access line."""
+    principal = gw.auth.authenticate(request.headers.get("Authorization"))
+    g.exchange.caller = principal.name
+    return principal
+
+
 @contextmanager
 def _admitted(gw: Gateway, principal: Principal) -> Iterator[Admission]:
     """The caller's admission (429 from the headers alone); released here if the request fails before forwarding."""
@@ -140,6 +161,23 @@ def _admitted(gw: Gateway, principal: Principal) -> Iterator[Admission]:
         raise
 
 
+def _upstream_payload(endpoint: str, payload: dict[str, Any], pool: PoolSpec) -> tuple[dict[str, Any], bool]:
+    """What the engine gets, and whether the caller's stream must lose the usage event the gateway asked for.
+
+    An alias becomes the pool's model (engines know only their served name). A stream is asked for its
+    ``usage`` (``stream_options.include_usage``), which the gateway needs for per-key accounting; if the
+    caller did not ask for it, the final usage-only event is taken out of their stream again.
+    """
+    upstream = payload if payload["model"] == pool.model else {**payload, "model": pool.model}
+    options = payload.get("stream_options")
+    streamed = payload.get("stream") is True and endpoint in ("chat/completions", "completions")
+    if not streamed or (options is not None and not isinstance(options, dict)):  # a bad value: the engine's 400
+        return upstream, False
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return upstream, False
+    return {**upstream, "stream_options": {**(options or {}), "include_usage": True}}, True
+
+
 def _model_entry(name: str, pool: PoolSpec) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "spotgate", "pool": pool.name}
 
@@ -149,7 +187,9 @@ def _call(
 ) -> Call:
     rid: str = g.request_id
     headers = upstream_headers(request.headers.items(), rid)
-    return Call(pool, method, target, headers, body, stream, rid, inference)
+    exchange: Exchange = g.exchange
+    exchange.pool = pool.name
+    return Call(pool, method, target, headers, body, stream, rid, inference, exchange=exchange)
 
 
 def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> PoolSpec:

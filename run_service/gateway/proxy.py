@@ -31,6 +31,7 @@ import urllib3
 from flask import Response
 
 from gateway import continuation, errors
+from gateway.access import Exchange
 from gateway.activity import ActivityRecorder
 from gateway.continued_stream import continued_stream
 from gateway.headers import SSE_HEADERS
@@ -60,6 +61,8 @@ class Call:
     stream: bool  # the caller expects SSE: held requests get heartbeats
     request_id: str
     inference: bool = False  # an OpenAI endpoint (not pass-through): the pool may allow its replay
+    strip_usage: bool = False  # the gateway asked the engine for stream usage the caller did not ask for
+    exchange: Exchange = field(default_factory=lambda: Exchange("", "", "", 0.0))  # the access-log record
 
     @property
     def replayable(self) -> bool:
@@ -136,6 +139,7 @@ class Forwarder:
             opened = self._open(route, call)
             if opened is not None:
                 return opened
+            call.exchange.failed_over = True  # if a later candidate answers, it was failed over to
         return None
 
     def _candidates(self, pool: PoolSpec, tried: set[str]) -> Iterator[Route]:
@@ -184,9 +188,12 @@ class Forwarder:
             raise errors.gateway_timeout(f"Backend {route.backend} did not answer in time.") from None
         self._balancer.answered(route)
         self._activity.started(call.pool.name, route.backend)
+        _note_backend(call.exchange, route, self._monotonic())
         return _Opened(route, response)
 
-    def _finish(self, opened: _Opened) -> None:
+    def _finish(self, opened: _Opened, exchange: Exchange | None = None) -> None:
+        if exchange is not None:
+            exchange.backend_ended = self._monotonic()
         if opened.response.connection is not None:  # not fully read: never reuse a connection mid-body
             discard(opened.response)
         self._balancer.end(opened.route)
@@ -199,6 +206,7 @@ class Forwarder:
         A held request counts as in flight: it is demand, and the control plane must keep the VM it woke
         even when the pool's idle timeout is shorter than the VM's boot.
         """
+        call.exchange.held = True
         with self._activity.waiting(call.pool.name):
             while (remaining := until - self._monotonic()) > 0:
                 if not self._table.wait_for_change(hold.version, remaining):
@@ -215,6 +223,7 @@ class Forwarder:
     ) -> Response:
         """A 200 SSE response that sends heartbeats while it waits for ``pending`` or for the hold."""
         current: list[_Opened] = []
+        call.exchange.held = True
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -236,7 +245,7 @@ class Forwarder:
                 if pending is not None:
                     pending.abandon()
                 while current:
-                    self._finish(current.pop())
+                    self._finish(current.pop(), call.exchange)
             finally:
                 release()
 
@@ -256,18 +265,26 @@ class Forwarder:
     # answering -------------------------------------------------------------------------------------------
     def _answer(self, call: Call, opened: _Opened, current: list[_Opened]) -> Answer:
         relay_sse = self._continuing(call, opened, current)
-        return answer(opened.response, opened.route.backend, call.request_id, self._heartbeat, relay_sse)
+        return answer(
+            opened.response,
+            opened.route.backend,
+            call.request_id,
+            self._heartbeat,
+            relay_sse=relay_sse,
+            exchange=call.exchange,
+            strip_usage=call.strip_usage,
+        )
 
     def _respond(self, call: Call, opened: _Opened, release: Callable[[], None]) -> Response:
         current = [opened]
         found = self._answer(call, opened, current)
-        relay = Relay(found.chunks, lambda: self._finish_all(current, release))
+        relay = Relay(found.chunks, lambda: self._finish_all(current, release, call.exchange))
         return Response(relay, status=found.status, headers=found.headers, direct_passthrough=True)
 
-    def _finish_all(self, current: list[_Opened], release: Callable[[], None]) -> None:
+    def _finish_all(self, current: list[_Opened], release: Callable[[], None], exchange: Exchange) -> None:
         try:
             while current:
-                self._finish(current.pop())
+                self._finish(current.pop(), exchange)
         finally:
             release()
 
@@ -319,7 +336,8 @@ class Forwarder:
             return e
         current.append(opened)
         tried.add(opened.route.key)
-        found = answer(opened.response, opened.route.backend, call.request_id, self._heartbeat, lambda c: c)
+        call.exchange.continued = True
+        found = answer(opened.response, opened.route.backend, call.request_id, self._heartbeat, relay_sse=lambda c: c)
         if found.status == 200 and found.sse and found.error is None:
             return found.chunks
         return errors.stream_interrupted(
@@ -329,6 +347,12 @@ class Forwarder:
 
     def _after(self, seconds: float) -> float:
         return self._monotonic() + seconds
+
+
+def _note_backend(exchange: Exchange, route: Route, now: float) -> None:
+    exchange.backend, exchange.kind = route.backend, route.kind.value
+    if exchange.backend_started is None:  # GPU time runs from the first backend's answer (continuations included)
+        exchange.backend_started = now
 
 
 def _retry_after(pool: PoolSpec) -> int:

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 import urllib3
 
 from gateway import errors
+from gateway.access import Exchange, first_byte, metered
 from gateway.errors import ApiError, stream_interrupted
 from gateway.headers import downstream_headers, with_sse_headers
+from gateway.sse import events
 from gateway.upstream import StreamCutError, body_chunks
 
 log = logging.getLogger(__name__)
@@ -54,12 +56,17 @@ def answer(
     backend: str,
     request_id: str,
     heartbeat: float,
+    *,
     relay_sse: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
+    exchange: Exchange | None = None,
+    strip_usage: bool = False,
 ) -> Answer:
     """The caller's answer for an opened backend ``response`` (the one relay decision for every path).
 
     ``relay_sse`` replaces the default relaying of a successful SSE body (a cut becomes an error event), e.g.
-    by one that continues a cut answer on another backend.
+    by one that continues a cut answer on another backend. ``exchange`` (the access-log record) gets the
+    time of the backend's first body byte and the token counts of the ``usage`` the caller is relayed;
+    ``strip_usage`` then takes the usage-only event out of an SSE stream (the gateway asked for it).
     """
     if response.status in (401, 403):
         # The backend refused the gateway's own credentials (an overflow IAM problem); the caller's key is
@@ -67,15 +74,30 @@ def answer(
         return error_answer(errors.bad_gateway(f"Backend {backend} refused the gateway ({response.status})."))
     sse = _is_sse(response)
     headers = downstream_headers(response.headers, keep_length=not sse)
-    chunks = body_chunks(response)
+    chunks = body_chunks(response) if exchange is None else first_byte(body_chunks(response), exchange)
     if sse:
         headers = with_sse_headers(headers)
         chunks = first_byte_heartbeats(chunks, heartbeat)
         relayed = (
             relay_sse(chunks) if relay_sse is not None and response.status == 200 else sse_body(chunks, request_id)
         )
-        return Answer(response.status, headers, relayed, True)
-    return Answer(response.status, headers, plain_body(chunks, request_id), False)
+        relayed = _metered(relayed, exchange)
+        return Answer(response.status, headers, without_usage(relayed) if strip_usage else relayed, True)
+    return Answer(response.status, headers, _metered(plain_body(chunks, request_id), exchange), False)
+
+
+def without_usage(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The SSE stream without its usage-only event (``"choices": []`` and a ``usage`` object)."""
+    for event in events(chunks):
+        if b'"usage"' in event.raw and b'"choices":[]' in event.raw.replace(b" ", b""):
+            document = event.json()
+            if document is not None and document.get("choices") == [] and document.get("usage"):
+                continue
+        yield event.raw
+
+
+def _metered(chunks: Iterator[bytes], exchange: Exchange | None) -> Iterator[bytes]:
+    return chunks if exchange is None else metered(chunks, exchange)
 
 
 def error_answer(error: ApiError) -> Answer:
@@ -132,11 +154,20 @@ def _is_sse(response: urllib3.HTTPResponse) -> bool:
 
 
 class Relay:
-    """Iterates ``chunks``; ``close`` closes them and calls ``finish`` exactly once."""
+    """Iterates ``chunks``; ``close`` closes them and calls ``finish`` exactly once, then ``after`` callbacks.
+
+    The WSGI server calls ``close`` itself: werkzeug hands a ``direct_passthrough`` body over as it is, so a
+    Flask response's ``call_on_close`` callbacks would never run for it; ``after`` is their replacement.
+    """
 
     def __init__(self, chunks: Iterator[bytes], finish: Callable[[], None]) -> None:
         self._chunks = chunks
         self._finish: Callable[[], None] | None = finish
+        self._after: list[Callable[[], None]] = []
+
+    def after(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the response is closed (after ``finish``)."""
+        self._after.append(callback)
 
     def __iter__(self) -> Relay:
         return self
@@ -153,7 +184,11 @@ class Relay:
             if close is not None:
                 close()
         finally:
-            finish()
+            try:
+                finish()
+            finally:
+                for callback in self._after:
+                    callback()
 
 
 def sse_body(chunks: Iterator[bytes], request_id: str) -> Iterator[bytes]:

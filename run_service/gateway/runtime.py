@@ -15,6 +15,7 @@ from typing import Any
 from flask import Response
 from google.auth import transport as auth_transport
 
+from gateway.access import Exchange
 from gateway.activity import ActivityRecorder
 from gateway.auth import Authenticator, Principal
 from gateway.intake import BodyBudget, BodyReader
@@ -50,6 +51,7 @@ class Gateway:
         s = deps.settings
         self.settings = s
         self.fleet = deps.fleet
+        self.monotonic = deps.monotonic
         self.table = LiveTable(deps.store, monotonic=deps.monotonic)
         self.auth = Authenticator(self.table, s, deps.clock, deps.auth_request)
         self.limiter = KeyLimiter(deps.monotonic)
@@ -86,6 +88,10 @@ class Gateway:
         self.activity.close()
         self.wake.close(timeout=1.0)  # a wake still queued at shutdown is not worth delaying the exit
         self.upstreams.close()
+
+    def finish(self, exchange: Exchange, status: int) -> None:
+        """The request's response is closed: log its access line."""
+        exchange.finish(status, self.monotonic())
 
     def admit(self, principal: Principal) -> Admission:
         """Take the key's rate token and concurrency slot (ApiError 429), before any body byte is read."""

@@ -1,14 +1,14 @@
 """The production entry point under gunicorn's gevent worker: settings from the environment, the SQLite
-store, ID tokens for overflow fetched from the (sandbox) metadata server, streaming, and hang-ups."""
+store, ID tokens for overflow fetched from the (sandbox) metadata server, streaming, hang-ups, and its logs:
+JSON lines only, one access line per request, no secret."""
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -16,89 +16,51 @@ import requests
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import BackendKind
-from spotgate.settings import environment
 from tests.gateway.conftest import GATEWAY_EMAIL
+from tests.gateway.gunicorn import free_port, gateway_env, running_gunicorn
 from tests.gateway.servers import RecordingServer, raw_request, send_raw
 from tests.gateway.stack import a_host, a_key, a_route, fleet_document, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    store: SqliteStore
+    sse: RecordingServer
+    log: Path  # the gateway's stderr
+
+
 @pytest.fixture
-def gunicorn(tmp_path, metadata, engines) -> Iterator[tuple[str, SqliteStore, RecordingServer]]:
+def gunicorn(tmp_path, metadata, engines) -> Iterator[Served]:
     overflow = engines(
         "burst-model", "burst-overflow", "--audience", "https://burst.run.app",
         "--certs-url", metadata.certs_url, "--invoker", GATEWAY_EMAIL,
     )  # fmt: skip
     chat = engines("chat-model", "chat-a", "--tokens-per-second", "200")
     store = SqliteStore(tmp_path / "gateway.db", poll_interval=0.05)
-    with RecordingServer(a_host(), sse=True) as sse:
-        store.put_routes(
-            [
-                a_route("chat", chat.name, chat.url),
-                a_route("embed", "embed-sse", sse.url),
-                a_route("burst", "burst-overflow", overflow.url, kind=BackendKind.OVERFLOW),
-            ]
-        )
-        port = _free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "run_service/gunicorn.conf.py",
-             "gateway.wsgi:create_production_app()"],
-            cwd=ROOT, env=_env(tmp_path, metadata, overflow.url, port),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            assert wait_until(lambda: _healthy(url), timeout=20)
-            yield url, store, sse
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-            store.close()
-
-
-def _env(tmp_path: Path, metadata, overflow_url: str, port: int) -> dict[str, str]:
-    env = environment()
-    env.update(
-        PORT=str(port),
-        WEB_CONCURRENCY="1",
-        SPOTGATE_MODE="sandbox",
-        SPOTGATE_STORE="sqlite",
-        SPOTGATE_SQLITE_PATH=str(tmp_path / "gateway.db"),
-        SPOTGATE_FLEET=json.dumps(fleet_document(overflow_url=overflow_url)),
-        SPOTGATE_GATEWAY_URL="https://gateway.test",
-        SPOTGATE_GATEWAY_CERTS_URL=metadata.certs_url,
-        SPOTGATE_GATEWAY_HEARTBEAT="0.2s",
-        SPOTGATE_GATEWAY_ACTIVITY_FLUSH="0.1s",
-        GCE_METADATA_HOST=metadata.address,
-        GCE_METADATA_IP=metadata.address,
-        PUBSUB_EMULATOR_HOST="127.0.0.1:9",  # nothing listens: wakes fail off the request path, harmlessly
-    )
-    return env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
+    fleet = fleet_document(overflow_url=overflow.url)
+    env = gateway_env(tmp_path / "gateway.db", fleet, free_port(), SPOTGATE_GATEWAY_CERTS_URL=metadata.certs_url,
+                      GCE_METADATA_HOST=metadata.address, GCE_METADATA_IP=metadata.address)  # fmt: skip
+    log = tmp_path / "gateway.log"
     try:
-        return requests.get(f"{url}/healthz", timeout=2).json().get("status") == "live"
-    except (requests.RequestException, ValueError):
-        return False
+        with RecordingServer(a_host(), sse=True) as sse, log.open("wb") as stderr:
+            store.put_routes(
+                [
+                    a_route("chat", chat.name, chat.url),
+                    a_route("embed", "embed-sse", sse.url),
+                    a_route("burst", "burst-overflow", overflow.url, kind=BackendKind.OVERFLOW),
+                ]
+            )
+            with running_gunicorn(env, stderr=stderr) as server:
+                yield Served(server.url, store, sse, log)
+    finally:
+        store.close()
 
 
-def test_streams_overflow_and_hang_ups_under_gunicorn(gunicorn) -> None:
-    url, store, sse = gunicorn
+def test_streams_overflow_and_hang_ups_under_gunicorn(gunicorn: Served) -> None:
+    url, store, sse = gunicorn.url, gunicorn.store, gunicorn.sse
     secret, _ = a_key(store, passthrough=True)
     assert wait_until(lambda: _authorised(url, secret))
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0, timeout=20)
@@ -126,3 +88,46 @@ def test_streams_overflow_and_hang_ups_under_gunicorn(gunicorn) -> None:
 def _authorised(url: str, secret: str) -> bool:
     response = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {secret}"}, timeout=5)
     return response.status_code == 200
+
+
+def test_every_request_has_one_json_access_line_and_no_log_holds_a_secret(gunicorn: Served) -> None:
+    url = gunicorn.url
+    secret, key = a_key(gunicorn.store, passthrough=True)
+    assert wait_until(lambda: _authorised(url, secret))
+    sent: dict[str, int] = {}
+
+    def call(method: str, path: str, credential: str, **kwargs: object) -> None:
+        rid = f"t-{len(sent)}"
+        headers = {"Authorization": f"Bearer {credential}", "x-request-id": rid}
+        with requests.request(method, url + path, headers=headers, timeout=20, **kwargs) as r:  # type: ignore[arg-type]
+            r.content  # noqa: B018 - the whole body, so the response is closed and logged
+            sent[rid] = r.status_code
+
+    chat = {"model": "chat-model", "messages": MESSAGES, "max_tokens": 4}
+    call("POST", "/v1/chat/completions", secret, json=chat)
+    call("POST", "/v1/chat/completions", secret, json={**chat, "stream": True})
+    call("POST", "/v1/chat/completions", secret, json={**chat, "model": "burst-model"})
+    call("POST", "/v1/chat/completions", "sg-" + "x" * 43, json=chat)
+    call("POST", "/v1/chat/completions", secret, data=b"{")
+    call("GET", "/v1/models", secret)
+    call("GET", "/pools/chat/v1/models", secret)
+    call("GET", "/nowhere", secret)
+    assert wait_until(lambda: set(sent) <= {e.get("request_id") for e in _access_lines(gunicorn.log)})
+
+    lines = gunicorn.log.read_text().splitlines()
+    assert all(json.loads(line)["severity"] for line in lines if line.strip())  # every line is JSON
+    access = {e["request_id"]: e for e in _access_lines(gunicorn.log) if e["request_id"] in sent}
+    assert {rid: e["status"] for rid, e in access.items()} == sent
+    assert access["t-0"]["caller"] == key.key_id
+    assert (access["t-0"]["pool"], access["t-0"]["backend"], access["t-0"]["backend_kind"]) == ("chat", "chat-a", "vm")
+    assert access["t-0"]["tokens_in"] > 0
+    assert access["t-0"]["tokens_out"] == 4
+    assert access["t-2"]["backend_kind"] == "overflow"
+    assert access["t-3"]["caller"] is None
+    assert secret not in gunicorn.log.read_text()
+    assert secret.removeprefix("sg-") not in gunicorn.log.read_text()
+
+
+def _access_lines(log: Path) -> list[dict[str, Any]]:
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [e for e in entries if e.get("access")]

@@ -40,3 +40,25 @@ def test_exceptions_are_included() -> None:
 def test_levels_map_to_cloud_logging_severities(level: str) -> None:
     record = logging.LogRecord("spotgate", getattr(logging, level), "f.py", 1, "x", None, None)
     assert _format(record)["severity"] == level
+
+
+def test_every_logger_of_the_process_writes_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from spotgate.logs import configure_logging
+
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        configure_logging("INFO")
+        logging.getLogger("gateway.proxy").warning("backend unreachable", extra={"backend": "vm-1"})
+        logging.getLogger("gateway.access").info("access", extra={"status": 200})
+        logging.getLogger("urllib3.connectionpool").warning("pool full")
+        logging.getLogger("urllib3.connectionpool").info("chatty library detail")
+    finally:
+        root.handlers[:], root.level = before
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(e["logger"], e["message"]) for e in lines] == [
+        ("gateway.proxy", "backend unreachable"),
+        ("gateway.access", "access"),
+        ("urllib3.connectionpool", "pool full"),
+    ]
+    assert lines[0]["backend"] == "vm-1"
