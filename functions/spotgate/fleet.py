@@ -162,6 +162,13 @@ class OverflowSpec(_Strict):
     region: str | None = Field(default=None, pattern=REGION)
 
 
+class CapacityAdviceSpec(_Strict):
+    """Ask Compute Engine's ``advice.capacity`` where a SPOT VM of ``machine_type`` is obtainable and how long
+    it is expected to run, and let that rank zones for SPOT starts (cached and rate-limited by the adapter)."""
+
+    machine_type: str = Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")
+
+
 class PassthroughSpec(_Strict):
     """What ``/pools/<pool>/…`` may call on the pool's backends: nothing unless listed here.
 
@@ -225,6 +232,8 @@ class PoolSpec(_Strict):
     # metadata server says "preempted" this long before the 30 s ACPI soft-off, so streams can finish.
     # Set by the control plane with instances.setScheduling before a start. None: no early notice.
     preemption_notice: Duration | None = None
+    # None: no capacity advice; placement then ranks zones exactly as without this feature.
+    capacity_advice: CapacityAdviceSpec | None = None
 
     @model_validator(mode="before")
     @classmethod

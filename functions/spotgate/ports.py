@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from spotgate.domain import Activity, ApiKey, DecisionRecord, Instance, PoolState, Route
+from spotgate.domain import Activity, ApiKey, DecisionRecord, Instance, PoolState, Route, ZoneAdvice
 
 
 class Clock(Protocol):
@@ -72,6 +72,14 @@ class Compute(Protocol):
 
         Returns once GCE applied it (it must be done before the VM starts). Not SPOT: nothing to do (False).
         """
+        ...
+
+
+class CapacityAdvisor(Protocol):
+    """Compute Engine's capacity advice (``advice.capacity``) for one SPOT VM of a machine type."""
+
+    def zone_advice(self, zones: Sequence[str], machine_type: str) -> dict[str, ZoneAdvice]:
+        """Advice per zone; zones GCE said nothing about are absent. Raises SpotgateError (unknown now)."""
         ...
 
 

@@ -3,19 +3,22 @@
 SPOT reclaims are correlated within a zone (co-interruptions cluster within minutes), so the pool is spread
 over zones first. Zones that just stocked out are skipped until their cooldown ends, because asking again at
 once only returns the same error; for the same reason a VM whose own start just failed waits out its
-backoff. Among the rest, zones GCE itself named in its last ``zonesAvailable`` hint come first, then zones
-that preempted less recently; the VM name breaks ties so the answer is deterministic.
+backoff. Among the rest, zones GCE itself named in its last ``zonesAvailable`` hint come first, then (for a
+pool with ``capacity_advice``) zones GCE's ``advice.capacity`` rates more obtainable, in steps of 0.1, and
+with a longer estimated uptime (zones it left out last), then zones that preempted less recently; the VM
+name breaks ties so the answer is deterministic. Without advice the advice terms are equal for every zone,
+so the order is the same as without the feature.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from spotgate.core.backoff import backing_off
-from spotgate.domain import FailureKind, Instance, PoolState, ProvisioningModel
+from spotgate.domain import FailureKind, Instance, PoolState, ProvisioningModel, ZoneAdvice
 
 # How long a preemption counts against its zone (and is kept in PoolState). Long enough to see a pattern,
 # short enough that a zone recovers its standing within a working day.
@@ -47,6 +50,7 @@ def choose_starts(
     live: Sequence[Instance],
     state: PoolState,
     now: datetime,
+    advice: Mapping[str, ZoneAdvice] | None = None,
 ) -> list[Placement]:
     """Up to ``count`` of ``candidates`` (stopped VMs) to start, best first; fewer if zones are stocked out
     or VMs back off after a failed start, none while a rate limit backs off.
@@ -69,25 +73,44 @@ def choose_starts(
     hint = set(state.zones_available) if blocked else set()
     chosen: list[Placement] = []
     while pool and len(chosen) < count:
-        best = min(pool, key=lambda vm: _rank(vm, per_zone, hint, preempted))
+        best = min(pool, key=lambda vm: _rank(vm, per_zone, hint, preempted, advice or {}))
         pool.remove(best)
         per_zone[best.zone] += 1
-        chosen.append(Placement(best, _explain(best, per_zone, hint, preempted)))
+        chosen.append(Placement(best, _explain(best, per_zone, hint, preempted, advice or {})))
     return chosen
 
 
 def _rank(
-    vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str]
-) -> tuple[int, int, int, int, str]:
+    vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str], advice: Mapping[str, ZoneAdvice]
+) -> tuple[int, int, int, int, float, int, str]:
     is_standard = int(vm.provisioning_model is ProvisioningModel.STANDARD)
     outside_hint = int(bool(hint) and vm.zone not in hint)
-    return (is_standard, per_zone[vm.zone], outside_hint, preempted[vm.zone], vm.name)
+    unlikely, shorter = _advice_terms(vm, advice)
+    return (is_standard, per_zone[vm.zone], outside_hint, unlikely, shorter, preempted[vm.zone], vm.name)
 
 
-def _explain(vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str]) -> str:
+def _advice_terms(vm: Instance, advice: Mapping[str, ZoneAdvice]) -> tuple[int, float]:
+    """(less obtainable, shorter uptime) for a SPOT VM's zone: (0, 0) without advice (off, or GCE did not
+    answer) and for STANDARD VMs (not what GCE advised on); a zone GCE left out of its answer ranks last."""
+    if not advice or vm.provisioning_model is not ProvisioningModel.SPOT:
+        return 0, 0.0
+    zone = advice.get(vm.zone)
+    if zone is None:
+        return 1, 0.0
+    uptime = zone.estimated_uptime.total_seconds() if zone.estimated_uptime is not None else 0.0
+    return -round(zone.obtainability * 10), -uptime
+
+
+def _explain(
+    vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str], advice: Mapping[str, ZoneAdvice]
+) -> str:
     parts = [f"{per_zone[vm.zone] - 1} other live VM(s) in {vm.zone}"]
     if vm.zone in hint:
         parts.append("zone named in the last zonesAvailable hint")
+    zone = advice.get(vm.zone)
+    if zone is not None and vm.provisioning_model is ProvisioningModel.SPOT:
+        uptime = f", estimated uptime {zone.estimated_uptime}" if zone.estimated_uptime is not None else ""
+        parts.append(f"advice: obtainability {zone.obtainability:.2f}{uptime}")
     parts.append(f"{preempted[vm.zone]} preemption(s) there in the last {_hours(PREEMPTION_MEMORY)}")
     return ", ".join(parts)
 

@@ -12,7 +12,8 @@ uses them as members.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from spotgate.core.backoff import backing_off
@@ -34,6 +35,7 @@ from spotgate.domain import (
     ProvisioningModel,
     StartInstance,
     StopInstance,
+    ZoneAdvice,
 )
 from spotgate.fleet import PoolSpec
 
@@ -52,6 +54,7 @@ class _Picture:
     vms: tuple[Vm, ...]
     demand: Demand
     now: datetime
+    advice: Mapping[str, ZoneAdvice] = field(default_factory=dict)
 
     def count(self, *phases: Phase, spot: bool | None = None) -> int:
         return sum(1 for vm in self.vms if vm.phase in phases and (spot is None or vm.is_spot == spot))
@@ -99,7 +102,7 @@ def _picture(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime
     )
     live = sum(1 for vm in vms if vm.counts_as_live and (vm.is_spot or not spec.spot_vms))
     demand = desired_ready(spec, observed.activity, state, now, live=live)
-    return _Picture(spec, state, observed.activity, vms, demand, now)
+    return _Picture(spec, state, observed.activity, vms, demand, now, observed.advice)
 
 
 def _members(p: _Picture) -> list[Vm]:
@@ -113,7 +116,9 @@ def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
     live = [vm for vm in members if vm.counts_as_live]
     need = p.demand.count - len(live)
     candidates = [vm.instance for vm in members if vm.phase is Phase.STOPPED]
-    placements = choose_starts(candidates, max(need, 0), live=[vm.instance for vm in live], state=p.state, now=p.now)
+    placements = choose_starts(
+        candidates, max(need, 0), live=[vm.instance for vm in live], state=p.state, now=p.now, advice=p.advice
+    )
     starts = [_start(p, placement) for placement in placements]
     return starts, _spot_unavailable_since(p, starts)
 

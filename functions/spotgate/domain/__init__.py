@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from spotgate.domain.actions import Action, Plan, SetOverflow, SetRoute, StartInstance, StopInstance
 from spotgate.domain.activity import Activity
+from spotgate.domain.advice import ZoneAdvice
 from spotgate.domain.events import (
     BootPhase,
     ComputeEvent,
@@ -69,4 +70,5 @@ __all__ = [
     "StartFailure",
     "StartInstance",
     "StopInstance",
+    "ZoneAdvice",
 ]

@@ -6,9 +6,11 @@ cannot); keeping the two apart is what makes a missed or duplicated event harmle
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from spotgate.domain.activity import Activity
+from spotgate.domain.advice import ZoneAdvice
 from spotgate.domain.instance import Instance
 from spotgate.domain.route import Route
 
@@ -23,3 +25,5 @@ class Observed:
     routes: tuple[Route, ...]
     activity: Activity
     overflow_min_instances: int | None = None
+    # Capacity advice per zone for pools with ``capacity_advice``; empty when off or unknown (GCE did not answer).
+    advice: Mapping[str, ZoneAdvice] = field(default_factory=dict)

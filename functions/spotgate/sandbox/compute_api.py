@@ -1,7 +1,8 @@
 """The Compute Engine REST subset that ``compute_v1.InstancesClient``/``ZoneOperationsClient`` use, plus controls.
 
 Served on loopback for ``client_options={"api_endpoint": "http://127.0.0.1:PORT"}``. Besides the GCE paths
-(``/compute/v1/...``: instances get/list/aggregatedList/start/stop/setScheduling, zone operations get/wait) the same app
+(``/compute/v1/...``: instances get/list/aggregatedList/start/stop/setScheduling, zone operations get/wait,
+regional ``advice/capacity`` in ``sandbox.advice``) the same app
 serves the sandbox's controls under ``/sandbox/`` (preempt, stockout, maintenance, start, stop, status;
 JSON bodies) for the CLI and tests, and ``/oauth2/v1/certs``, the sandbox identity's certificates, so
 ID tokens it issued verify like Google's.
@@ -27,6 +28,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from spotgate.errors import NotFoundError, NotReadyError, SpotgateError
+from spotgate.sandbox.advice import register_advice
 from spotgate.sandbox.compute import ComputeModel
 from spotgate.sandbox.compute_faults import SYNC_REASONS, Fault, FaultError
 from spotgate.sandbox.compute_json import aggregated_json, error_json, instance_json, instance_list_json, operation_json
@@ -46,6 +48,7 @@ def create_compute_app(model: ComputeModel, identity: Identity) -> Flask:
     _register_instances(app, model)
     _register_operations(app, model)
     _register_controls(app, model)
+    register_advice(app, model)
     app.add_url_rule("/oauth2/v1/certs", "certs", lambda: jsonify(identity.certs_json()))
     return app
 

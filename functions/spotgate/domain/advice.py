@@ -1,0 +1,16 @@
+"""What Compute Engine's capacity advice (``advice.capacity``) says about one zone for a pool's SPOT shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneAdvice:
+    """``obtainability`` 0..1 (how likely a SPOT start there succeeds now) and ``estimated_uptime`` (how long
+    a SPOT VM started there is expected to run before a preemption; None when GCE gave none)."""
+
+    zone: str
+    obtainability: float
+    estimated_uptime: timedelta | None = None
