@@ -14,7 +14,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response
 
 from spotgate.core.events import parse_delivery
-from spotgate.domain import ControlKind, ControlMessage
+from spotgate.domain import BootPhase, ControlKind, ControlMessage
 from spotgate.errors import UnavailableError
 from spotgate.sandbox.agent import VmAgent
 from spotgate.sandbox.compute import VmEvent, VmEventKind
@@ -75,8 +75,13 @@ class RecordingPublisher:
             return str(len(self.published))
 
     def kinds(self) -> list[str]:
+        """What the agent announced (ready, draining), boot-progress reports left out."""
         with self._lock:
-            return [message["kind"] for _, message in self.published]
+            return [message["kind"] for _, message in self.published if message["kind"] != "progress"]
+
+    def phases(self) -> list[str]:
+        with self._lock:
+            return [message["phase"] for _, message in self.published if message["kind"] == "progress"]
 
 
 @dataclass
@@ -140,13 +145,25 @@ def test_ready_is_announced_once_the_engine_health_check_passes(
             "control",
             {
                 "v": 1,
+                "kind": "progress",
+                "phase": "loading",
+                "pool": "llama",
+                "instance": "llama-l4-a-0",
+                "zone": "us-central1-a",
+                "at": "2026-11-23T12:30:00.125Z",
+            },
+        ),
+        (
+            "control",
+            {
+                "v": 1,
                 "kind": "ready",
                 "pool": "llama",
                 "instance": "llama-l4-a-0",
                 "zone": "us-central1-a",
                 "at": "2026-11-23T12:30:00.125Z",
             },
-        )
+        ),
     ]
 
 
@@ -170,6 +187,17 @@ def test_a_vm_stopped_before_its_engine_is_healthy_drains_and_is_never_ready(
         assert agent.wait_idle(10)
 
     assert publisher.kinds() == ["draining"]
+
+
+def test_the_engine_loading_is_reported_as_boot_progress_before_ready(
+    agent: VmAgent, model: FakeModel, publisher: RecordingPublisher
+) -> None:
+    """Issue 9, defect 12: the control plane measures boot_timeout from the last progress report."""
+    with Engine(unhealthy_for=2) as engine:
+        model.emit(a_vm_event(VmEventKind.RUNNING, engine.url))
+        assert agent.wait_idle(10)
+    assert [m["kind"] for _, m in publisher.published] == ["progress", "ready"]
+    assert publisher.phases() == ["loading"]
 
 
 def test_a_vm_stopped_before_its_guest_booted_sends_nothing(
@@ -202,7 +230,8 @@ def test_polling_gives_up_after_the_health_timeout(model: FakeModel, publisher: 
             assert vm_agent.wait_idle(10)
     finally:
         vm_agent.stop()
-    assert publisher.published == []
+    assert publisher.kinds() == []
+    assert publisher.phases() == ["loading"]
     assert engine.checks >= 1
 
 
@@ -218,7 +247,8 @@ def test_a_failed_publish_does_not_stop_later_announcements(model: FakeModel) ->
             assert vm_agent.wait_idle(10)
     finally:
         vm_agent.stop()
-    assert flaky.kinds() == ["draining"]
+    assert flaky.kinds() == ["ready", "draining"]  # the first publish (the loading report) failed
+    assert flaky.phases() == []
 
 
 def test_events_are_ignored_until_started_and_stop_cancels_polling(
@@ -231,11 +261,12 @@ def test_events_are_ignored_until_started_and_stop_cancels_polling(
         model.emit(a_vm_event(VmEventKind.RUNNING, engine.url, instance="llama-l4-b-0"))
         vm_agent.stop()
         vm_agent.stop()
-    assert publisher.published == []
+    assert publisher.kinds() == []
+    assert [m for _, m in publisher.published if m["instance"] == "llama-l4-a-0"] == []  # emitted before start
     assert vm_agent.wait_idle(0)
 
 
-@pytest.mark.parametrize("kind", [ControlKind.READY, ControlKind.DRAINING], ids=str)
+@pytest.mark.parametrize("kind", [ControlKind.READY, ControlKind.DRAINING, ControlKind.PROGRESS], ids=str)
 def test_announcements_are_control_messages_the_parser_accepts(
     agent: VmAgent, model: FakeModel, publisher: RecordingPublisher, kind: ControlKind
 ) -> None:
@@ -263,3 +294,4 @@ def test_announcements_are_control_messages_the_parser_accepts(
         "us-central1-a",
         NOW,
     )
+    assert event.phase == (BootPhase.LOADING if kind is ControlKind.PROGRESS else None)

@@ -1,13 +1,16 @@
 """The simulated VM agent: what the real startup and shutdown scripts do, for every sandbox VM.
 
-On a real VM the startup script waits for the inference engine's health check and publishes ``ready`` to
-the control topic; the shutdown script, run on the ACPI soft-off of a preemption or a stop, publishes
-``draining`` first (DESIGN §2.2). The control plane routes traffic by these messages, so the sandbox sends
-the same JSON (``{"v":1,"kind":…,"pool","instance","zone","at"}``) through the same topic. The real
-startup script also leaves a watcher on the metadata server's ``instance/preempted?wait_for_change=true``
-that publishes ``draining`` the moment it turns TRUE; in the sandbox that moment is the model's
-PREEMPT_NOTICE event (with a pool's ``preemption_notice``, well before the soft-off), and the agent
-publishes ``draining`` on it.
+On a real VM the startup script reports each boot phase (``progress``), waits for the inference engine's
+health check and publishes ``ready`` to the control topic; the shutdown script, run on the ACPI soft-off of
+a preemption or a stop, publishes ``draining`` first (DESIGN §2.2). The control plane routes traffic by
+these messages, so the sandbox sends the same JSON (``{"v":1,"kind":…,"pool","instance","zone","at"}``)
+through the same topic. The real startup script also leaves a watcher on the metadata server's
+``instance/preempted?wait_for_change=true`` that publishes ``draining`` the moment it turns TRUE; in the
+sandbox that moment is the model's PREEMPT_NOTICE event (with a pool's ``preemption_notice``, well before
+the soft-off), and the agent publishes ``draining`` on it.
+
+A sandbox VM has nothing to install, copy or pull (GCE's boot is modelled by the Compute emulation), so its
+agent reports one phase, ``loading``, when the guest is RUNNING and the engine starts loading the model.
 
 Only a VM whose guest booted (seen RUNNING) runs the shutdown script; a VM stopped mid-boot sends nothing.
 Each boot is a *cycle*: a stop, preemption or new boot ends the cycle, which cancels its health polling,
@@ -28,6 +31,7 @@ from datetime import timedelta
 import urllib3
 
 from spotgate.clock import SystemClock
+from spotgate.domain import BootPhase
 from spotgate.errors import SpotgateError
 from spotgate.ports import Clock
 from spotgate.sandbox.compute import VmEvent, VmEventKind
@@ -145,6 +149,8 @@ class VmAgent:
         if event.engine_url is None:
             log.warning("running VM has no engine URL; not announcing it", extra={"instance": event.instance})
             return
+        if self._current(event.instance, number):
+            self._announce("progress", event, phase=BootPhase.LOADING)
         url = event.engine_url.rstrip("/") + event.health_path
         deadline = time.monotonic() + self._health_timeout
         while self._current(event.instance, number):
@@ -163,10 +169,11 @@ class VmAgent:
         except urllib3.exceptions.HTTPError:
             return False
 
-    def _announce(self, kind: str, event: VmEvent) -> None:
+    def _announce(self, kind: str, event: VmEvent, *, phase: BootPhase | None = None) -> None:
         message = {
             "v": 1,
             "kind": kind,
+            **({"phase": phase.value} if phase is not None else {}),
             "pool": event.pool,
             "instance": event.instance,
             "zone": event.zone,
