@@ -2,7 +2,7 @@
 
 The world models what the planner cannot see directly, the way GCE and the gateway behave:
 - a start leaves the VM PROVISIONING with its *previous* ``lastStartTimestamp`` until it is RUNNING (GCE),
-  then the agent reports ``ready``; a stop takes the VM down a few seconds later;
+  then the agent reports its ``loading`` phase and ``ready``; a stop takes the VM down a few seconds later;
 - a preemption sends the audit event and takes the VM down 30 s later, cutting what ran on it;
 - the gateway sends new requests only to ``ready`` routes, and a draining VM's streams finish over time;
   its activity is flushed every step, so it is always fresh.
