@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from spotgate.domain import Activity, ApiKey, DecisionRecord, Instance, PoolState, Route, ZoneAdvice
+from spotgate.domain import (
+    Activity,
+    ApiKey,
+    DecisionRecord,
+    GatewayActivity,
+    Instance,
+    PoolState,
+    Route,
+    ZoneAdvice,
+)
 
 
 class Clock(Protocol):
@@ -153,11 +162,14 @@ class RouteStore(Protocol):
     def release_lease(self, pool: str, holder: str) -> None: ...
 
     # activity (gateway writes)
-    def record_activity(self, activity: Activity) -> None:
-        """Merge a flush: newest ``last_request_at`` wins, ``requests_total`` adds, ``inflight`` replaces."""
+    def record_activity(self, record: GatewayActivity) -> None:
+        """Store one gateway instance's record for one pool whole, replacing its previous one."""
         ...
 
-    def get_activity(self, pool: str) -> Activity: ...
+    def get_activity(self, pool: str, now: datetime) -> Activity:
+        """The pool's activity summed over every gateway instance's record (``activity_merge.sum_activity``):
+        in-flight gauges over the records live at ``now``, newest times and total counts over all kept."""
+        ...
 
     # audit trail (control plane writes; bounded)
     def append_events(self, records: Sequence[DecisionRecord]) -> None: ...

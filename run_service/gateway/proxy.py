@@ -197,7 +197,7 @@ class Forwarder:
         if opened.response.connection is not None:  # not fully read: never reuse a connection mid-body
             discard(opened.response)
         self._balancer.end(opened.route)
-        self._activity.finished(opened.route.pool)
+        self._activity.finished(opened.route.pool, opened.route.backend)
 
     # holding ---------------------------------------------------------------------------------------------
     def _hold(self, call: Call, hold: _Hold, until: float) -> _Opened | None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from spotgate.domain import (
     Activity,
     BootPhase,
     FailureKind,
+    GatewayActivity,
     Notice,
     NoticeKind,
     Override,
@@ -190,24 +192,79 @@ def test_sqlite_lease_race_between_processes_has_exactly_one_winner(tmp_path: Pa
 
 
 def test_activity_of_a_quiet_pool_is_empty(store: RouteStore) -> None:
-    assert store.get_activity("chat") == Activity(pool="chat")
+    assert store.get_activity("chat", T0) == Activity(pool="chat")
 
 
-def test_activity_flushes_merge_newest_wins_counts_add_inflight_replaces(store: RouteStore) -> None:
+def a_gateway_record(gateway: str, at: datetime, **fields: Any) -> GatewayActivity:
+    return GatewayActivity(pool="chat", gateway=gateway, at=at, expires_at=at + timedelta(seconds=15), **fields)
+
+
+def test_in_flight_is_summed_over_gateway_instances_not_overwritten(store: RouteStore) -> None:
     t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
+    for gateway in ("gw-1", "gw-2", "gw-3"):  # three instances, six in flight each, two VMs
+        store.record_activity(
+            a_gateway_record(gateway, t1, inflight=6, backend_inflight={"chat-a": 4, "chat-b": 2}, requests_total=10)
+        )
+    store.record_activity(a_gateway_record("gw-4", t2, last_request_at=t1, requests_total=1))  # idle, later
+    activity = store.get_activity("chat", t2)
+    assert activity.inflight == 18
+    assert activity.backend_inflight == {"chat-a": 12, "chat-b": 6}
+    assert activity.requests_total == 31
+    assert activity.updated_at == t2
+    assert store.get_activity("embed", t2) == Activity(pool="embed")
+
+
+def test_a_record_is_replaced_whole_by_its_own_instance(store: RouteStore) -> None:
+    t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
+    store.record_activity(a_gateway_record("gw-1", t1, inflight=3, backend_inflight={"chat-a": 3}, requests_total=3))
+    store.record_activity(a_gateway_record("gw-1", t2, inflight=1, backend_inflight={"chat-a": 1}, requests_total=4))
+    activity = store.get_activity("chat", t2)
+    assert (activity.inflight, activity.backend_inflight, activity.requests_total) == (1, {"chat-a": 1}, 4)
+
+
+def test_expired_records_stop_counting_in_flight_but_keep_their_times(store: RouteStore) -> None:
+    finished = T0 + timedelta(seconds=2)
     store.record_activity(
-        Activity("chat", t2, inflight=4, requests_total=10, backend_last_request={"chat-a": t2}, updated_at=t2)
-    )
-    # A late flush from another gateway instance: older times must not win, counts still add.
-    store.record_activity(
-        Activity(
-            "chat", t1, inflight=1, requests_total=3, backend_last_request={"chat-a": t1, "chat-b": t1}, updated_at=t1
+        a_gateway_record(
+            "gone",
+            T0,
+            inflight=5,
+            backend_inflight={"chat-a": 5},
+            last_request_at=T0,
+            backend_last_request={"chat-a": T0},
+            backend_last_finished={"chat-a": finished},
+            requests_total=7,
         )
     )
-    assert store.get_activity("chat") == Activity(
-        "chat", t2, inflight=1, requests_total=13, backend_last_request={"chat-a": t2, "chat-b": t1}, updated_at=t2
+    activity = store.get_activity("chat", T0 + timedelta(minutes=5))
+    assert activity.inflight == 0
+    assert activity.backend_inflight == {}
+    assert activity.updated_at is None  # no live record: the planner reads the load as unknown
+    assert activity.last_request_at == T0
+    assert activity.backend_last_finished == {"chat-a": finished}
+    assert activity.requests_total == 7
+
+
+def test_times_take_the_newest_over_instances(store: RouteStore) -> None:
+    t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
+    store.record_activity(
+        a_gateway_record(
+            "gw-1", t2, last_request_at=t2, backend_last_request={"chat-a": t2}, backend_last_finished={"chat-a": t1}
+        )
     )
-    assert store.get_activity("embed") == Activity(pool="embed")
+    store.record_activity(
+        a_gateway_record(
+            "gw-2",
+            t1,
+            last_request_at=t1,
+            backend_last_request={"chat-a": t1, "chat-b": t1},
+            backend_last_finished={"chat-a": t2},
+        )
+    )
+    activity = store.get_activity("chat", t2)
+    assert activity.last_request_at == t2
+    assert activity.backend_last_request == {"chat-a": t2, "chat-b": t1}
+    assert activity.backend_last_finished == {"chat-a": t2}
 
 
 # audit trail
@@ -344,7 +401,7 @@ def test_watch_may_be_closed_from_its_own_callback(store: RouteStore) -> None:
         pytest.param(lambda s: s.list_routes(), id="list_routes"),
         pytest.param(lambda s: s.put_routes([a_route()]), id="put_routes"),
         pytest.param(lambda s: s.get_pool_state("chat"), id="get_pool_state"),
-        pytest.param(lambda s: s.get_activity("chat"), id="get_activity"),
+        pytest.param(lambda s: s.get_activity("chat", T0), id="get_activity"),
         pytest.param(lambda s: s.recent_events("chat"), id="recent_events"),
         pytest.param(lambda s: s.put_key(a_key()), id="put_key"),
         pytest.param(lambda s: s.watch(Deliveries()), id="watch"),

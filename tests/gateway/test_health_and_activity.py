@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-from spotgate.domain import Activity
+from spotgate.domain import GatewayActivity
 from spotgate.errors import UnavailableError
 from tests.gateway.stack import a_fleet, a_key, a_route, gateway_settings, start_gateway, wait_until
 
@@ -21,10 +22,10 @@ class FlakyStore:
         self.inner = inner
         self.broken = False
 
-    def record_activity(self, activity: Activity) -> None:
+    def record_activity(self, record: GatewayActivity) -> None:
         if self.broken:
             raise UnavailableError("store unreachable")
-        self.inner.record_activity(activity)
+        self.inner.record_activity(record)
 
     def watch(self, on_change: Callable[..., None]) -> Any:
         return self.inner.watch(on_change)
@@ -55,7 +56,9 @@ def test_health_is_stale_while_the_store_fails_and_requests_are_still_served(
         assert post(gateway.url, secret).status_code == 200
         flaky.broken = False
         assert wait_until(lambda: requests.get(f"{gateway.url}/healthz", timeout=5).json()["status"] == "live")
-        assert wait_until(lambda: store.get_activity("chat").requests_total == 2)  # nothing lost while broken
+        assert wait_until(
+            lambda: store.get_activity("chat", datetime.now(UTC)).requests_total == 2
+        )  # nothing lost while broken
     finally:
         gateway.stop()
 
@@ -67,8 +70,8 @@ def test_activity_is_flushed_per_pool_with_backend_times(store, engines, make_ga
     gateway = make_gateway()
     for _ in range(3):
         assert post(gateway.url, secret).status_code == 200
-    assert wait_until(lambda: store.get_activity("chat").requests_total == 3)
-    activity = store.get_activity("chat")
+    assert wait_until(lambda: store.get_activity("chat", datetime.now(UTC)).requests_total == 3)
+    activity = store.get_activity("chat", datetime.now(UTC))
     assert activity.inflight == 0
     assert set(activity.backend_last_request) == {"chat-a"}
     assert activity.last_request_at is not None

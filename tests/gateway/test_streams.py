@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import openai
 import pytest
@@ -105,8 +106,8 @@ def test_a_client_hang_up_closes_the_backend_stream(store, make_gateway, hosts) 
             assert [next(lines) for _ in range(3)] == [b"data: 0", b"", b"data: 1"]
         assert backend.recorder.disconnected.wait(10)
         assert backend.recorder.requests == ["GET /events"]
-        assert wait_until(lambda: store.get_activity("chat").requests_total == 1)
-        assert wait_until(lambda: store.get_activity("chat").inflight == 0)
+        assert wait_until(lambda: store.get_activity("chat", datetime.now(UTC)).requests_total == 1)
+        assert wait_until(lambda: store.get_activity("chat", datetime.now(UTC)).inflight == 0)
 
 
 def test_a_caller_gone_before_the_backend_answered_leaks_no_upstream(store, engines, make_gateway) -> None:
@@ -118,6 +119,8 @@ def test_a_caller_gone_before_the_backend_answered_leaks_no_upstream(store, engi
     headers = {"Authorization": f"Bearer {secret}"}
     with requests.post(url, json=STREAM, headers=headers, stream=True, timeout=20) as r:
         assert next(r.iter_lines()) == b": keepalive"
-    assert wait_until(lambda: store.get_activity("chat").requests_total == 1)
-    assert wait_until(lambda: store.get_activity("chat").backend_last_request.keys() == {"chat-slow-prefill"})
-    assert wait_until(lambda: store.get_activity("chat").inflight == 0)
+    assert wait_until(lambda: store.get_activity("chat", datetime.now(UTC)).requests_total == 1)
+    assert wait_until(
+        lambda: store.get_activity("chat", datetime.now(UTC)).backend_last_request.keys() == {"chat-slow-prefill"}
+    )
+    assert wait_until(lambda: store.get_activity("chat", datetime.now(UTC)).inflight == 0)

@@ -1,35 +1,56 @@
-"""How a gateway activity flush folds into the stored document, shared by every store adapter.
+"""How the gateway instances' activity records add up to one pool's ``Activity``, for every store adapter.
 
-Several gateway instances flush the same pool's activity, out of order and possibly twice, so the merge
-must not lose the newest request time: times merge newest-wins, counters add, and ``inflight`` (a gauge)
-takes the flush's value. Pure, so both stores apply it inside their own transaction.
+Each gateway instance writes its own record (``GatewayActivity``), so no flush overwrites another: three
+instances with 6 requests in flight each read as 18, and an idle instance flushing later adds 0 instead of
+replacing the sum with 0. Gauges (in flight, per pool and per VM) add over the *live* records only, those
+not past their expiry, so an instance that vanished stops counting; times take the newest value over every
+record kept (the last request of an instance that scaled down still keeps the pool awake); counters add.
+Pure, so both stores apply it to what they read.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from spotgate.domain import Activity
+from spotgate.domain import Activity, GatewayActivity
+
+RETENTION = timedelta(days=1)  # records expired longer than this are deleted: their times no longer matter
 
 
-def merge_activity(stored: Activity, flush: Activity) -> Activity:
-    """The stored activity after applying ``flush`` (same pool)."""
-    backends = dict(stored.backend_last_request)
-    for backend, at in flush.backend_last_request.items():
-        backends[backend] = _newest(backends.get(backend), at) or at
+def sum_activity(pool: str, records: Iterable[GatewayActivity], now: datetime) -> Activity:
+    """The pool's activity as of ``now`` from every gateway instance's record (of this pool)."""
+    kept = [r for r in records if r.pool == pool]
+    live = [r for r in kept if r.expires_at > now]
+    backend_inflight: Counter[str] = Counter()
+    for record in live:
+        backend_inflight.update(record.backend_inflight)
     return Activity(
-        pool=stored.pool,
-        last_request_at=_newest(stored.last_request_at, flush.last_request_at),
-        inflight=flush.inflight,
-        requests_total=stored.requests_total + flush.requests_total,
-        backend_last_request=backends,
-        updated_at=_newest(stored.updated_at, flush.updated_at),
+        pool=pool,
+        last_request_at=_newest(r.last_request_at for r in kept),
+        inflight=sum(r.inflight for r in live),
+        requests_total=sum(r.requests_total for r in kept),
+        backend_last_request=_newest_each(r.backend_last_request for r in kept),
+        updated_at=_newest(r.at for r in live),
+        backend_inflight={vm: n for vm, n in sorted(backend_inflight.items()) if n > 0},
+        backend_last_finished=_newest_each(r.backend_last_finished for r in kept),
     )
 
 
-def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
+def is_prunable(record: GatewayActivity, now: datetime) -> bool:
+    """True for a record expired longer than ``RETENTION`` ago: deleting it changes no decision."""
+    return record.expires_at + RETENTION < now
+
+
+def _newest(times: Iterable[datetime | None]) -> datetime | None:
+    return max((t for t in times if t is not None), default=None)
+
+
+def _newest_each(maps: Iterable[dict[str, datetime]]) -> dict[str, datetime]:
+    newest: dict[str, datetime] = {}
+    for times in maps:
+        for key, at in times.items():
+            if key not in newest or at > newest[key]:
+                newest[key] = at
+    return dict(sorted(newest.items()))

@@ -8,7 +8,9 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
 - ``{prefix}_pools``    one per pool: ``state`` (the PoolState document), ``generation``, and the lease
   (``lease_holder``, ``lease_expires_at``); commits and leases run in transactions and update only their
   own fields, so they never overwrite each other
-- ``{prefix}_activity`` one per pool, merged in a transaction
+- ``{prefix}_gateway_activity`` one per gateway instance and pool (id ``pool.gateway``), written whole by
+  that instance; ``get_activity`` sums a pool's records. ``delete_at`` (a Firestore timestamp a day past the
+  record's expiry) is the field of the collection's TTL policy, so Firestore deletes records long dead
 - ``{prefix}_events``   the audit trail, queried newest first by ``at``; trimmed to ``events_limit`` per pool
   after each append (which reads the ids of the pool's retained events: appends happen per decision, not
   per tick). Querying one pool needs the composite index (``pool`` ASC, ``at`` DESC).
@@ -46,10 +48,10 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 
-from spotgate.adapters.activity_merge import merge_activity
+from spotgate.adapters.activity_merge import RETENTION, sum_activity
 from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
 from spotgate.adapters.firestore_feed import FirestoreFeed
-from spotgate.domain import Activity, ApiKey, DecisionRecord, PoolState, Route
+from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, PoolState, Route
 from spotgate.errors import (
     ConflictError,
     NotFoundError,
@@ -161,22 +163,17 @@ class FirestoreStore:
             release(self._client.transaction())
 
     # activity
-    def record_activity(self, activity: Activity) -> None:
-        ref = self._collection("activity").document(activity.pool)
-
-        @firestore.transactional
-        def merge(transaction: Any) -> None:
-            snap = ref.get(transaction=transaction, **self._call)
-            stored = from_document(Activity, snap.to_dict()) if snap.exists else Activity(pool=activity.pool)
-            transaction.set(ref, to_document(merge_activity(stored, activity)))
-
+    def record_activity(self, record: GatewayActivity) -> None:
+        ref = self._collection("gateway_activity").document(f"{record.pool}.{record.gateway}")
+        document = {**to_document(record), "delete_at": record.expires_at + RETENTION}
         with _translated("record activity"):
-            merge(self._client.transaction())
+            ref.set(document, **self._call)  # one writer per record: no transaction needed
 
-    def get_activity(self, pool: str) -> Activity:
+    def get_activity(self, pool: str, now: datetime) -> Activity:
+        query = self._collection("gateway_activity").where(filter=firestore.FieldFilter("pool", "==", pool))
         with _translated("get activity"):
-            snap = self._collection("activity").document(pool).get(**self._call)
-        return from_document(Activity, snap.to_dict()) if snap.exists else Activity(pool=pool)
+            snaps = list(query.stream(**self._call))
+        return sum_activity(pool, (from_document(GatewayActivity, s.to_dict()) for s in snaps), now)
 
     # audit trail
     def append_events(self, records: Sequence[DecisionRecord]) -> None:

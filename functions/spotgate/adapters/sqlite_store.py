@@ -36,11 +36,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from spotgate.adapters.activity_merge import merge_activity
+from spotgate.adapters.activity_merge import RETENTION, sum_activity
 from spotgate.adapters.codec import format_time, from_document, to_document
 from spotgate.adapters.sqlite_feed import SqliteFeed, read_snapshot
 from spotgate.adapters.sqlite_file import connect, translated
-from spotgate.domain import Activity, ApiKey, DecisionRecord, PoolState, Route
+from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, PoolState, Route
 from spotgate.errors import ConflictError, PermanentError
 from spotgate.ports import Snapshot, Subscription
 
@@ -130,17 +130,20 @@ class SqliteStore:
             db.execute("DELETE FROM leases WHERE pool = ? AND holder = ?", (pool, holder))
 
     # activity
-    def record_activity(self, activity: Activity) -> None:
+    def record_activity(self, record: GatewayActivity) -> None:
         with self._write() as db:
-            merged = merge_activity(_load_activity(db, activity.pool), activity)
             db.execute(
-                "INSERT INTO activity (pool, doc) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET doc = excluded.doc",
-                (activity.pool, _dump(merged)),
+                "INSERT INTO gateway_activity (pool, gateway, expires_at, doc) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (pool, gateway) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc",
+                (record.pool, record.gateway, _epoch(record.expires_at), _dump(record)),
             )
+            # The writer prunes records long dead (Firestore does this with a TTL policy on ``delete_at``).
+            db.execute("DELETE FROM gateway_activity WHERE expires_at < ?", (_epoch(record.at - RETENTION),))
 
-    def get_activity(self, pool: str) -> Activity:
+    def get_activity(self, pool: str, now: datetime) -> Activity:
         with self._read() as db:
-            return _load_activity(db, pool)
+            rows = db.execute("SELECT doc FROM gateway_activity WHERE pool = ?", (pool,)).fetchall()
+        return sum_activity(pool, (from_document(GatewayActivity, json.loads(doc)) for (doc,) in rows), now)
 
     # audit trail
     def append_events(self, records: Sequence[DecisionRecord]) -> None:
@@ -226,11 +229,6 @@ class SqliteStore:
 def _bump_version_if_changed(db: sqlite3.Connection, changes_before: int) -> None:
     if db.total_changes != changes_before:
         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
-
-
-def _load_activity(db: sqlite3.Connection, pool: str) -> Activity:
-    row = db.execute("SELECT doc FROM activity WHERE pool = ?", (pool,)).fetchone()
-    return Activity(pool=pool) if row is None else from_document(Activity, json.loads(row[0]))
 
 
 def _epoch(at: datetime) -> float:

@@ -7,7 +7,7 @@ these types at the adapter boundary, and everything inward of the adapters speak
 from __future__ import annotations
 
 from spotgate.domain.actions import Action, Plan, SetOverflow, SetRoute, StartInstance, StopInstance
-from spotgate.domain.activity import Activity
+from spotgate.domain.activity import Activity, GatewayActivity
 from spotgate.domain.advice import ZoneAdvice
 from spotgate.domain.events import (
     BootPhase,
@@ -49,6 +49,7 @@ __all__ = [
     "DecisionRecord",
     "Envelope",
     "FailureKind",
+    "GatewayActivity",
     "Ignored",
     "InboundEvent",
     "Instance",

@@ -27,3 +27,25 @@ class Activity:
     updated_at: datetime | None = None
     backend_inflight: dict[str, int] = field(default_factory=dict)
     backend_last_finished: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayActivity:
+    """One gateway instance's record for one pool: the only writer of it is that instance (DESIGN §2.1).
+
+    Cloud Run runs several gateway instances; each writes its own record whole at every flush and never
+    touches another's, so nothing is overwritten: the store sums the gauges of the live records (those not
+    past ``expires_at``, so a vanished instance stops counting) and takes the newest time of every record.
+    ``requests_total`` is this instance's cumulative count.
+    """
+
+    pool: str
+    gateway: str  # the writing instance's id, unique per process
+    at: datetime  # when this record was written
+    expires_at: datetime  # after this, its gauges no longer count (the instance stopped refreshing it)
+    inflight: int = 0  # requests in flight through this instance: proxied or held for a waking VM
+    backend_inflight: dict[str, int] = field(default_factory=dict)
+    last_request_at: datetime | None = None
+    backend_last_request: dict[str, datetime] = field(default_factory=dict)
+    backend_last_finished: dict[str, datetime] = field(default_factory=dict)
+    requests_total: int = 0

@@ -256,7 +256,7 @@ class ControlPlane:
         return Observed(
             instances=tuple(listed),
             routes=tuple(self._store.list_routes(spec.name)),
-            activity=self._store.get_activity(spec.name),
+            activity=self._store.get_activity(spec.name, self._clock.now()),
             overflow_min_instances=self._overflow_min(spec),
         )
 

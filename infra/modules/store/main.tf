@@ -32,3 +32,17 @@ resource "google_firestore_index" "events_by_pool" {
     order      = "DESCENDING"
   }
 }
+
+# Every gateway instance writes one activity record per pool (<prefix>_gateway_activity) and carries a
+# `delete_at` timestamp a day past the record's expiry; this TTL policy lets Firestore delete records of
+# instances long gone, so the collection stays as small as the number of recent gateway instances.
+resource "google_firestore_field" "gateway_activity_ttl" {
+  project    = var.project
+  database   = google_firestore_database.store.name
+  collection = "${var.collection_prefix}_gateway_activity"
+  field      = "delete_at"
+
+  # No single-field index on a value only the TTL sweeper reads.
+  index_config {}
+  ttl_config {}
+}
