@@ -29,6 +29,7 @@ class _LazyGroup(click.Group):
         "sandbox": "spotgate.sandbox.cli:sandbox",
         "dev": "spotgate.sandbox.dev_cli:dev",
         "keys": "spotgate.keys_cli:keys",
+        "preflight": "spotgate.preflight.cli:preflight",
         "simulate": "spotgate.simulation.cli:simulate",
     }
 

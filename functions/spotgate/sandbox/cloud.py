@@ -27,6 +27,7 @@ from spotgate.sandbox.engine_options import EngineOptions
 from spotgate.sandbox.http_server import LocalServer
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.process import EngineArgs, EngineLauncher
+from spotgate.sandbox.project_api import ProjectModel, register_project_api
 from spotgate.sandbox.vms import VmEngines
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,9 @@ class SandboxCloud:
         names = [vm.name for pool in self.fleet.pools for vm in pool.vms]
         ips = {name: self._block.address(FIRST_VM_HOST + i) for i, name in enumerate(names)}
         self._compute = ComputeModel(self.fleet, ips, self._vm_engines, self._clock)
-        self._compute_server = LocalServer(create_compute_app(self._compute, self.identity), name="sandbox-compute")
+        compute_app = create_compute_app(self._compute, self.identity)
+        register_project_api(compute_app, ProjectModel.for_fleet(self.fleet))  # what spotgate preflight reads
+        self._compute_server = LocalServer(compute_app, name="sandbox-compute")
         self._overflow = OverflowServices(self._start_overflow_engines(), self._clock)
         self._run_server = LocalServer(create_cloudrun_app(self._overflow), name="sandbox-cloudrun")
         log.info("sandbox started", extra={"compute": self._compute_server.url, "cloud_run": self._run_server.url})
