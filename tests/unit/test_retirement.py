@@ -182,6 +182,15 @@ def test_idle_timeout_counts_from_the_end_of_the_last_request() -> None:
     assert routes_of(spec, seen, state) == {}
 
 
+def test_a_steady_long_stream_is_load_while_the_gateway_keeps_flushing() -> None:
+    """A 20-minute stream: its request started before the idle timeout, but the fresh record says it runs."""
+    activity = traffic({"chat-a-1": 1}, {"chat-a-1": ago(minutes=20)}, last_request=ago(minutes=20))
+    seen, state = serving("chat-a-1", activity=activity)
+    spec = a_pool_spec()
+    assert moves(spec, seen, state) == []
+    assert routes_of(spec, seen, state) == {}
+
+
 # ---- defect 6: hysteresis and minimum up time ----------------------------------------------------------------
 
 HYSTERESIS_CASES = [
@@ -233,3 +242,28 @@ def test_a_draining_vm_that_stays_running_is_stopped(
     activity = traffic(inflight, {"chat-a-1": ago(minutes=10)})
     seen, state = serving("chat-a-1", activity=activity, notices={"chat-a-1": draining_notice(notice_at)})
     assert moves(MIN1, seen, state) == expected
+
+
+STOP_REASON_CASES = [
+    pytest.param(
+        traffic({}, {"chat-a-1": ago(minutes=3)}, {"chat-a-1": ago(minutes=2)}),
+        ago(minutes=1),
+        "stop chat-a-1 (SPOT, us-central1-a): scale to zero, sleep override until 2026-11-23T13:00:00Z; "
+        "idle since 11:58:00Z",
+        id="empty",
+    ),
+    pytest.param(
+        traffic({"chat-a-1": 1}, {"chat-a-1": ago(minutes=6)}),
+        ago(minutes=5),
+        "stop chat-a-1 (SPOT, us-central1-a): scale to zero, sleep override until 2026-11-23T13:00:00Z; "
+        "drain_timeout 0:05:00 passed with 1 request(s) in flight",
+        id="drain_timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize(("activity", "retiring_since", "reason"), STOP_REASON_CASES)
+def test_a_retiring_vm_stop_says_why(activity: Activity, retiring_since: datetime, reason: str) -> None:
+    seen, state = serving("chat-a-1", activity=activity, override=SLEEPING, retiring={"chat-a-1": retiring_since})
+    (stop,) = [a for a in plan(MIN1, seen, state, NOW).actions if isinstance(a, StopInstance)]
+    assert stop.reason == reason

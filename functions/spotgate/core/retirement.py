@@ -117,21 +117,21 @@ def _retire(ctx: Leaving, vm: Vm, why: str) -> Retirement:
         return Retirement(kept=((vm.name, started + ctx.spec.min_uptime),))
     since = ctx.state.retiring.get(vm.name, ctx.now)
     inflight, last = ctx.inflight(vm.name), ctx.last_used(vm.name)
-    if ctx.is_empty(vm.name) or ctx.now - since >= ctx.spec.drain_timeout:
-        return Retirement(stops=(_stop(vm, why, inflight, last),), since=((vm.name, since),))
+    if ctx.is_empty(vm.name):
+        load = f"idle since {clock(last)}" if last else "no traffic recorded"
+        return Retirement(stops=(_stop(vm, f"{why}; {load}"),), since=((vm.name, since),))
+    if ctx.now - since >= ctx.spec.drain_timeout:
+        load = f"drain_timeout {ctx.spec.drain_timeout} passed with {inflight} request(s) in flight"
+        return Retirement(stops=(_stop(vm, f"{why}; {load}"),), since=((vm.name, since),))
     until = since + ctx.spec.drain_timeout
     if inflight == 0 and last is not None:
         until = min(until, last + ctx.spec.drain_grace)
     return Retirement(held=((vm.name, until),), since=((vm.name, since),))
 
 
-def _stop(vm: Vm, why: str, inflight: int, last: datetime | None) -> StopInstance:
+def _stop(vm: Vm, why: str) -> StopInstance:
     where = f"{vm.instance.provisioning_model}, {vm.instance.zone}"
-    if inflight:
-        load = f"drain_timeout passed with {inflight} request(s) in flight"
-    else:
-        load = f"idle since {clock(last)}" if last else "no traffic recorded"
-    return StopInstance(vm.name, vm.instance.zone, f"stop {vm.name} ({where}): {why}; {load}")
+    return StopInstance(vm.name, vm.instance.zone, f"stop {vm.name} ({where}): {why}")
 
 
 def _rank(ctx: Leaving, vm: Vm) -> tuple[bool, bool, bool, bool, datetime, str]:
