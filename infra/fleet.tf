@@ -59,6 +59,7 @@ locals {
         wake_hold         = p.wake_hold
         stockout_cooldown = p.stockout_cooldown
         preemption_notice = p.preemption_notice
+        capacity_advice   = p.capacity_advice ? { machine_type = p.host.machine_type } : null
         continuation      = coalesce(p.continuation, p.serving.kind == "vllm") # needs continue_final_message
         active_hours      = p.active_hours
         fallback          = p.fallback

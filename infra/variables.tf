@@ -68,6 +68,9 @@ variable "pools" {
     preemption_notice = optional(string)
     # Continue a stream cut mid-answer on another backend; null: on for vLLM engines, off for custom ones.
     continuation = optional(bool)
+    # Rank zones for SPOT starts by GCE's advice.capacity for the pool's host.machine_type (the controller
+    # needs read access to the advice API; without it the answer is "unknown" and placement is unchanged).
+    capacity_advice = optional(bool, false)
     active_hours = optional(object({
       timezone = optional(string, "UTC")
       windows = list(object({

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from spotgate.clock import SystemClock
 from spotgate.fleet import FleetConfig
 from spotgate.logs import configure_logging
-from spotgate.ports import Clock, Compute, Overflow, Publisher, RouteStore
+from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, Publisher, RouteStore
 from spotgate.services.control_plane import ControlPlane
 from spotgate.settings import Settings, read_settings
 
@@ -65,6 +65,15 @@ def build_overflow(settings: Settings, fleet: FleetConfig) -> Overflow | None:
     )
 
 
+def build_advisor(settings: Settings, fleet: FleetConfig) -> CapacityAdvisor | None:
+    """Compute Engine's capacity advice; None when no pool asks for it (``capacity_advice``)."""
+    if not any(p.capacity_advice for p in fleet.pools):
+        return None
+    from spotgate.adapters.gce_advice import GceAdvisor
+
+    return GceAdvisor(settings.project_id(fleet), endpoint=settings.compute_endpoint)
+
+
 def build_publisher(settings: Settings, fleet: FleetConfig) -> Publisher:
     from spotgate.adapters.pubsub_publisher import PubSubPublisher
 
@@ -85,5 +94,6 @@ def build_control_plane(settings: Settings | None = None) -> ControlPlaneRuntime
         build_overflow(settings, fleet),
         clock,
         lease_ttl=settings.lease_ttl,
+        advisor=build_advisor(settings, fleet),
     )
     return ControlPlaneRuntime(settings, fleet, store, clock, plane)

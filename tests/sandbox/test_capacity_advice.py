@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
 
 from spotgate.adapters.gce_advice import GceAdvisor
-from spotgate.domain import ZoneAdvice
+from spotgate.adapters.gce_compute import GceCompute
+from spotgate.adapters.sqlite_store import SqliteStore
+from spotgate.clock import SystemClock
+from spotgate.domain import ControlKind, ControlMessage, StartInstance, ZoneAdvice
 from spotgate.errors import NotFoundError, UnavailableError
+from spotgate.fleet import parse_fleet
 from spotgate.sandbox.cloud import SandboxCloud
+from spotgate.services.control_plane import ControlPlane
 
 PROJECT = "spotgate-local"
 A, B, C = "us-central1-a", "us-central1-b", "us-central1-c"
@@ -72,3 +78,26 @@ def test_a_failure_is_not_retried_before_retry_after(compute_cloud: SandboxCloud
     with pytest.raises(NotFoundError):
         advisor.zone_advice([A], "g2-standard-8")
     assert calls(compute_cloud) == 2
+
+
+def test_the_control_plane_places_by_advice_through_the_real_clients(
+    compute_cloud: SandboxCloud, tmp_path: Path
+) -> None:
+    """The production shell, GceCompute and GceAdvisor against the sandbox: the advised zone gets the start."""
+    data = compute_cloud.fleet.model_dump(mode="json")
+    chat = next(p for p in data["pools"] if p["name"] == "chat")
+    chat.update(min_ready=1, capacity_advice={"machine_type": "g2-standard-8"}, overflow=None)
+    fleet = parse_fleet(data)
+    for zone, score in ((A, 0.2), (B, 0.3), (C, 0.95)):
+        control(compute_cloud, "advice", {"zone": zone, "obtainability": score})
+    store = SqliteStore(tmp_path / "store.db")
+    try:
+        compute = GceCompute(PROJECT, endpoint=compute_cloud.compute_url)
+        advisor = GceAdvisor(PROJECT, endpoint=compute_cloud.compute_url)
+        plane = ControlPlane(fleet, store, compute, None, SystemClock(), advisor=advisor)
+        outcome = plane.handle(ControlMessage(ControlKind.WAKE, datetime.now(UTC), pool="chat"))
+    finally:
+        store.close()
+    starts = [a for a in outcome.actions if isinstance(a, StartInstance)]
+    assert [s.instance for s in starts] == ["chat-c-1"]
+    assert "advice: obtainability 0.95" in starts[0].reason

@@ -45,10 +45,11 @@ from spotgate.domain import (
     SetRoute,
     StartInstance,
     StopInstance,
+    ZoneAdvice,
 )
 from spotgate.errors import CapacityError, ConflictError, QuotaError, RateLimitError, SpotgateError
 from spotgate.fleet import FleetConfig, PoolSpec
-from spotgate.ports import Clock, Compute, Overflow, PendingOperation, RouteStore
+from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, PendingOperation, RouteStore
 from spotgate.services.lease import PoolLease
 
 log = logging.getLogger("spotgate.control_plane")
@@ -93,8 +94,10 @@ class ControlPlane:
         lease_ttl: timedelta = timedelta(seconds=60),
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        advisor: CapacityAdvisor | None = None,
     ) -> None:
         self.fleet = fleet
+        self._advisor = advisor
         self._store = store
         self._compute = compute
         self._overflow = overflow
@@ -258,7 +261,20 @@ class ControlPlane:
             routes=tuple(self._store.list_routes(spec.name)),
             activity=self._store.get_activity(spec.name, self._clock.now()),
             overflow_min_instances=self._overflow_min(spec),
+            advice=self._advice(spec),
         )
+
+    def _advice(self, spec: PoolSpec) -> dict[str, ZoneAdvice]:
+        """Capacity advice for the pool's SPOT zones; empty when off, or "unknown" when GCE does not answer
+        (an optional dependency never keeps VMs from being started, DESIGN §2.3)."""
+        if spec.capacity_advice is None or self._advisor is None or not spec.spot_vms:
+            return {}
+        zones = sorted({vm.zone for vm in spec.spot_vms})
+        try:
+            return self._advisor.zone_advice(zones, spec.capacity_advice.machine_type)
+        except SpotgateError as e:
+            log.warning("capacity advice unknown: %s", e, extra={"pool": spec.name})
+            return {}
 
     def _overflow_min(self, spec: PoolSpec) -> int | None:
         """The overflow service's min instances, or None ("unknown") when it has none or does not answer.
