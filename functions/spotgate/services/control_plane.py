@@ -55,7 +55,7 @@ from spotgate.services.lease import PoolLease
 log = logging.getLogger("spotgate.control_plane")
 
 LEASE_PATIENCE = timedelta(seconds=30)  # how long a round carrying failed starts waits for the pool's lease
-MAX_PARALLEL_POOLS = 16  # first rounds of a fleet tick in flight at once (store reads and API calls, no waits)
+MAX_PARALLEL_POOLS = 32  # first rounds of a fleet tick in flight at once (store reads and API calls, no waits)
 MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
 RATE_LIMIT_ATTEMPTS = 4  # a call refused for the API's rate is tried this often in all, backing off between
 RATE_LIMIT_BACKOFF = 1.0  # seconds before the first retry; doubles each time, with full jitter
