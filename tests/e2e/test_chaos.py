@@ -54,3 +54,9 @@ def test_every_reclaimed_route_stopped_taking_traffic(result: ChaosResult) -> No
     reclaims = result.report.reclaims
     assert reclaims
     assert all(r.to_draining is not None for r in reclaims), reclaims
+
+
+def test_no_answer_was_cut_mid_stream(result: ChaosResult) -> None:
+    """The chaos fleet gives SPOT VMs an early preemption notice and continues streams whose VM died anyway."""
+    requests = result.report.requests
+    assert {pool: c.cut_mid_stream for pool, c in requests.items()} == dict.fromkeys(requests, 0)

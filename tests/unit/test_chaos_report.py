@@ -248,6 +248,7 @@ def test_the_verdict_passes_only_when_every_criterion_does() -> None:
         "failed_before_first_byte": 1,
         "cut_mid_stream": 0,
         "streaming": 0,
+        "continued": 0,
         "total": 1,
     }
 
@@ -269,3 +270,51 @@ def test_the_printed_report_shows_counts_costs_and_the_verdict() -> None:
     assert "failed before 1st byte" in text
     assert "always-on $" in text
     assert "FAIL" in text
+
+
+def test_streams_continued_after_a_reclaim_are_counted_apart_from_those_cut() -> None:
+    requests = (
+        a_request(1.0, 2.0, stream=True),
+        a_request(2.0, 3.0, stream=True, continued=True),
+        a_request(3.0, 4.0, stream=True, outcome=Outcome.CUT),
+    )
+    counts = summarize(a_run(requests=requests)).requests["batch"]
+    assert (counts.ok, counts.continued, counts.cut_mid_stream, counts.streaming) == (2, 1, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        pytest.param(
+            ['data: {"choices":[{"delta":{"content":"a"}}]}', 'data: {"choices":[{"finish_reason":"stop"}]}'],
+            (1, True, False, None), id="plain",
+        ),
+        pytest.param(
+            ['data: {"choices":[{"delta":{"content":"a"}}]}', ": spotgate-continued 1", "data: [DONE]"],
+            (1, False, True, None), id="continued",
+        ),
+        pytest.param(
+            ['data: {"error":{"code":"stream_interrupted","message":"x"}}', ": keepalive"],
+            (0, False, False, "stream_interrupted"), id="error-event",
+        ),
+    ],
+)  # fmt: skip
+def test_a_chaos_caller_reads_tokens_finish_continuation_and_errors_from_sse_lines(
+    lines: list[str], expected: tuple[Any, ...]
+) -> None:
+    from spotgate.sandbox.chaos_traffic import _Stream
+
+    seen = _Stream()
+    for line in lines:
+        seen.take(line)
+    assert (seen.pieces, seen.finished, seen.continued, (seen.error or {}).get("code")) == expected
+
+
+def test_the_baseline_fleet_has_no_notice_and_no_continuation() -> None:
+    from spotgate.fleet import load_fleet
+    from spotgate.sandbox.chaos_cli import without_surviving_streams
+
+    fleet = load_fleet("examples/chaos-fleet.yaml")
+    baseline = without_surviving_streams(fleet)
+    assert all(p.preemption_notice is not None and p.continuation for p in fleet.pools)
+    assert all(p.preemption_notice is None and not p.continuation for p in baseline.pools)

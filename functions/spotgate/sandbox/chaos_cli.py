@@ -14,7 +14,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from spotgate.errors import SpotgateError
-from spotgate.fleet import load_fleet
+from spotgate.fleet import FleetConfig, load_fleet
 from spotgate.sandbox.chaos_report import ChaosReport, percentile
 from spotgate.sandbox.chaos_verdict import RECLAIMS
 
@@ -27,15 +27,21 @@ from spotgate.sandbox.chaos_verdict import RECLAIMS
 @click.option("--seed", default=1, show_default=True, help="Seed of every chaos decision.")
 @click.option("--clients", type=click.IntRange(min=1, max=64), default=4, show_default=True)
 @click.option("--state-dir", default=".spotgate/chaos", show_default=True, type=click.Path(file_okay=False))
-def chaos(minutes: float, config_path: str, seed: int, clients: int, state_dir: str) -> None:
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="Turn off every pool's preemption_notice and continuation: the run to compare surviving streams with.",
+)
+def chaos(minutes: float, config_path: str, seed: int, clients: int, state_dir: str, *, baseline: bool) -> None:
     """Run the local system under preemptions, stockouts, maintenance and Pub/Sub faults; PASS or FAIL."""
     # Imported here: the run pulls in the whole sandbox (gRPC, Google clients); rendering a report does not.
     from spotgate.sandbox.chaos import ChaosOptions, run_chaos
 
     console = Console()
     try:
-        fleet = load_fleet(config_path)
+        fleet = without_surviving_streams(load_fleet(config_path)) if baseline else load_fleet(config_path)
         console.print(f"chaos for {minutes:g} min on [bold]{config_path}[/] (seed {seed}, {clients} clients)")
+        console.print(f"surviving streams: {_features(fleet)}")
         result = run_chaos(fleet, Path(state_dir), ChaosOptions(seconds=minutes * 60, seed=seed, clients=clients))
     except (SpotgateError, TimeoutError) as e:
         raise click.ClickException(str(e)) from None
@@ -45,6 +51,25 @@ def chaos(minutes: float, config_path: str, seed: int, clients: int, state_dir: 
     console.print(f"report written to {path}")
     if not result.report.passed:
         raise SystemExit(1)
+
+
+def without_surviving_streams(fleet: FleetConfig) -> FleetConfig:
+    """``fleet`` with no early preemption notice and no stream continuation in any pool."""
+    pools = tuple(pool.model_copy(update={"preemption_notice": None, "continuation": False}) for pool in fleet.pools)
+    return fleet.model_copy(update={"pools": pools})
+
+
+def _features(fleet: FleetConfig) -> str:
+    return (
+        ", ".join(
+            f"{p.name}: notice {p.preemption_notice.total_seconds():g}s"
+            if p.preemption_notice
+            else f"{p.name}: no notice"
+            for p in fleet.pools
+        )
+        + "; continuation "
+        + ", ".join(f"{p.name} {'on' if p.continuation else 'off'}" for p in fleet.pools)
+    )
 
 
 def render(report: ChaosReport) -> Group:
@@ -61,9 +86,13 @@ def render(report: ChaosReport) -> Group:
 
 
 def _requests(report: ChaosReport) -> Table:
-    table = Table("pool", "ok", "failed before 1st byte", "cut mid-stream", "streaming", title="requests")
+    table = Table(
+        "pool", "ok", "of which continued", "failed before 1st byte", "cut mid-stream", "streaming", title="requests"
+    )
     for pool, c in report.requests.items():
-        table.add_row(pool, str(c.ok), str(c.failed_before_first_byte), str(c.cut_mid_stream), str(c.streaming))
+        table.add_row(
+            pool, str(c.ok), str(c.continued), str(c.failed_before_first_byte), str(c.cut_mid_stream), str(c.streaming)
+        )
     return table
 
 

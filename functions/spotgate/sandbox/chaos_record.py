@@ -32,6 +32,7 @@ class RequestRecord:
     outcome: Outcome
     backend: str | None = None
     error: str = ""
+    continued: bool = False  # a stream completed by the gateway's continuation after its backend died
 
 
 @dataclass(frozen=True, slots=True)

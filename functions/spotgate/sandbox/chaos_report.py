@@ -27,6 +27,7 @@ class RequestCounts:
     failed_before_first_byte: int = 0
     cut_mid_stream: int = 0
     streaming: int = 0
+    continued: int = 0  # of ``ok``: streams whose backend died mid-answer, completed on another one
 
     @property
     def total(self) -> int:
@@ -146,6 +147,7 @@ def request_counts(obs: Observations) -> dict[str, RequestCounts]:
             failed_before_first_byte=c.failed_before_first_byte + (r.outcome is Outcome.FAILED_BEFORE_FIRST_BYTE),
             cut_mid_stream=c.cut_mid_stream + (r.outcome is Outcome.CUT),
             streaming=c.streaming + r.stream,
+            continued=c.continued + (r.outcome is Outcome.OK and r.continued),
         )
     return counts
 

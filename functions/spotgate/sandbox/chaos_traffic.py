@@ -5,12 +5,15 @@ fail before its first byte (an HTTP error, a refused or broken connection before
 held stream that ended with "no backend"), was it cut after the answer had started, or did it complete.
 ``with_streaming_response`` is used for both kinds so the response headers (and ``x-spotgate-backend``)
 arrive before the body is read: an error while *entering* is before the first byte, one while *reading* is
-after. Pools with ``min_ready`` 0 get bursts separated by quiet stretches longer than their idle timeout, so
+after. Streams are read as SSE lines (what the SDK parses) so that a stream the gateway continued on another
+backend after its VM was reclaimed (its ``: spotgate-continued`` comment) is counted as such.
+Pools with ``min_ready`` 0 get bursts separated by quiet stretches longer than their idle timeout, so
 every run also exercises scale-to-zero and the wake path.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -30,6 +33,7 @@ from spotgate.sandbox.chaos_spans import Span
 log = logging.getLogger(__name__)
 
 CUT_CODES = frozenset({"stream_interrupted"})  # the gateway's code for an answer that broke after it began
+CONTINUED_COMMENT = "spotgate-continued"  # the gateway's SSE comment before [DONE] when it continued an answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,26 +111,28 @@ class Traffic:
             self._stop.wait(rng.uniform(0.05, 0.3))
 
     def _stream(self, pool: PoolSpec, body: dict[str, Any]) -> RequestRecord:
-        start, backend, pieces, finished = time.time(), None, 0, False
+        """One streamed answer, read as SSE lines so the gateway's ``: spotgate-continued`` comment is seen."""
+        start, backend, seen = time.time(), None, _Stream()
         record = _recorder(pool.name, stream=True, start=start)
         try:
             with self._client.chat.completions.with_streaming_response.create(**body) as response:
                 backend = response.headers.get("x-spotgate-backend")
                 try:
-                    for chunk in response.parse():
-                        pieces += bool(chunk.choices and chunk.choices[0].delta.content)
-                        finished = finished or bool(chunk.choices and chunk.choices[0].finish_reason)
-                except openai.APIError as e:
-                    cut = pieces > 0 or _code(e) in CUT_CODES
-                    return record(Outcome.CUT if cut else Outcome.FAILED_BEFORE_FIRST_BYTE, backend, _describe(e))
+                    for line in response.iter_lines():
+                        seen.take(line)
                 except httpx2.HTTPError as e:
-                    outcome = Outcome.CUT if pieces > 0 else Outcome.FAILED_BEFORE_FIRST_BYTE
+                    outcome = Outcome.CUT if seen.pieces > 0 else Outcome.FAILED_BEFORE_FIRST_BYTE
                     return record(outcome, backend, _describe(e))
         except (openai.APIError, httpx2.HTTPError) as e:
             return record(Outcome.FAILED_BEFORE_FIRST_BYTE, backend, _describe(e))
-        if not finished:  # ended without a finish_reason: truncated, even if no error said so
-            return record(Outcome.CUT if pieces else Outcome.FAILED_BEFORE_FIRST_BYTE, backend, "stream ended early")
-        return record(Outcome.OK, backend, "")
+        if seen.error is not None:
+            cut = seen.pieces > 0 or seen.error.get("code") in CUT_CODES
+            message = f"APIError: {str(seen.error.get('message', ''))[:200]}"
+            return record(Outcome.CUT if cut else Outcome.FAILED_BEFORE_FIRST_BYTE, backend, message)
+        if not seen.finished:  # ended without a finish_reason: truncated, even if no error said so
+            outcome = Outcome.CUT if seen.pieces else Outcome.FAILED_BEFORE_FIRST_BYTE
+            return record(outcome, backend, "stream ended early")
+        return record(Outcome.OK, backend, "", continued=seen.continued)
 
     def _complete(self, pool: PoolSpec, body: dict[str, Any]) -> RequestRecord:
         start, backend = time.time(), None
@@ -143,9 +149,31 @@ class Traffic:
         return record(Outcome.OK, backend, "")
 
 
-def _recorder(pool: str, *, stream: bool, start: float) -> Callable[[Outcome, str | None, str], RequestRecord]:
-    def record(outcome: Outcome, backend: str | None, error: str) -> RequestRecord:
-        return RequestRecord(pool, stream, start, time.time(), outcome, backend, error)
+class _Stream:
+    """What a caller learns from an SSE stream's lines: tokens, finish, an error event, a continuation."""
+
+    def __init__(self) -> None:
+        self.pieces = 0
+        self.finished = False
+        self.continued = False
+        self.error: dict[str, Any] | None = None
+
+    def take(self, line: str) -> None:
+        if line.startswith(f": {CONTINUED_COMMENT}"):
+            self.continued = True
+        if not line.startswith("data: {"):
+            return
+        chunk = json.loads(line[len("data: ") :])
+        if isinstance(chunk.get("error"), dict):
+            self.error = chunk["error"]
+        for choice in chunk.get("choices") or []:
+            self.pieces += bool((choice.get("delta") or {}).get("content"))
+            self.finished = self.finished or bool(choice.get("finish_reason"))
+
+
+def _recorder(pool: str, *, stream: bool, start: float) -> Callable[..., RequestRecord]:
+    def record(outcome: Outcome, backend: str | None, error: str, *, continued: bool = False) -> RequestRecord:
+        return RequestRecord(pool, stream, start, time.time(), outcome, backend, error, continued)
 
     return record
 
