@@ -53,8 +53,11 @@ locals {
         min_ready         = p.min_ready
         max_ready         = p.max_ready
         target_inflight   = p.target_inflight
+        scale_down_ratio  = p.scale_down_ratio
+        min_uptime        = p.min_uptime
         idle_timeout      = p.idle_timeout
         drain_grace       = p.drain_grace
+        drain_timeout     = p.drain_timeout
         boot_timeout      = p.boot_timeout
         wake_hold         = p.wake_hold
         stockout_cooldown = p.stockout_cooldown

@@ -58,8 +58,11 @@ variable "pools" {
     min_ready         = optional(number, 0)
     max_ready         = optional(number, 1)
     target_inflight   = optional(number, 8)
+    scale_down_ratio  = optional(number, 0.5) # hysteresis: let a VM go at target_inflight x this per VM
+    min_uptime        = optional(string, "10m")
     idle_timeout      = optional(string, "15m")
     drain_grace       = optional(string, "30s")
+    drain_timeout     = optional(string, "5m")
     boot_timeout      = optional(string, "10m")
     wake_hold         = optional(string, "30s")
     stockout_cooldown = optional(string, "5m")
@@ -159,12 +162,17 @@ variable "pools" {
   validation {
     condition = alltrue(flatten([for p in var.pools : [
       for d in concat(
-        [p.idle_timeout, p.drain_grace, p.boot_timeout, p.wake_hold, p.stockout_cooldown, p.fallback.after],
+        [p.idle_timeout, p.drain_grace, p.drain_timeout, p.min_uptime, p.boot_timeout, p.wake_hold, p.stockout_cooldown, p.fallback.after],
         p.overflow == null ? [] : [p.overflow.cooldown],
         p.preemption_notice == null ? [] : [p.preemption_notice],
       ) : can(regex("^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+$", d))
     ]]))
     error_message = "durations must be seconds (\"90\") or have units (\"90s\", \"15m\", \"1h30m\")."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.pools : p.scale_down_ratio > 0 && p.scale_down_ratio < 1])
+    error_message = "scale_down_ratio must be between 0 and 1 (exclusive)."
   }
 
   validation {
