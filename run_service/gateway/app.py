@@ -24,6 +24,7 @@ from gateway.access import Exchange
 from gateway.auth import Principal
 from gateway.errors import ApiError
 from gateway.headers import request_id, upstream_headers
+from gateway.intake import client_socket
 from gateway.limits import Admission
 from gateway.paths import backend_path, split_target
 from gateway.payload import parse_object
@@ -189,7 +190,8 @@ def _call(
     headers = upstream_headers(request.headers.items(), rid)
     exchange: Exchange = g.exchange
     exchange.pool = pool.name
-    return Call(pool, method, target, headers, body, stream, rid, inference, exchange=exchange)
+    client = client_socket(request.environ)
+    return Call(pool, method, target, headers, body, stream, rid, inference, client=client, exchange=exchange)
 
 
 def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> PoolSpec:

@@ -98,3 +98,8 @@ def gateway_timeout(message: str) -> ApiError:
 
 def stream_interrupted(message: str) -> ApiError:
     return ApiError(502, message, "api_error", "stream_interrupted")
+
+
+def client_gone() -> ApiError:
+    """The caller closed the connection before the answer (nginx's 499; only the access line sees it)."""
+    return ApiError(499, "The client closed the connection.", "invalid_request_error", "client_closed_request")

@@ -106,7 +106,7 @@ class BodyReader:
         if declared is None and not environ.get("wsgi.input_terminated"):
             return b""  # chunked, and the server cannot tell where it ends: no body (as werkzeug decides)
         stream = environ["wsgi.input"]  # read raw: the server's own stream wrappers hide timeouts as 400s
-        sock = _client_socket(environ)
+        sock = client_socket(environ)
         previous = sock.gettimeout() if sock is not None else None
         deadline = self._monotonic() + self._timeout
         parts: list[bytes] = []
@@ -148,7 +148,7 @@ def _content_length(environ: dict[str, Any]) -> int | None:
     return value
 
 
-def _client_socket(environ: dict[str, Any]) -> socket.socket | None:
+def client_socket(environ: dict[str, Any]) -> socket.socket | None:
     """The connection's socket, as gunicorn or werkzeug's server expose it (None elsewhere)."""
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     return sock if hasattr(sock, "settimeout") else None  # gevent's socket is not a stdlib subclass

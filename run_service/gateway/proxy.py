@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from gateway import continuation, errors
 from gateway.access import Exchange
 from gateway.activity import ActivityRecorder
 from gateway.continued_stream import continued_stream
+from gateway.hangup import watch
 from gateway.headers import SSE_HEADERS
 from gateway.pending import Pending
 from gateway.relay import HEARTBEAT, Answer, Relay, answer, in_open_stream
@@ -47,6 +49,7 @@ from spotgate.errors import UnavailableError
 from spotgate.fleet import PoolSpec
 
 log = logging.getLogger(__name__)
+_GONE_CHECK = 0.5  # seconds: how often a held plain request checks whether its caller is still there
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Call:
     request_id: str
     inference: bool = False  # an OpenAI endpoint (not pass-through): the pool may allow its replay
     strip_usage: bool = False  # the gateway asked the engine for stream usage the caller did not ask for
+    client: Any = None  # the caller's socket, watched for a hang-up while a plain request waits
     exchange: Exchange = field(default_factory=lambda: Exchange("", "", "", 0.0))  # the access-log record
 
     @property
@@ -121,16 +125,36 @@ class Forwarder:
                 return self._held_stream(call, hold, release, pending)
             opened = pending.take()
         else:
-            opened = self._attempt(call, hold.tried)
+            opened = self._attempt_while_watched(call, hold)
+            if opened is not None:
+                return self._respond(call, opened, release)
+            raise errors.no_backend(pool, _retry_after(call.pool))
         if opened is None:
             self._wake.wake(pool)
-            first_wait = hold.deadline if not call.stream else min(hold.deadline, self._after(self._heartbeat))
-            opened = self._hold(call, hold, first_wait)
+            opened = self._hold(call, hold, min(hold.deadline, self._after(self._heartbeat)))
         if opened is not None:
             return self._respond(call, opened, release)
         if not call.stream or self._monotonic() >= hold.deadline:
             raise errors.no_backend(pool, _retry_after(call.pool))
         return self._held_stream(call, hold, release)
+
+    def _attempt_while_watched(self, call: Call, hold: _Hold) -> _Opened | None:
+        """Try, then hold, while watching the caller: a hang-up shuts the upstream request and ends this one."""
+        with watch(call.client) as cancel:
+            try:
+                opened = self._attempt(call, hold.tried)
+                if opened is None:
+                    self._wake.wake(call.pool.name)
+                    opened = self._hold(call, hold, hold.deadline, cancel.gone)
+            except errors.ApiError:
+                if cancel.gone.is_set():
+                    raise errors.client_gone() from None
+                raise
+            if cancel.gone.is_set():
+                if opened is not None:
+                    self._finish(opened, call.exchange)
+                raise errors.client_gone()
+            return opened
 
     # trying backends -------------------------------------------------------------------------------------
     def _attempt(self, call: Call, tried: set[str]) -> _Opened | None:
@@ -200,7 +224,7 @@ class Forwarder:
         self._activity.finished(opened.route.pool, opened.route.backend)
 
     # holding ---------------------------------------------------------------------------------------------
-    def _hold(self, call: Call, hold: _Hold, until: float) -> _Opened | None:
+    def _hold(self, call: Call, hold: _Hold, until: float, gone: threading.Event | None = None) -> _Opened | None:
         """Wait for routing-table changes until ``until``, trying the backends again after each one.
 
         A held request counts as in flight: it is demand, and the control plane must keep the VM it woke
@@ -209,8 +233,10 @@ class Forwarder:
         call.exchange.held = True
         with self._activity.waiting(call.pool.name):
             while (remaining := until - self._monotonic()) > 0:
-                if not self._table.wait_for_change(hold.version, remaining):
+                if gone is not None and gone.is_set():
                     return None
+                if not self._table.wait_for_change(hold.version, min(remaining, _GONE_CHECK)):
+                    continue
                 hold.version = self._table.version
                 hold.tried.clear()
                 opened = self._attempt(call, hold.tried)

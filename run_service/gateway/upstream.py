@@ -32,6 +32,8 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 
+from gateway.hangup import TrackedConnection, TrackedHTTPSConnection
+
 CHUNK = 64 * 1024
 
 
@@ -72,6 +74,8 @@ class Upstreams:
                 pool = urllib3.connection_from_url(
                     address, maxsize=self._pool_size, block=False, timeout=self._timeout, retries=False
                 )
+                # connections register with the request's hang-up watch, which can shut them down
+                pool.ConnectionCls = TrackedHTTPSConnection if url.scheme == "https" else TrackedConnection
                 self._pools[address] = (pool, (url.path or "").rstrip("/"))
             return self._pools[address]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -139,7 +140,9 @@ def _scripted(recorder: Recorder, script: Script) -> type[BaseHTTPRequestHandler
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            time.sleep(script.delay)
+            if _hung_up_within(self.connection, script.delay):
+                recorder.disconnected.set()  # an engine aborts a request whose connection closed
+                return
             self.send_response(script.status)
             self.send_header("Content-Type", script.content_type)
             for name, value in script.headers:
@@ -164,3 +167,15 @@ def _scripted(recorder: Recorder, script: Script) -> type[BaseHTTPRequestHandler
             pass
 
     return Handler
+
+
+def _hung_up_within(conn: socket.socket, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as the peer closes the connection (it sends nothing else meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([conn], [], [], left)
+        if readable and conn.recv(1, socket.MSG_PEEK) == b"":
+            return True
+        if readable:
+            time.sleep(min(left, 0.05))
+    return False
