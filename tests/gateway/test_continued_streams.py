@@ -7,6 +7,7 @@ function of the conversation, so the continued text must equal the text of an un
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -101,3 +102,50 @@ def test_a_request_that_cannot_be_continued_faithfully_gets_the_error_event(stor
     secret, _ = a_key(store)
     with pytest.raises(openai.APIError, match="interrupted"):
         stream_and_kill(gateway_for(make_gateway), secret, vms, max_tokens=60, logprobs=True)
+
+
+def test_a_completions_stream_is_continued_from_prompt_and_text_so_far(store, engines, make_gateway) -> None:
+    vms = two_vms(store, engines)
+    secret, _ = a_key(store)
+    prompt = "the gateway keeps every stream"
+    direct = openai.OpenAI(base_url=next(iter(vms.values())).url + "/v1", api_key="x", max_retries=0, timeout=20)
+    expected = direct.completions.create(
+        model="chat-model", prompt=prompt, max_tokens=50, extra_body={"min_tokens": 50}
+    )
+    client = openai.OpenAI(base_url=f"{gateway_for(make_gateway).url}/v1", api_key=secret, max_retries=0, timeout=30)
+    raw = client.completions.with_raw_response.create(
+        model="chat-model", prompt=prompt, max_tokens=50, stream=True, extra_body={"min_tokens": 50}
+    )
+    received: list[Any] = []
+    for chunk in raw.parse():
+        received.append(chunk)
+        if len(received) == 3:
+            vms[raw.headers["x-spotgate-backend"]].kill()
+    assert "".join(c.choices[0].text for c in received if c.choices) == expected.choices[0].text
+    assert len({c.id for c in received}) == 1
+
+
+def test_a_held_stream_is_continued_too(store, engines, make_gateway) -> None:
+    """Engines slower to their first token than a heartbeat: the caller's 200 went out before any backend's.
+
+    Only chat-a-1 is routed at first, so it answers; chat-b-1 joins the table mid-stream, then chat-a-1 dies.
+    """
+    first, second = (engines("chat-model", name, *SLOW, "--ttft", "0.5") for name in ("chat-a-1", "chat-b-1"))
+    store.put_routes([a_route("chat", first.name, first.url)])
+    secret, _ = a_key(store)
+    expected, _ = uncut(second, max_tokens=40, extra_body={"min_tokens": 40})
+    gateway = gateway_for(make_gateway)
+    body = {"model": "chat-model", "stream": True, "max_tokens": 40, "min_tokens": 40, "messages": MESSAGES}
+    headers = {"Authorization": f"Bearer {secret}"}
+    with requests.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers, stream=True, timeout=30) as r:
+        lines: list[str] = []
+        for line in r.iter_lines(decode_unicode=True):
+            lines += [line] if line else []
+            if line.startswith("data: {") and sum(1 for x in lines if x.startswith("data: {")) == 3:
+                store.put_routes([a_route("chat", e.name, e.url) for e in (first, second)])
+                first.kill()
+    chunks = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
+    assert ": keepalive" in lines  # it was a held stream
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == expected
+    assert ": spotgate-continued 1" in lines
+    assert lines[-1] == "data: [DONE]"
