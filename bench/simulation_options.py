@@ -36,6 +36,28 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# What spanning regions buys on the nine-zone AWS3 trace: the chosen options, one VM per zone, the pool in the
+# four zones of one region (us-east-1) or in all nine zones of three regions.
+ONE_REGION = {"us-east-1a": "us-central1-a", "us-east-1c": "us-central1-b", "us-east-1d": "us-central1-c",
+              "us-east-1f": "us-central1-f"}  # fmt: skip
+THREE_REGIONS = {**ONE_REGION, "us-east-2a": "us-east1-b", "us-east-2b": "us-east1-c", "us-west-2a": "us-west1-a",
+                 "us-west-2b": "us-west1-b", "us-west-2c": "us-west1-c"}  # fmt: skip
+
+
+def region_rows(base: dict[str, Any], scenario: Scenario) -> list[tuple[str, Scenario, FleetConfig]]:
+    rows = []
+    for name, mapping in (("4 zones of 1 region", ONE_REGION), ("9 zones of 3 regions", THREE_REGIONS)):
+        data = copy.deepcopy(base)
+        data["regions"] = sorted({z.rsplit("-", 1)[0] for z in mapping.values()} - {data["region"]})
+        # Listed, not a spot group: a group names VMs by zone letter, which repeats across regions.
+        vms = [{"name": f"chat-{z.replace('-', '')}", "zone": z} for z in sorted(set(mapping.values()))]
+        vms.append({"name": "chat-standard", "zone": "us-central1-a", "provisioning_model": "STANDARD"})
+        changes = {**CHOSEN, "spot": None, "vms": vms}
+        capacity = scenario.capacity.model_copy(update={"zones": mapping})
+        rows.append((f"chosen, {name}", scenario.model_copy(update={"capacity": capacity}), fleet_with(data, changes)))
+    return rows
+
+
 def fleet_with(base: dict[str, Any], changes: dict[str, Any]) -> FleetConfig:
     data = copy.deepcopy(base)
     pool = data["pools"][0]
@@ -70,19 +92,26 @@ def on_trace(scenario: Scenario, folder: Path) -> Scenario:
 
 def main() -> None:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/traces")
-    traces = sys.argv[2:] or ["AWS1", "AWS2", "AWS3"]
+    traces = [a for a in sys.argv[2:] if not a.startswith("--")] or ["AWS1", "AWS2", "AWS3"]
     base = yaml.safe_load(Path("examples/fleet.yaml").read_text(encoding="utf-8"))
     print("| trace | pool options | >= min_ready | served at once | cost vs on-demand | GPU-h SPOT / STD / overflow "
           "| preemptions | to ready p50 / p99 s |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for trace in traces:
         scenario = on_trace(load_scenario(Path(f"examples/simulation/{trace.lower()}-chat.yaml")), root / trace)
-        for name, changes in VARIANTS.items():
+        for name, changes in VARIANTS.items() if "--regions-only" not in sys.argv else ():
             print(row(trace, name, simulate(scenario, fleet_with(base, changes))), flush=True)
+        if "--regions-only" in sys.argv:
+            for name, spread, fleet in region_rows(base, scenario):
+                print(row(trace, name, simulate(spread, fleet)), flush=True)
+            continue
         slow = scenario.model_copy(
             update={"timing": scenario.timing.model_copy(update={"load": timedelta(seconds=120)})}
         )
         print(row(trace, "chosen, engine load 120 s instead of 30 s", simulate(slow, fleet_with(base, CHOSEN))))
+        if trace == "AWS3":
+            for name, spread, fleet in region_rows(base, scenario):
+                print(row(trace, name, simulate(spread, fleet)), flush=True)
 
 
 if __name__ == "__main__":

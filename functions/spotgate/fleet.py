@@ -320,6 +320,10 @@ class FleetConfig(_Strict):
 
     project: str = Field(default="spotgate-local", pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
     region: str = Field(default="us-central1", pattern=REGION)
+    # More regions of the same VPC where pools may place VMs (DESIGN §2.1: VPC networks are global, so the
+    # gateway's connector reaches their private IPs; spreading over regions cuts correlated preemptions). The
+    # gateway and the functions stay in ``region``; Terraform gives each of these a subnet and a Cloud NAT.
+    regions: tuple[Annotated[str, Field(pattern=REGION)], ...] = ()
     pools: tuple[PoolSpec, ...] = Field(min_length=1)
     prices: Prices = Prices()
     sandbox: SandboxSpec = SandboxSpec()
@@ -336,10 +340,14 @@ class FleetConfig(_Strict):
                     )
                 owners[vm.name] = pool.name
         _reject_duplicates("model names and aliases", [m for p in self.pools for m in p.model_names])
+        allowed = {self.region, *self.regions}
         for pool in self.pools:
-            wrong = [z for z in pool.zones if not z.startswith(self.region + "-")]
+            wrong = [z for z in pool.zones if z.rsplit("-", 1)[0] not in allowed]
             if wrong:
-                raise ValueError(f"pools.{pool.name}.vms: zone {wrong[0]!r} is not in region {self.region!r}")
+                where = ", ".join(repr(r) for r in sorted(allowed))
+                raise ValueError(
+                    f"pools.{pool.name}.vms: zone {wrong[0]!r} is not in region {where} (list more in 'regions')"
+                )
         return self
 
     def pool(self, name: str) -> PoolSpec | None:

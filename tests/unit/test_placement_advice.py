@@ -62,3 +62,10 @@ def test_advice_moves_the_planned_start() -> None:
     advised = plan(spec, replace(seen, advice=advice((A, 0.1, 1), (C, 0.8, 4))), a_state(), NOW)
     assert [a.instance for a in plain.actions if isinstance(a, StartInstance)] == ["chat-a-1"]
     assert [a.instance for a in advised.actions if isinstance(a, StartInstance)] == ["chat-c-1"]
+
+
+def test_a_pool_over_regions_spreads_over_regions_before_zones() -> None:
+    vms = [spot("chat-a-1", A), spot("chat-b-1", B), spot("chat-e-1", "us-east1-b")]
+    live = [an_instance("chat-c-9", zone=C, model="SPOT")]
+    chosen = choose_starts(vms, 2, live=live, state=a_state(), now=NOW)
+    assert [p.instance.name for p in chosen] == ["chat-e-1", "chat-a-1"]

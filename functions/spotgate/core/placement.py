@@ -1,13 +1,14 @@
 """Which stopped VM to start next: the zone choice for SPOT capacity.
 
-SPOT reclaims are correlated within a zone (co-interruptions cluster within minutes), so the pool is spread
-over zones first. Zones that just stocked out are skipped until their cooldown ends, because asking again at
-once only returns the same error; for the same reason a VM whose own start just failed waits out its
-backoff. Among the rest, zones GCE itself named in its last ``zonesAvailable`` hint come first, then (for a
-pool with ``capacity_advice``) zones GCE's ``advice.capacity`` rates more obtainable, in steps of 0.1, and
-with a longer estimated uptime (zones it left out last), then zones that preempted less recently; the VM
-name breaks ties so the answer is deterministic. Without advice the advice terms are equal for every zone,
-so the order is the same as without the feature.
+SPOT reclaims are correlated within a zone (co-interruptions cluster within minutes) and, less, within a
+region, so the pool is spread over regions first (for a pool that spans several), then over zones. Zones
+that just stocked out are skipped until their cooldown ends, because asking again at once only returns the
+same error; for the same reason a VM whose own start just failed waits out its backoff. Among the rest,
+zones GCE itself named in its last ``zonesAvailable`` hint come first, then (for a pool with
+``capacity_advice``) zones GCE's ``advice.capacity`` rates more obtainable, in steps of 0.1, and with a
+longer estimated uptime (zones it left out last), then zones that preempted less recently; the VM name
+breaks ties so the answer is deterministic. Without advice the advice terms are equal for every zone, so the
+order is the same as without the feature.
 """
 
 from __future__ import annotations
@@ -82,11 +83,17 @@ def choose_starts(
 
 def _rank(
     vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str], advice: Mapping[str, ZoneAdvice]
-) -> tuple[int, int, int, int, float, int, str]:
+) -> tuple[int, int, int, int, int, float, int, str]:
     is_standard = int(vm.provisioning_model is ProvisioningModel.STANDARD)
     outside_hint = int(bool(hint) and vm.zone not in hint)
     unlikely, shorter = _advice_terms(vm, advice)
-    return (is_standard, per_zone[vm.zone], outside_hint, unlikely, shorter, preempted[vm.zone], vm.name)
+    region = _region(vm.zone)
+    per_region = sum(n for zone, n in per_zone.items() if _region(zone) == region)
+    return (is_standard, per_region, per_zone[vm.zone], outside_hint, unlikely, shorter, preempted[vm.zone], vm.name)
+
+
+def _region(zone: str) -> str:
+    return zone.rsplit("-", 1)[0]
 
 
 def _advice_terms(vm: Instance, advice: Mapping[str, ZoneAdvice]) -> tuple[int, float]:
