@@ -89,6 +89,7 @@ class GatewaySettings(BaseSettings):
     connect_timeout: Duration = timedelta(seconds=3)
     read_timeout: Duration = timedelta(seconds=600)
     heartbeat: Duration = timedelta(seconds=10)
+    max_snapshot_age: Duration = timedelta(minutes=2)  # resubscribe after half of it; stale after all of it
 
 
 def read_settings(env_file: Path | None = None) -> Settings:

@@ -52,7 +52,7 @@ class Gateway:
         self.settings = s
         self.fleet = deps.fleet
         self.monotonic = deps.monotonic
-        self.table = LiveTable(deps.store, monotonic=deps.monotonic)
+        self.table = LiveTable(deps.store, max_age=s.max_snapshot_age.total_seconds(), monotonic=deps.monotonic)
         self.auth = Authenticator(self.table, s, deps.clock, deps.auth_request)
         self.limiter = KeyLimiter(deps.monotonic)
         self.budget = BodyBudget(s.max_body_bytes_in_flight, s.max_uploads_per_key)

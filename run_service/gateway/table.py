@@ -6,9 +6,15 @@ indexed once (ready VM routes per pool, the overflow route per pool, keys by has
 request sees one consistent version. Requests held for a VM wait on a condition that every delivery
 signals, so they wake as soon as a VM is ready instead of polling.
 
-Staleness: the table is *live* once a snapshot arrived and while the last store call succeeded. Anyone who
-talks to the store (the activity flusher) reports failures here; ``/healthz`` shows ``stale`` until a call
-succeeds again. The last table keeps being served either way.
+Staleness: the table is *live* once a snapshot arrived, while the last store call succeeded, and while the
+last snapshot is younger than ``max_age``. A listener can die without a word (Firestore's watch thread has
+been seen to stop after an unrecoverable stream error), and then revocations and route changes stop while
+everything looks fine; a quiet store sends no snapshots either, so silence alone proves nothing. Hence
+a watchdog resubscribes whenever the last snapshot is older than half of ``max_age`` (every subscription
+starts with a full snapshot, so a quiet store refreshes it and a dead listener is replaced); if that fails,
+the table turns stale once ``max_age`` has passed. Anyone else who talks to the store (the activity
+flusher) reports failures here too; ``/healthz`` shows ``stale`` until things recover. The last table keeps
+being served either way.
 """
 
 from __future__ import annotations
@@ -56,10 +62,16 @@ class LiveTable:
     """The current routes and keys; ``start`` subscribes, ``close`` unsubscribes."""
 
     def __init__(
-        self, store: RouteStore, *, retry_every: float = 2.0, monotonic: Callable[[], float] = time.monotonic
+        self,
+        store: RouteStore,
+        *,
+        retry_every: float = 2.0,
+        max_age: float = 120.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._retry_every = retry_every
+        self._max_age = max_age
         self._monotonic = monotonic
         self._index = _Index(version=-1)
         self._changed = threading.Condition()
@@ -70,9 +82,9 @@ class LiveTable:
 
     # lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Subscribe now if the store answers, else keep retrying in the background."""
-        if not self._subscribe():
-            threading.Thread(target=self._keep_subscribing, name="gateway-table", daemon=True).start()
+        """Subscribe now if the store answers (else in the background), and start the watchdog."""
+        subscribed = self._subscribe()
+        threading.Thread(target=self._watchdog, args=(subscribed,), name="gateway-table", daemon=True).start()
 
     def close(self) -> None:
         self._closed.set()
@@ -82,20 +94,33 @@ class LiveTable:
             self._changed.notify_all()
 
     def _subscribe(self) -> bool:
+        """A new subscription in place of the current one (closed once the new one delivered). False: failed."""
         try:
             subscription = self._store.watch(self._apply)
         except SpotgateError as e:
             log.warning("routing table subscription failed; retrying", extra={"error": str(e)})
             self.report_store(ok=False)
             return False
+        previous, self._subscription = self._subscription, subscription
+        if previous is not None:
+            previous.close()
         if self._closed.is_set():
             subscription.close()
-        self._subscription = subscription
         return True
 
-    def _keep_subscribing(self) -> None:
-        while not self._closed.wait(self._retry_every) and not self._subscribe():
-            pass
+    def _watchdog(self, subscribed: bool) -> None:
+        """Subscribe until it works; then resubscribe whenever the last snapshot is older than max_age / 2."""
+        while not subscribed and not self._closed.wait(self._retry_every):
+            subscribed = self._subscribe()
+        while not self._closed.wait(min(self._retry_every, self._max_age / 4)):
+            if self.snapshot_age > self._max_age / 2:
+                log.info("routing table quiet; resubscribing", extra={"snapshot_age": round(self.snapshot_age, 1)})
+                self._subscribe()
+
+    @property
+    def snapshot_age(self) -> float:
+        """Seconds since the last snapshot arrived (infinite before the first)."""
+        return float("inf") if self._loaded_at is None else self._monotonic() - self._loaded_at
 
     def _apply(self, snapshot: Snapshot) -> None:
         index = _index(snapshot)
@@ -116,7 +141,7 @@ class LiveTable:
 
     @property
     def live(self) -> bool:
-        return self.loaded and self._store_ok
+        return self.loaded and self._store_ok and self.snapshot_age <= self._max_age
 
     def health(self) -> dict[str, object]:
         index = self._index
