@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,22 @@ def test_invalid_pools_are_rejected_at_plan_time(console: Console, breakage: Any
     assert result.returncode != 0
     assert "Invalid value for variable" in errors
     assert message in errors
+
+
+def test_surviving_streams_settings_reach_the_fleet(console: Console) -> None:
+    variables = example_variables()
+    _chat(variables)["preemption_notice"] = "120s"
+    variables["pools"][1]["serving"]["kind"] = "custom"  # an engine spotgate cannot assume continues answers
+
+    pools = FleetConfig.model_validate(console.value("local.fleet", variables)).pools
+
+    assert pools[0].preemption_notice == timedelta(seconds=120)
+    assert (pools[0].continuation, pools[1].continuation) == (True, False)  # vLLM by default; custom off
+
+
+def test_a_malformed_preemption_notice_is_rejected_at_plan_time(console: Console) -> None:
+    variables = example_variables()
+    _chat(variables)["preemption_notice"] = "two minutes"
+    result = console.evaluate("local.fleet", variables)
+    assert result.returncode != 0
+    assert "durations must be" in " ".join(ANSI.sub("", result.stderr).split())

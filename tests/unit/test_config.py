@@ -117,6 +117,10 @@ INVALID = [
     pytest.param(
         lambda d: d["pools"][0].update(overflow={"service": "x", "url": "not a url"}), "overflow.url", id="bad-url"
     ),
+    pytest.param(lambda d: d["pools"][0].update(preemption_notice="0s"), "pools.0.preemption_notice", id="notice-zero"),
+    pytest.param(
+        lambda d: d["pools"][0].update(preemption_notice="1.5s"), "whole number of seconds", id="notice-fraction"
+    ),
 ]
 
 
