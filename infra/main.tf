@@ -196,3 +196,21 @@ module "gateway" {
 
   depends_on = [google_project_service.apis]
 }
+
+module "observability" {
+  source = "./modules/observability"
+
+  project               = var.project
+  name                  = var.name
+  gateway_service       = module.gateway.service
+  function_services     = values(module.control_plane.function_services)
+  notification_channels = var.alerts.notification_channels
+  no_ready_minutes      = var.alerts.no_ready_minutes
+  overflow_warm_hours   = var.alerts.overflow_warm_hours
+  idle_minutes          = var.alerts.idle_minutes
+  function_error_ratio  = var.alerts.function_error_ratio
+  gateway_5xx_ratio     = var.alerts.gateway_5xx_ratio
+  labels                = local.labels
+
+  depends_on = [google_project_service.apis]
+}

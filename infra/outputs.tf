@@ -77,3 +77,13 @@ output "cloudbuild_substitutions" {
     _CONNECTOR        = module.network.connector_id
   }
 }
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of the fleet (requests, TTFB, ready backends, actions, preemptions, start failures)."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/custom/${element(split("/", module.observability.dashboard_id), length(split("/", module.observability.dashboard_id)) - 1)}?project=${var.project}"
+}
+
+output "alert_policies" {
+  description = "Alert policy names by alert (no-ready-backend, overflow-warm, idle-vm, function-errors, gateway-5xx)."
+  value       = module.observability.alert_policies
+}

@@ -387,3 +387,16 @@ variable "pubsub_token_creator_grant" {
   description = "Grant the Pub/Sub service agent roles/iam.serviceAccountTokenCreator on the trigger account. Needed only in projects created before April 2021; off by default because it names a Google service agent, which the iam.allowedPolicyMemberDomains org policy may refuse."
   default     = false
 }
+
+variable "alerts" {
+  type = object({
+    notification_channels = optional(list(string), [])
+    no_ready_minutes      = optional(number, 10)
+    overflow_warm_hours   = optional(number, 2)
+    idle_minutes          = optional(number, 10)
+    function_error_ratio  = optional(number, 0.1)
+    gateway_5xx_ratio     = optional(number, 0.05)
+  })
+  description = "Alert policies: notification channel IDs (projects/P/notificationChannels/N) they notify, and their thresholds (see modules/observability)."
+  default     = {}
+}

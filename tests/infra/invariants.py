@@ -424,6 +424,43 @@ def google_blocks_match_provider_schema(tree: TerraformTree) -> list[str]:
     return check_tree(tree.root)
 
 
+ALERTS = ("no-ready-backend", "overflow-warm", "idle-vm", "function-errors", "gateway-5xx")
+METRICS = (
+    "gateway-requests",
+    "gateway-ttfb",
+    "gateway-held",
+    "gateway-refused",
+    "control-actions",
+    "start-failures",
+    "preemptions",
+    "pool-ready-backends",
+    "pool-overflow-warm",
+    "pool-idle-vms",
+)
+
+
+def operators_are_told(tree: TerraformTree) -> list[str]:
+    """The log-based metrics, one dashboard, and the five alert policies exist; every alert notifies
+    var.notification_channels, which the root module fills from var.alerts."""
+    violations: list[str] = []
+    for kind, wanted in (("google_logging_metric", METRICS), ("google_monitoring_alert_policy", ALERTS)):
+        blocks = tree.resources(kind)
+        text = " ".join(tree.expression_text(b.body.get("for_each"), b.module_dir) for b in blocks)
+        violations += [f"no {kind} {name}" for name in wanted if f'"{name}"' not in text]
+        if kind == "google_monitoring_alert_policy":
+            violations += [
+                f"{b.address}: must notify var.notification_channels"
+                for b in blocks
+                if b.body.get("notification_channels") != "${var.notification_channels}"
+            ]
+    if not tree.resources("google_monitoring_dashboard"):
+        violations.append("no google_monitoring_dashboard")
+    wired = [m for m in tree.blocks("module") if m.labels[0] == "observability"]
+    if not wired or wired[0].body.get("notification_channels") != "${var.alerts.notification_channels}":
+        violations.append("the root module must pass var.alerts.notification_channels to module.observability")
+    return violations
+
+
 CHECKS: dict[str, Check] = {
     check.__name__: check
     for check in (
@@ -449,5 +486,6 @@ CHECKS: dict[str, Check] = {
         identities_wait_for_their_apis,
         required_apis_are_enabled,
         function_services_are_named_by_the_function,
+        operators_are_told,
     )
 }

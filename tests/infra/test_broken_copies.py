@@ -321,6 +321,36 @@ BREAKAGES = [
         ),
         id="function-service-assumed-to-share-its-name",
     ),
+    pytest.param(
+        Breakage(
+            "modules/observability/main.tf",
+            "  notification_channels = var.notification_channels\n",
+            "",
+            "operators_are_told",
+            "must notify var.notification_channels",
+        ),
+        id="alert-that-notifies-nobody",
+    ),
+    pytest.param(
+        Breakage(
+            "modules/observability/main.tf",
+            "    gateway-5xx = {",
+            "    gateway-errors = {",
+            "operators_are_told",
+            "no google_monitoring_alert_policy gateway-5xx",
+        ),
+        id="gateway-5xx-alert-missing",
+    ),
+    pytest.param(
+        Breakage(
+            "main.tf",
+            "notification_channels = var.alerts.notification_channels",
+            "notification_channels = []",
+            "operators_are_told",
+            "must pass var.alerts.notification_channels",
+        ),
+        id="channels-not-wired",
+    ),
 ]
 
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from spotgate.core.events import pool_of
 from spotgate.core.fast_path import fast_path_routes
+from spotgate.core.health import pool_health
 from spotgate.core.planner import plan
 from spotgate.core.state_updates import apply_event, is_going_away, record_start_failure
 from spotgate.domain import (
@@ -239,7 +240,7 @@ class ControlPlane:
             self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             raise
         decided = plan(spec, observed, state, now)
-        _log_plan(spec, decided)
+        _log_plan(spec, decided, pool_health(spec, observed, state, now))
         return self._apply(spec, decided, now, done)
 
     def _wait_for_starts(
@@ -250,7 +251,11 @@ class ControlPlane:
             try:
                 operation.wait()
             except SpotgateError as e:
-                log.warning("start failed: %s", e, extra={"pool": spec.name, "instance": action.instance})
+                log.warning(
+                    "start failed: %s",
+                    e,
+                    extra={"pool": spec.name, "instance": action.instance, "zone": action.zone, "reason": _why(e)},
+                )
                 failures.append((action, e))
         return failures
 
@@ -306,9 +311,13 @@ class ControlPlane:
                 if isinstance(action, StartInstance):  # forget the attempt so the next plan may retry at once
                     state = record_start_failure(state, action, e, now, spec)
                 done.records.append(_record(spec, now, "error", action, str(e)))
-                log.warning("action failed: %s", e, extra={"pool": spec.name, "action": _kind(action)})
+                log.warning(
+                    "action failed: %s", e, extra={"pool": spec.name, "action": _kind(action), "reason": _why(e)}
+                )
                 continue
             done.actions.append(action)
+            # One line per action, for the control-plane actions metric (infra/modules/observability).
+            log.info("action issued", extra={"pool": spec.name, "action": _kind(action), "target": _target(action)})
             done.records.append(_record(spec, now, _kind(action), action, action.reason))
             if isinstance(action, StartInstance) and operation is not None:
                 done.pending.append((action, operation))
@@ -422,12 +431,19 @@ def _record(spec: PoolSpec, now: datetime, kind: str, action: Action, reason: st
     return DecisionRecord(pool=spec.name, at=now, action=kind, target=_target(action), reason=reason)
 
 
-def _log_plan(spec: PoolSpec, decided: Plan) -> None:
+def _why(error: SpotgateError) -> str:
+    """A short, low-cardinality reason for metrics: GCE's error code when known, else the error's class."""
+    code = getattr(error, "code", None)
+    return str(code) if code else type(error).__name__
+
+
+def _log_plan(spec: PoolSpec, decided: Plan, health: Mapping[str, int | bool]) -> None:
     log.info(
         "plan for %s: %d action(s)",
         spec.name,
         len(decided.actions),
         extra={
+            **health,
             "pool": spec.name,
             "plan": [f"{_kind(a)} {_target(a)}: {a.reason}" for a in decided.actions],
             "requeue_after_s": decided.requeue_after.total_seconds() if decided.requeue_after else None,

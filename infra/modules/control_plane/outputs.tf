@@ -23,6 +23,11 @@ output "sink_writer_identity" {
   value       = google_logging_project_sink.compute_events.writer_identity
 }
 
+output "function_services" {
+  description = "Cloud Run service names of the two functions (their request metrics and logs), by topic."
+  value       = { for k, f in google_cloudfunctions2_function.function : k => f.service_config[0].service }
+}
+
 output "functions" {
   description = "Function names by topic (compute, control), as Cloud Build deploys them."
   value       = { for k, f in google_cloudfunctions2_function.function : k => f.name }
