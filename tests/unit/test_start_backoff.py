@@ -9,7 +9,7 @@ import pytest
 from spotgate.core.backoff import delay, failure_kind
 from spotgate.core.planner import plan
 from spotgate.core.state_updates import record_start_failure, record_start_issued
-from spotgate.domain import FailureKind, InstanceStatus, PoolState, StartInstance
+from spotgate.domain import FailureKind, InstanceStatus, PoolState, ProvisioningModel, StartInstance
 from spotgate.errors import (
     CapacityError,
     ConflictError,
@@ -126,3 +126,15 @@ def test_a_vm_seen_live_forgets_its_failures() -> None:
     live = all_vms(chat_a_1=an_instance("chat-a-1", InstanceStatus.PROVISIONING))
     assert plan(MIN1, observed(live), state, later(seconds=20)).next_state.start_failures == {}
     assert plan(MIN1, observed(), state, later(seconds=20)).next_state.start_failures == state.start_failures
+
+
+def test_a_spot_quota_error_blocks_only_the_zones_of_its_region() -> None:
+    """GPU quotas are regional: a pool spanning two regions keeps starting in the other one."""
+    zones = {"chat-a-1": "us-central1-a", "chat-b-1": "us-central1-b", "chat-east-1": "us-east1-b"}
+    spec = a_pool_spec(min_ready=1, spot=None, vms=[{"name": n, "zone": z} for n, z in zones.items()])
+    seen = observed([an_instance(name, zone=zone) for name, zone in zones.items()])
+    start = StartInstance("chat-a-1", "us-central1-a", ProvisioningModel.SPOT, "test")
+    state = record_start_failure(a_state(), start, QuotaError("PREEMPTIBLE_NVIDIA_L4_GPUS"), NOW, spec)
+    assert state.stockouts == dict.fromkeys(("us-central1-a", "us-central1-b"), later(minutes=5))
+    starts = [a.instance for a in plan(spec, seen, state, NOW).actions if isinstance(a, StartInstance)]
+    assert starts == ["chat-east-1"]

@@ -79,8 +79,9 @@ def record_start_failure(
 
     Every failure is remembered per VM with its class, so the VM is not tried again back to back. A SPOT
     stockout (``CapacityError``) also blocks its zone for ``stockout_cooldown`` and keeps GCE's
-    ``zonesAvailable`` hint; a SPOT ``QuotaError`` blocks every zone of the pool (quotas are regional). Either
-    starts the fallback timer. A STANDARD failure blocks only that VM (its quota is not SPOT's).
+    ``zonesAvailable`` hint; a SPOT ``QuotaError`` blocks every zone of the pool in that VM's region (GPU
+    quotas are regional, and a pool may span regions). Either starts the fallback timer. A STANDARD failure
+    blocks only that VM (its quota is not SPOT's).
     """
     attempts = {name: at for name, at in state.start_attempts.items() if name != action.instance}
     failure = next_failure(state.start_failures.get(action.instance), error, now, spec)
@@ -95,10 +96,17 @@ def record_start_failure(
             zones_available=error.zones_available or state.zones_available,
         )
     elif isinstance(error, QuotaError):
-        state = replace(state, stockouts={**state.stockouts, **dict.fromkeys(spec.zones, until)})
+        region = _region(action.zone)
+        blocked = [zone for zone in spec.zones if _region(zone) == region]
+        state = replace(state, stockouts={**state.stockouts, **dict.fromkeys(blocked, until)})
     else:
         return state
     return replace(state, spot_unavailable_since=state.spot_unavailable_since or now)
+
+
+def _region(zone: str) -> str:
+    """``us-central1`` of ``us-central1-a``."""
+    return zone.rsplit("-", 1)[0]
 
 
 def _apply_compute_event(state: PoolState, event: ComputeEvent) -> PoolState:
