@@ -73,3 +73,8 @@ pools = [
     schedule = { wake = ["0 7 * * 1-5"], time_zone = "Europe/Berlin" }
   },
 ]
+
+# Who the alert policies notify (docs/deploy.md step 10), and their thresholds:
+# alerts = {
+#   notification_channels = ["projects/my-spotgate-project/notificationChannels/1234567890"]
+# }
