@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from spotgate.clock import SystemClock
 from spotgate.fleet import FleetConfig
 from spotgate.logs import configure_logging
-from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, Publisher, RouteStore
+from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, Publisher, RouteStore, WakeScheduler
 from spotgate.services.control_plane import ControlPlane
 from spotgate.settings import Settings, read_settings
 
@@ -74,6 +74,21 @@ def build_advisor(settings: Settings, fleet: FleetConfig) -> CapacityAdvisor | N
     return GceAdvisor(settings.project_id(fleet), endpoint=settings.compute_endpoint)
 
 
+def build_scheduler(settings: Settings, fleet: FleetConfig) -> WakeScheduler | None:
+    """Cloud Tasks for the planner's timers when a queue is configured; None: timers wait for the tick."""
+    if not settings.tasks_queue:
+        return None
+    from spotgate.adapters.cloud_tasks_scheduler import CloudTasksScheduler
+
+    return CloudTasksScheduler(
+        settings.tasks_queue,
+        f"projects/{settings.project_id(fleet)}/topics/{settings.control_topic}",
+        settings.tasks_service_account,
+        pubsub_endpoint=settings.pubsub_endpoint,
+        endpoint=settings.tasks_endpoint,
+    )
+
+
 def build_publisher(settings: Settings, fleet: FleetConfig) -> Publisher:
     from spotgate.adapters.pubsub_publisher import PubSubPublisher
 
@@ -95,5 +110,6 @@ def build_control_plane(settings: Settings | None = None) -> ControlPlaneRuntime
         clock,
         lease_ttl=settings.lease_ttl,
         advisor=build_advisor(settings, fleet),
+        scheduler=build_scheduler(settings, fleet),
     )
     return ControlPlaneRuntime(settings, fleet, store, clock, plane)

@@ -104,6 +104,15 @@ class Overflow(Protocol):
         ...
 
 
+class WakeScheduler(Protocol):
+    """Reconcile a pool again at a given time (the planner's ``requeue_after``), not at the next minute tick."""
+
+    def schedule(self, pool: str, due: datetime) -> None:
+        """Arrange a tick for ``pool`` at ``due`` or a few seconds after; wake-ups of one pool due at about
+        the same time are deduplicated. Raises UnavailableError (the minute tick remains the fallback)."""
+        ...
+
+
 class Publisher(Protocol):
     """Publish spotgate control messages (JSON objects) to a Pub/Sub topic by short name."""
 

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     compute_endpoint: str | None = None  # e.g. http://127.0.0.1:8089 for the sandbox; None = Google
     run_endpoint: str | None = None
     control_topic: str = "spotgate-control"
+    # Cloud Tasks queue (projects/P/locations/L/queues/Q) for the planner's timers; empty: wait for the tick
+    tasks_queue: str = ""
+    tasks_service_account: str = ""  # whose OAuth token a task uses to publish to the control topic
+    tasks_endpoint: str | None = None  # e.g. the sandbox's Cloud Tasks; None = Google
+    pubsub_endpoint: str = "https://pubsub.googleapis.com"  # REST publish URL base a task calls
     compute_topic: str = "spotgate-compute"
 
     event_max_age: Duration = timedelta(minutes=30)  # older deliveries are acked and ignored

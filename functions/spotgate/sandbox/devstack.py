@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from spotgate.domain import ApiKey
 from spotgate.fleet import FleetConfig
 from spotgate.sandbox.agent import VmAgent
 from spotgate.sandbox.cloud import SandboxCloud
+from spotgate.sandbox.cloudtasks import CloudTasks
 from spotgate.sandbox.logsink import LogSink
 from spotgate.sandbox.metadata import MetadataServer
 from spotgate.sandbox.process import die_with_parent
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 CONTROL_TOPIC = "spotgate-control"
 COMPUTE_TOPIC = "spotgate-compute"
+WAKE_QUEUE = "spotgate-wake"  # Cloud Tasks queue of the planner's timers (infra: control_plane module)
 FUNCTIONS = {"on_compute_event": COMPUTE_TOPIC, "on_control": CONTROL_TOPIC}
 
 
@@ -74,6 +77,7 @@ class DevStack:
         rng = random.Random(self.options.seed)
         self.pubsub = PubSub(fleet.project, topics=(CONTROL_TOPIC, COMPUTE_TOPIC), retry=self.options.retry, rng=rng)
         self.pubsub.chaos = self.options.chaos
+        self.tasks = CloudTasks(fleet.project, fleet.region, [WAKE_QUEUE], token=_sandbox_access_token)
         self.metadata = MetadataServer(
             self.cloud.identity, project=fleet.project, service_account=self.cloud.gateway_email
         )
@@ -130,6 +134,7 @@ class DevStack:
         return [
             self.metadata,
             self.pubsub,
+            self.tasks,
             LogSink(self.cloud.compute.add_listener, publish, project=self.fleet.project, topic=COMPUTE_TOPIC),
             VmAgent(self.cloud.compute.add_listener, publish, topic=CONTROL_TOPIC),
             Scheduler(publish, interval=self.options.tick_interval, topic=CONTROL_TOPIC),
@@ -143,6 +148,10 @@ class DevStack:
             "SPOTGATE_GATEWAY_ACTIVITY_FLUSH": "1s",  # local timers are short; the planner should see demand soon
             "SPOTGATE_GATEWAY_ALLOWED_PRINCIPALS": json.dumps([f"@{self.fleet.project}.iam.gserviceaccount.com"]),
             "PUBSUB_EMULATOR_HOST": self.pubsub.emulator_host,
+            "SPOTGATE_TASKS_QUEUE": self.tasks.queue_path(WAKE_QUEUE),
+            "SPOTGATE_TASKS_ENDPOINT": self.tasks.url,
+            "SPOTGATE_TASKS_SERVICE_ACCOUNT": f"spotgate-tasks@{self.fleet.project}.iam.gserviceaccount.com",
+            "SPOTGATE_PUBSUB_ENDPOINT": self.pubsub.rest_url,
             "GCE_METADATA_HOST": self.metadata.address,
             "GCE_METADATA_IP": self.metadata.address,
             "NO_PROXY": "*",
@@ -242,6 +251,11 @@ def control_plane_env(cloud: SandboxCloud, db_path: Path, log_level: str = "INFO
         "SPOTGATE_LOG_LEVEL": log_level,
         "SPOTGATE_OPERATION_TIMEOUT": "30",
     }
+
+
+def _sandbox_access_token() -> str:
+    """What Cloud Tasks attaches as the task service account's OAuth token (the sandbox Pub/Sub wants a bearer)."""
+    return f"ya29.sandbox-{secrets.token_urlsafe(16)}"
 
 
 def _bin(name: str) -> str:

@@ -50,7 +50,7 @@ from spotgate.domain import (
 )
 from spotgate.errors import CapacityError, ConflictError, QuotaError, RateLimitError, SpotgateError
 from spotgate.fleet import FleetConfig, PoolSpec
-from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, PendingOperation, RouteStore
+from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, PendingOperation, RouteStore, WakeScheduler
 from spotgate.services.lease import PoolLease
 
 log = logging.getLogger("spotgate.control_plane")
@@ -76,6 +76,7 @@ class _Round:
     """What one round under the lease did: actions issued, starts still running, audit records."""
 
     lease: PoolLease | None = None
+    wake_at: datetime | None = None  # when the planner wants to look at the pool again
     actions: list[Action] = field(default_factory=list)
     pending: list[tuple[StartInstance, PendingOperation]] = field(default_factory=list)
     records: list[DecisionRecord] = field(default_factory=list)
@@ -96,6 +97,7 @@ class ControlPlane:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         advisor: CapacityAdvisor | None = None,
+        scheduler: WakeScheduler | None = None,
     ) -> None:
         self.fleet = fleet
         self._advisor = advisor
@@ -106,6 +108,7 @@ class ControlPlane:
         self._lease_ttl = lease_ttl
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._scheduler = scheduler
 
     def handle(self, event: InboundEvent) -> Outcome:
         """Fold ``event`` into state and reconcile the pools it concerns.
@@ -220,7 +223,17 @@ class ControlPlane:
             lease.check()
             committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             self._store.append_events([replace(r, generation=committed.generation) for r in done.records])
-            return done
+        self._schedule_wake(spec, done.wake_at)
+        return done
+
+    def _schedule_wake(self, spec: PoolSpec, wake_at: datetime | None) -> None:
+        """Turn the plan's ``requeue_after`` into a scheduled tick for the pool (the minute tick is the fallback)."""
+        if wake_at is None or self._scheduler is None:
+            return
+        try:
+            self._scheduler.schedule(spec.name, wake_at)
+        except SpotgateError as e:
+            log.warning("wake-up not scheduled: %s", e, extra={"pool": spec.name})
 
     def _decide_and_apply(
         self,
@@ -241,6 +254,8 @@ class ControlPlane:
             raise
         decided = plan(spec, observed, state, now)
         _log_plan(spec, decided, pool_health(spec, observed, state, now))
+        if decided.requeue_after is not None:
+            done.wake_at = now + decided.requeue_after
         return self._apply(spec, decided, now, done)
 
     def _wait_for_starts(
