@@ -107,8 +107,9 @@ module "gpu_pool" {
     engine_args   = local.engine_args[each.key].vm
     models_bucket = module.artifacts.models_bucket
     model_path    = each.value.serving.model_path
-    # The SPOT preemption notice is 30 s; shutdown.sh spends up to 5 s publishing draining, 3 s stopping
-    # the engine and keeps 2 s for power-off, so 20 s are left to finish in-flight requests.
+    # A preempted SPOT VM gets 30 s from ACPI soft-off to power-off (a pool's early preemption_notice comes
+    # before that, and the agent's watcher drains through it); shutdown.sh spends up to 5 s publishing
+    # draining, 3 s stopping the engine and keeps 2 s for power-off, so 20 s are left for in-flight requests.
     drain_seconds  = 20
     notice_seconds = 30
   }

@@ -6,9 +6,11 @@
 #      published it; a second one is harmless: handlers are idempotent);
 #   2. let in-flight requests finish, until none are left or the drain budget (spotgate-drain-seconds) ends;
 #   3. stop the engine container so it exits cleanly before the VM powers off.
-# The whole script fits in the notice (spotgate-notice-seconds: 30 s for a SPOT preemption, more when a
-# longer notice is configured): publishing gets at most PUBLISH_SECONDS, stopping STOP_SECONDS, power-off
-# keeps MARGIN_SECONDS, and the drain gets the rest (never more than spotgate-drain-seconds).
+# The whole script fits in the soft-off window (spotgate-notice-seconds, 30 s: what GCE gives a preempted
+# SPOT VM; a pool's early preemption_notice comes *before* that window, and startup.sh's watcher drains
+# through it): publishing gets at most PUBLISH_SECONDS, stopping STOP_SECONDS, power-off keeps
+# MARGIN_SECONDS, and the drain gets the rest (never more than spotgate-drain-seconds). A longer window
+# (spotgate-notice-seconds up) simply leaves more for the drain.
 # On the creation boot (startup.sh exited at once, nothing runs) it does nothing.
 set -uo pipefail
 
