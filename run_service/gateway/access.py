@@ -42,7 +42,7 @@ class Exchange:
     tokens_out: int | None = None
     held: bool = False
     failed_over: bool = False
-    continued: bool = False
+    continued: int = 0  # how many times a stream cut mid-answer was continued on another backend
     logged: bool = False
 
     def finish(self, status: int, now: float) -> None:

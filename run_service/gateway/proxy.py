@@ -362,7 +362,7 @@ class Forwarder:
             return e
         current.append(opened)
         tried.add(opened.route.key)
-        call.exchange.continued = True
+        call.exchange.continued += 1
         found = answer(opened.response, opened.route.backend, call.request_id, self._heartbeat, relay_sse=lambda c: c)
         if found.status == 200 and found.sse and found.error is None:
             return found.chunks

@@ -8,6 +8,7 @@ function of the conversation, so the continued text must equal the text of an un
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import requests
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.fleet import parse_fleet
-from tests.gateway.stack import EngineProcess, RunningGateway, a_key, a_route, fleet_document
+from tests.gateway.stack import EngineProcess, RunningGateway, a_key, a_route, fleet_document, wait_until
 
 MESSAGES: Any = [{"role": "user", "content": "tell me how spot capacity comes back"}]
 SLOW = ("--tokens-per-second", "40")
@@ -72,7 +73,8 @@ def test_a_stream_whose_vm_dies_mid_answer_completes_with_the_uncut_text(store, 
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [finish]
 
 
-def test_the_continued_stream_has_one_done_and_says_it_was_continued(store, engines, make_gateway) -> None:
+def test_the_continued_stream_has_one_done_and_says_it_was_continued(store, engines, make_gateway, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
     vms = two_vms(store, engines)
     secret, _ = a_key(store)
     gateway = gateway_for(make_gateway)
@@ -88,6 +90,9 @@ def test_the_continued_stream_has_one_done_and_says_it_was_continued(store, engi
     assert lines[-1] == "data: [DONE]"
     assert ": spotgate-continued 1" in lines
     assert not any('"error"' in line for line in lines)
+    assert wait_until(lambda: [getattr(r, "continued", None) for r in caplog.records if r.name == "gateway.access"])
+    (access,) = [r for r in caplog.records if r.name == "gateway.access"]
+    assert access.continued == 1  # type: ignore[attr-defined]
 
 
 def test_with_continuation_off_a_cut_stream_ends_with_the_error_event(store, engines, make_gateway) -> None:
