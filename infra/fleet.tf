@@ -42,6 +42,7 @@ locals {
   fleet = {
     project = var.project
     region  = var.region
+    regions = sort(keys(var.network.regions))
     prices  = var.prices
     pools = [
       for p in var.pools : {

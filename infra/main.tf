@@ -45,6 +45,7 @@ module "network" {
   subnet_cidr         = var.network.subnet_cidr
   connector_cidr      = var.network.connector_cidr
   direct_egress_cidr  = var.network.direct_egress_cidr
+  vm_regions          = var.network.regions
   gateway_egress      = var.gateway_egress
   engine_ports        = local.engine_ports
   vm_service_accounts = [google_service_account.vm.email]
@@ -90,6 +91,7 @@ module "gpu_pool" {
   disk_size_gb    = each.value.host.disk_size_gb
   disk_type       = each.value.host.disk_type
   subnetwork      = module.network.subnetwork_id
+  subnetworks     = module.network.subnetwork_ids
   service_account = google_service_account.vm.email
   controller      = "serviceAccount:${google_service_account.controller.email}"
   instance_role   = google_project_iam_custom_role.instance_operator.id

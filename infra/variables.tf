@@ -139,9 +139,10 @@ variable "pools" {
 
   validation {
     condition = alltrue(flatten([for p in var.pools : [
-      for z in concat([for vm in p.vms : vm.zone], p.spot == null ? [] : p.spot.zones) : startswith(z, "${var.region}-")
+      for z in concat([for vm in p.vms : vm.zone], p.spot == null ? [] : p.spot.zones) :
+      contains(concat([var.region], keys(var.network.regions)), regex("^(.+)-[a-z]$", z)[0])
     ]]))
-    error_message = "every VM zone must be in var.region."
+    error_message = "every VM zone must be in var.region or in a region of var.network.regions."
   }
 
   validation {
@@ -337,8 +338,11 @@ variable "network" {
     subnet_cidr        = optional(string, "10.20.0.0/20")
     connector_cidr     = optional(string, "10.20.16.0/28")
     direct_egress_cidr = optional(string, "10.20.32.0/24")
+    # Further regions where pools may place VMs (a pool may span regions of the VPC), each with its VM
+    # subnet's range; each gets a subnet, a router and a Cloud NAT. The fleet's `regions` are these keys.
+    regions = optional(map(string), {})
   })
-  description = "Address ranges of the VM subnet, the VPC connector (/28) and the Direct VPC egress subnet."
+  description = "Address ranges of the VM subnet, the VPC connector (/28), the Direct VPC egress subnet, and the VM subnet of each further region (regions)."
   default     = {}
 }
 

@@ -461,6 +461,28 @@ def operators_are_told(tree: TerraformTree) -> list[str]:
     return violations
 
 
+def vm_subnets_have_nat_and_private_access(tree: TerraformTree) -> list[str]:
+    """Every VM subnet (the home region's and each further region's) has Private Google Access and is NATed
+    by a Cloud NAT of the same multiplicity (a pool spanning regions needs a NAT in every region)."""
+    violations = []
+    nats = list(tree.resources("google_compute_router_nat"))
+    for subnet in tree.resources("google_compute_subnetwork"):
+        name = subnet.labels[1]
+        if not name.startswith("vms"):
+            continue
+        if subnet.body.get("private_ip_google_access") is not True:
+            violations.append(f"{subnet.address}: private_ip_google_access must be true")
+        covering = [
+            nat
+            for nat in nats
+            if any(f"google_compute_subnetwork.{name}" in s for s in _strings(nat.body.get("subnetwork", [])))
+            and nat.body.get("for_each") == subnet.body.get("for_each")
+        ]
+        if not covering:
+            violations.append(f"{subnet.address}: no Cloud NAT covers this subnet in each of its regions")
+    return violations
+
+
 CHECKS: dict[str, Check] = {
     check.__name__: check
     for check in (
@@ -487,5 +509,6 @@ CHECKS: dict[str, Check] = {
         required_apis_are_enabled,
         function_services_are_named_by_the_function,
         operators_are_told,
+        vm_subnets_have_nat_and_private_access,
     )
 }

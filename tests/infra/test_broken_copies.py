@@ -28,9 +28,19 @@ VM_LOGGING = (
 BREAKAGES = [
     pytest.param(
         Breakage(
+            "modules/network/main.tf",
+            "name                    = google_compute_subnetwork.vms_elsewhere[each.key].id",
+            "name                    = google_compute_subnetwork.vms.id",
+            "vm_subnets_have_nat_and_private_access",
+            "vms_elsewhere: no Cloud NAT",
+        ),
+        id="further-region-without-nat",
+    ),
+    pytest.param(
+        Breakage(
             "modules/gpu_pool/main.tf",
-            "  network_interface {\n    subnetwork = var.subnetwork\n  }",
-            "  network_interface {\n    subnetwork = var.subnetwork\n    access_config {}\n  }",
+            "  network_interface {\n    subnetwork = local.subnetwork[each.key]\n  }",
+            "  network_interface {\n    subnetwork = local.subnetwork[each.key]\n    access_config {}\n  }",
             "vms_have_no_external_ip",
             "external IP",
         ),
@@ -199,7 +209,7 @@ BREAKAGES = [
     pytest.param(
         Breakage(
             "modules/gpu_pool/main.tf",
-            "  network_interface {\n    subnetwork = var.subnetwork\n  }",
+            "  network_interface {\n    subnetwork = local.subnetwork[each.key]\n  }",
             "  subnetwork = var.subnetwork",
             "google_blocks_match_provider_schema",
             "missing required block network_interface",

@@ -12,6 +12,9 @@ locals {
   spot_vms     = { for vm in var.vms : vm.name => vm if vm.provisioning_model == "SPOT" }
   standard_vms = { for vm in var.vms : vm.name => vm if vm.provisioning_model == "STANDARD" }
 
+  # A pool may span regions: each VM joins its own region's subnet (var.subnetwork in the home region).
+  subnetwork = { for vm in var.vms : vm.name => lookup(var.subnetworks, regex("^(.+)-[a-z]$", vm.zone)[0], var.subnetwork) }
+
   # The control plane lists VMs by this label; the provisioning label is for humans and billing reports.
   labels = merge(var.labels, { "spotgate-pool" = var.pool, "managed-by" = "spotgate" })
 }
@@ -72,7 +75,7 @@ resource "google_compute_instance" "spot" {
   }
 
   network_interface {
-    subnetwork = var.subnetwork
+    subnetwork = local.subnetwork[each.key]
   }
 
   service_account {
@@ -150,7 +153,7 @@ resource "google_compute_instance" "standard" {
   }
 
   network_interface {
-    subnetwork = var.subnetwork
+    subnetwork = local.subnetwork[each.key]
   }
 
   service_account {

@@ -95,6 +95,12 @@ variable "subnetwork" {
   description = "ID of the private subnet; VMs get only an internal IP there."
 }
 
+variable "subnetworks" {
+  type        = map(string)
+  description = "ID of the private subnet per region, for pools that span regions; a VM whose region is not listed uses subnetwork."
+  default     = {}
+}
+
 variable "service_account" {
   type        = string
   description = "Email of the VMs' service account (publishes to the control topic, reads the models bucket)."

@@ -36,6 +36,55 @@ resource "google_compute_subnetwork" "vms" {
   }
 }
 
+# A pool that spans regions gets a VM subnet, a router and a NAT in each further region: subnets and Cloud
+# NAT are regional, the VPC is global (its routes carry the gateway's traffic to any region's private IPs).
+resource "google_compute_subnetwork" "vms_elsewhere" {
+  for_each = var.vm_regions
+
+  project                  = var.project
+  name                     = "${var.name}-vms-${each.key}"
+  region                   = each.key
+  network                  = google_compute_network.vpc.id
+  ip_cidr_range            = each.value
+  private_ip_google_access = true
+
+  log_config {
+    aggregation_interval = "INTERVAL_5_MIN"
+    flow_sampling        = 0.5
+    metadata             = "INCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_compute_router" "elsewhere" {
+  for_each = var.vm_regions
+
+  project = var.project
+  name    = "${var.name}-router-${each.key}"
+  region  = each.key
+  network = google_compute_network.vpc.id
+}
+
+resource "google_compute_router_nat" "elsewhere" {
+  for_each = var.vm_regions
+
+  project                            = var.project
+  name                               = "${var.name}-nat-${each.key}"
+  region                             = each.key
+  router                             = google_compute_router.elsewhere[each.key].name
+  nat_ip_allocate_option             = "AUTO_ONLY"
+  source_subnetwork_ip_ranges_to_nat = "LIST_OF_SUBNETWORKS"
+
+  subnetwork {
+    name                    = google_compute_subnetwork.vms_elsewhere[each.key].id
+    source_ip_ranges_to_nat = ["ALL_IP_RANGES"]
+  }
+
+  log_config {
+    enable = true
+    filter = "ERRORS_ONLY"
+  }
+}
+
 resource "google_compute_subnetwork" "direct_egress" {
   count = var.gateway_egress == "direct" ? 1 : 0
 

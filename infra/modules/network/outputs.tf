@@ -13,6 +13,14 @@ output "subnetwork_id" {
   value       = google_compute_subnetwork.vms.id
 }
 
+output "subnetwork_ids" {
+  description = "ID of the VM subnet per region: var.region and every region of vm_regions."
+  value = merge(
+    { (var.region) = google_compute_subnetwork.vms.id },
+    { for region, subnet in google_compute_subnetwork.vms_elsewhere : region => subnet.id },
+  )
+}
+
 output "connector_id" {
   description = "ID of the Serverless VPC Access connector (projects/P/locations/R/connectors/C)."
   value       = google_vpc_access_connector.serverless.id

@@ -92,3 +92,19 @@ variable "vm_service_accounts" {
     error_message = "vm_service_accounts must list at least one service account email."
   }
 }
+
+variable "vm_regions" {
+  type        = map(string)
+  description = "Further regions of the VPC where pools place VMs, each with the primary range of its VM subnet (DESIGN 2.1: a pool may span regions; the connector and the gateway stay in var.region)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for r, cidr in var.vm_regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r)) && can(cidrhost(cidr, 0))])
+    error_message = "vm_regions maps regions (like us-east1) to IPv4 CIDR ranges."
+  }
+
+  validation {
+    condition     = !contains(keys(var.vm_regions), var.region)
+    error_message = "vm_regions lists only regions other than var.region (whose subnet is subnet_cidr)."
+  }
+}
