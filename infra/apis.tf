@@ -7,6 +7,7 @@ resource "google_project_service" "apis" {
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "cloudtasks.googleapis.com",
     "compute.googleapis.com",
     "eventarc.googleapis.com",
     "firestore.googleapis.com",

@@ -77,6 +77,22 @@ resource "google_service_account" "trigger" {
   depends_on = [google_project_service.apis]
 }
 
+resource "google_service_account" "tasks" {
+  project      = var.project
+  account_id   = "${var.name}-tasks"
+  display_name = "spotgate wake-ups (Cloud Tasks publishes the planner's timers to the control topic)"
+
+  depends_on = [google_project_service.apis]
+}
+
+# A task carrying an OAuth token of the tasks account needs its creator to act as that account: granted on
+# that one account only, never project-wide.
+resource "google_service_account_iam_member" "controller_acts_as_tasks" {
+  service_account_id = google_service_account.tasks.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.controller.email}"
+}
+
 resource "google_service_account" "gateway" {
   project      = var.project
   account_id   = "${var.name}-gateway"

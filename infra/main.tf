@@ -158,6 +158,7 @@ module "control_plane" {
   source_dir              = local.functions_source
   source_bucket           = module.artifacts.source_bucket
   runtime_service_account = google_service_account.controller.email
+  tasks_service_account   = google_service_account.tasks.email
   trigger_service_account = google_service_account.trigger.email
   build_service_account   = google_service_account.builder.id
   vpc_connector           = module.network.connector_id
@@ -168,6 +169,7 @@ module "control_plane" {
     vm         = "serviceAccount:${google_service_account.vm.email}"
     gateway    = "serviceAccount:${google_service_account.gateway.email}"
     controller = "serviceAccount:${google_service_account.controller.email}"
+    tasks      = "serviceAccount:${google_service_account.tasks.email}"
   }
 
   depends_on = [google_project_service.apis]

@@ -378,6 +378,7 @@ REQUIRED_APIS = (
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "cloudtasks.googleapis.com",
     "compute.googleapis.com",
     "eventarc.googleapis.com",
     "firestore.googleapis.com",

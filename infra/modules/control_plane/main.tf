@@ -24,8 +24,10 @@ locals {
   }
 
   environment = merge(var.environment, {
-    SPOTGATE_CONTROL_TOPIC = local.topics.control
-    SPOTGATE_COMPUTE_TOPIC = local.topics.compute
+    SPOTGATE_CONTROL_TOPIC         = local.topics.control
+    SPOTGATE_COMPUTE_TOPIC         = local.topics.compute
+    SPOTGATE_TASKS_QUEUE           = google_cloud_tasks_queue.wake.id
+    SPOTGATE_TASKS_SERVICE_ACCOUNT = var.tasks_service_account
   })
 
   # One function per topic; both reconcile, they differ only in how they parse the delivery.
@@ -102,6 +104,37 @@ resource "google_cloud_scheduler_job" "scheduled" {
     topic_name = google_pubsub_topic.topic["control"].id
     data       = base64encode(jsonencode({ v = 1, kind = each.value.kind, pool = each.value.pool }))
   }
+}
+
+# The planner's timers (a boot to check, a cooldown ending, an idle timeout) become delayed tasks here, so
+# a reaction does not wait for the next minute tick. Each task, when due, calls Pub/Sub's REST publish on the
+# control topic as `tasks_service_account` (which may publish there and nowhere else). Task names are derived
+# from pool and due time, so a burst of reconciles schedules one wake-up (the queue refuses a reused name).
+resource "google_cloud_tasks_queue" "wake" {
+  project  = var.project
+  location = var.region
+  name     = "${var.name}-wake"
+
+  rate_limits {
+    max_dispatches_per_second = 10
+  }
+
+  # A wake-up that cannot be published within a minute is left to the minute tick.
+  retry_config {
+    max_attempts       = 5
+    max_retry_duration = "60s"
+    min_backoff        = "1s"
+    max_backoff        = "10s"
+  }
+}
+
+# The controller may add tasks to this queue and no other.
+resource "google_cloud_tasks_queue_iam_member" "controller_enqueuer" {
+  project  = var.project
+  location = google_cloud_tasks_queue.wake.location
+  name     = google_cloud_tasks_queue.wake.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${var.runtime_service_account}"
 }
 
 data "archive_file" "functions" {

@@ -13,6 +13,11 @@ output "control_topic_id" {
   value       = google_pubsub_topic.topic["control"].id
 }
 
+output "wake_queue" {
+  description = "Full name projects/P/locations/L/queues/Q of the Cloud Tasks queue of the planner's wake-ups."
+  value       = google_cloud_tasks_queue.wake.id
+}
+
 output "sink_filter" {
   description = "The log sink's filter (system_event audit log, gce_instance, the five methods)."
   value       = local.sink_filter

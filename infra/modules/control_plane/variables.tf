@@ -44,6 +44,16 @@ variable "runtime_service_account" {
   description = "Email the functions run as (the controller)."
 }
 
+variable "tasks_service_account" {
+  type        = string
+  description = "Email whose OAuth token the wake-up tasks publish to the control topic with (the controller acts as it)."
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\\.iam\\.gserviceaccount\\.com$", var.tasks_service_account))
+    error_message = "tasks_service_account must be a service account email (NAME@PROJECT.iam.gserviceaccount.com)."
+  }
+}
+
 variable "trigger_service_account" {
   type        = string
   description = "Email Eventarc uses to invoke the functions (granted roles/run.invoker on them)."
