@@ -174,6 +174,14 @@ def test_with_compute_disabled_the_reads_through_it_say_so(project_api: str, tfv
         assert "enable the API it needs first" in text
 
 
+def test_project_overrides_the_tfvars_project(project_api: str) -> None:
+    """The unmodified example tfvars (project my-spotgate-project) checked against the sandbox's project."""
+    result = preflight(project_api, EXAMPLE_TFVARS, "--project", "spotgate-local", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert {status for status, _ in rows(result).values()} == {"PASS"}
+
+
 def test_a_tfvars_terraform_rejects_is_reported_not_probed(project_api: str, tfvars: Path) -> None:
     tfvars.write_text(
         tfvars.read_text(encoding="utf-8").replace('machine_type = "g2-standard-8"', 'machine_type = "g2-standard-24"'),

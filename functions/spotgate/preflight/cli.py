@@ -39,9 +39,12 @@ _STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
     help="The repository's infra/ directory (its variables.tf and fleet.tf are evaluated).",
 )
 @click.option("--terraform", default="terraform", show_default=True, help="The Terraform CLI to evaluate them with.")
+@click.option("--project", help="Check this project instead of the tfvars' project (like `-var project=…`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON list (for scripts and CI).")
 @click.pass_context
-def preflight(ctx: click.Context, var_file: Path, infra: Path, terraform: str, *, as_json: bool) -> None:
+def preflight(
+    ctx: click.Context, var_file: Path, infra: Path, terraform: str, project: str | None, *, as_json: bool
+) -> None:
     """Check APIs, GPU quota (at creation and at max_ready), images, machine types, Cloud Run GPUs and org
     policies before `terraform apply`."""
     from spotgate.cli import cli_errors
@@ -52,7 +55,7 @@ def preflight(ctx: click.Context, var_file: Path, infra: Path, terraform: str, *
     env_file = ctx.obj.get("env_file") if ctx.obj else None
     with cli_errors(env_file):
         settings = read_settings(env_file)
-        deployment = parse_deployment(read_deployment_variables(infra, var_file, terraform))
+        deployment = parse_deployment(read_deployment_variables(infra, var_file, terraform, project=project))
         needs = needs_of(deployment)
         observed = ProjectProbe(endpoint=settings.compute_endpoint).observe(deployment, needs)
     results = evaluate(deployment, needs, observed)

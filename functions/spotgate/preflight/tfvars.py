@@ -28,8 +28,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TIMEOUT = 120.0
 
 
-def read_deployment_variables(infra: Path, var_file: Path, terraform: str = "terraform") -> dict[str, Any]:
-    """``{project, region, pools, pool_vms, pubsub_token_creator_grant}`` as Terraform evaluates them.
+def read_deployment_variables(
+    infra: Path, var_file: Path, terraform: str = "terraform", *, project: str | None = None
+) -> dict[str, Any]:
+    """``{project, region, pools, pool_vms, pubsub_token_creator_grant}`` as Terraform evaluates them;
+    ``project`` overrides the tfvars' ``project`` (``-var``, as on the command line of ``plan``).
 
     Raises ConfigError when Terraform is missing or rejects the variables (its message included).
     """
@@ -44,13 +47,14 @@ def read_deployment_variables(infra: Path, var_file: Path, terraform: str = "ter
         for name in ("variables.tf", "fleet.tf"):
             shutil.copy(infra / name, directory / name)
         (directory / "overflow_urls.tf").write_text(_OVERFLOW_URLS_STUB, encoding="utf-8")
-        output = _console(binary, directory, var_file.resolve())
+        overrides = [f"-var=project={project}"] if project else []
+        output = _console(binary, directory, [f"-var-file={var_file.resolve()}", *overrides])
     return _parse(output)
 
 
-def _console(binary: str, directory: Path, var_file: Path) -> str:
+def _console(binary: str, directory: Path, arguments: list[str]) -> str:
     result = subprocess.run(
-        [binary, "console", f"-var-file={var_file}"],
+        [binary, "console", *arguments],
         input=EXPRESSION + "\n",
         cwd=directory,
         env={**environment(), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"},
@@ -63,7 +67,7 @@ def _console(binary: str, directory: Path, var_file: Path) -> str:
     # A validation that reads another variable is reported as a diagnostic while console still answers.
     if result.returncode != 0 or "Error:" in output:
         errors = output[output.find("Error:") :] if "Error:" in output else output
-        raise ConfigError(f"Terraform rejected {var_file}:\n{errors.strip()}")
+        raise ConfigError(f"Terraform rejected the variables ({' '.join(arguments)}):\n{errors.strip()}")
     return _ANSI.sub("", result.stdout)
 
 
