@@ -32,6 +32,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "fallback": {"enabled": True, "after": "0s"},
         "overflow": {"service": "chat-overflow", "url": "https://chat-overflow-local.a.run.app", "cooldown": "0s"},
     },
+    "chosen + spare 1 while busy": {**CHOSEN, "spare": 1},
     "**chosen: fallback after 0s, no overflow**": CHOSEN,
 }
 

@@ -232,6 +232,9 @@ class PoolSpec(_Strict):
     # metadata server says "preempted" this long before the 30 s ACPI soft-off, so streams can finish.
     # Set by the control plane with instances.setScheduling before a start. None: no early notice.
     preemption_notice: Duration | None = None
+    # Extra SPOT VMs kept live while requests are in flight (on top of D), so a preemption leaves a ready VM;
+    # they go again by the usual scale-down rules once the pool is quiet. 0: none (measured: README).
+    spare: int = Field(default=0, ge=0, le=16)
     # None: no capacity advice; placement then ranks zones exactly as without this feature.
     capacity_advice: CapacityAdviceSpec | None = None
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from spotgate.core.backoff import backing_off
-from spotgate.core.demand import Demand, desired_ready
+from spotgate.core.demand import Demand, desired_ready, is_fresh
 from spotgate.core.instants import clock, zulu
 from spotgate.core.lifecycle import Phase, Vm, boot_started, classify, current_progress, last_progress
 from spotgate.core.overflow import overflow_actions
@@ -110,16 +110,24 @@ def _members(p: _Picture) -> list[Vm]:
     return [vm for vm in p.vms if vm.is_spot or not p.spec.spot_vms]
 
 
+def _member_target(p: _Picture) -> int:
+    """``D``, plus the pool's ``spare`` SPOT VMs while requests are in flight (a busy pool)."""
+    busy = p.demand.count > 0 and p.activity.inflight > 0 and is_fresh(p.activity, p.now)
+    return p.demand.count + (p.spec.spare if busy else 0)
+
+
 def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
-    """Starts toward ``D`` via placement, and the updated "no SPOT VM could be started since" timer."""
+    """Starts toward ``D`` (and spares) via placement, and the updated "no SPOT VM could be started since" timer."""
     members = _members(p)
     live = [vm for vm in members if vm.counts_as_live]
-    need = p.demand.count - len(live)
+    need = _member_target(p) - len(live)
     candidates = [vm.instance for vm in members if vm.phase is Phase.STOPPED]
     placements = choose_starts(
         candidates, max(need, 0), live=[vm.instance for vm in live], state=p.state, now=p.now, advice=p.advice
     )
-    starts = [_start(p, placement) for placement in placements]
+    for_demand = max(p.demand.count - len(live), 0)
+    spare = f"spare {p.spec.spare} while {p.activity.inflight} request(s) are in flight"
+    starts = [_start(p, placement, None if i < for_demand else spare) for i, placement in enumerate(placements)]
     return starts, _spot_unavailable_since(p, starts)
 
 
@@ -182,9 +190,9 @@ def _fallback(p: _Picture, *, spot_starting: int) -> tuple[list[StartInstance], 
 
 
 def _member_stops(p: _Picture) -> Retirement:
-    """Stops above ``D`` (all live VMs when ``D`` is 0)."""
+    """Stops above ``D`` and the spares of a busy pool (all live VMs when ``D`` is 0)."""
     live = [vm for vm in _members(p) if vm.counts_as_live]
-    wanted = p.demand.count
+    wanted = _member_target(p)
     why = f"scale to zero, {p.demand.why}" if wanted == 0 else f"{len(live)} live for {wanted} desired ({p.demand.why})"
     return choose_stops(_leaving(p), [vm for vm in live if vm.is_up], len(live) - wanted, why)
 
