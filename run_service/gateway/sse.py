@@ -39,13 +39,20 @@ class Event:
 
 
 def events(chunks: Iterator[bytes]) -> Iterator[Event]:
-    """The complete events in ``chunks``; bytes after the last complete event are dropped at the end."""
+    """The events in ``chunks``, each whole; a last event the stream ended without its blank line is kept if
+    it is whole (``[DONE]`` or a JSON document), and dropped if it was torn.
+
+    Line ends are normalised to LF (SSE allows CRLF, which may be split across chunks).
+    """
     pending = b""
     for chunk in chunks:
-        pending += chunk.replace(b"\r\n", b"\n")
+        pending = (pending + chunk).replace(b"\r\n", b"\n")
         while (end := pending.find(b"\n\n")) >= 0:
             raw, pending = pending[: end + 2], pending[end + 2 :]
             yield Event(raw, _data(raw))
+    last = Event(pending.rstrip(b"\n") + b"\n\n", _data(pending))
+    if last.done or last.json() is not None:  # complete but for its blank line; a torn event is dropped
+        yield last
 
 
 def encode(document: dict[str, Any]) -> bytes:

@@ -205,10 +205,26 @@ def test_an_uncut_stream_passes_through_byte_for_byte() -> None:
 
 
 def test_sse_events_are_whole_whatever_the_chunking() -> None:
-    raw = b'data: {"a":1}\r\n\r\n: comment\n\ndata: [DONE]\n\ndata: {"trunc'
-    found = list(sse.events(iter([raw[i : i + 3] for i in range(0, len(raw), 3)])))
-    assert [e.data for e in found] == ['{"a":1}', None, "[DONE]"]
-    assert json.loads(found[0].data or "") == {"a": 1}
+    raw = b'data: {"a":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n'
+    for size in (1, 3, len(raw)):
+        found = list(sse.events(iter([raw[i : i + size] for i in range(0, len(raw), size)])))
+        assert [e.data for e in found] == ['{"a":1}', None, "[DONE]"]
+        assert json.loads(found[0].data or "") == {"a": 1}
+
+
+def test_a_stream_that_ends_without_its_last_blank_line_still_has_its_done() -> None:
+    original = b"".join(wire(chunk("A", content="Hi"), chunk("A", finish="stop"), done=False)) + b"data: [DONE]\n"
+    out, cuts = relay(iter([original]), scripted_reopen()[1])
+    assert data_of(out)[-1] == "[DONE]"
+    assert cuts == 0  # not mistaken for a cut (a continuation would repeat the answer)
+
+
+def test_a_torn_last_event_never_reaches_the_caller() -> None:
+    torn = b"".join(wire(chunk("A", content="Hi"), done=False)) + b'data: {"id":"A","cho'
+    _, reopen = scripted_reopen(wire(chunk("B", content=" there"), chunk("B", finish="stop")))
+    out, cuts = relay(iter([torn]), reopen)
+    assert b'"cho' not in b"".join(out).replace(b'"choices"', b"")
+    assert cuts == 1
 
 
 @pytest.mark.parametrize(
