@@ -4,6 +4,7 @@ Each row is the example chat pool (``examples/fleet.yaml``) with one change, rep
 scenario of ``examples/simulation/aws<N>-chat.yaml``; the last rows repeat the chosen options with a slower
 engine load, to show how much the result depends on it. Run from the repository root:
     .venv/bin/python -m bench.simulation_options [TRACES_ROOT (default ../shared/traces)] [AWS1 AWS2 AWS3]
+        [--only=TEXT (variants whose name contains it)] [--regions-only]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "overflow": {"service": "chat-overflow", "url": "https://chat-overflow-local.a.run.app", "cooldown": "0s"},
     },
     "chosen + spare 1 while busy": {**CHOSEN, "spare": 1},
+    "chosen + capacity advice (modelled)": {**CHOSEN, "capacity_advice": {"machine_type": "g2-standard-8"}},
     "**chosen: fallback after 0s, no overflow**": CHOSEN,
 }
 
@@ -100,10 +102,14 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for trace in traces:
         scenario = on_trace(load_scenario(Path(f"examples/simulation/{trace.lower()}-chat.yaml")), root / trace)
-        for name, changes in VARIANTS.items() if "--regions-only" not in sys.argv else ():
+        only = [a.removeprefix("--only=") for a in sys.argv if a.startswith("--only=")]
+        variants = {n: c for n, c in VARIANTS.items() if not only or any(o in n for o in only)}
+        for name, changes in variants.items() if "--regions-only" not in sys.argv else ():
             print(row(trace, name, simulate(scenario, fleet_with(base, changes))), flush=True)
-        if "--regions-only" in sys.argv:
-            for name, spread, fleet in region_rows(base, scenario):
+        if only or "--regions-only" in sys.argv:
+            for name, spread, fleet in (
+                region_rows(base, scenario) if "--regions-only" in sys.argv and trace == "AWS3" else ()
+            ):
                 print(row(trace, name, simulate(spread, fleet)), flush=True)
             continue
         slow = scenario.model_copy(

@@ -155,3 +155,12 @@ def test_early_preemption_notice_keeps_the_vm_serving_through_it(tmp_path: Path,
     report = run(tmp_path, all_zones(drop, [1] * 4 * H, [1] * 4 * H), fleet=fleet, demand=demand)
     assert report.preemptions == {"us-central1-a": 1}
     assert report.cut == cut
+
+
+def test_capacity_advice_in_the_simulator_avoids_a_zone_without_room(tmp_path: Path) -> None:
+    traces = all_zones([0] * 2 * H, [1] * 2 * H, [1] * 2 * H)
+    without = run(tmp_path, traces)
+    advised = run(tmp_path, traces, fleet={"capacity_advice": {"machine_type": "g2-standard-8"}})
+    assert without.stockouts.get("us-central1-a", 0) >= 1
+    assert advised.stockouts == {}
+    assert advised.gpu_hours.spot == pytest.approx(without.gpu_hours.spot, abs=0.05)

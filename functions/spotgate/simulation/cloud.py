@@ -15,9 +15,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from spotgate.domain import Instance, InstanceStatus, ProvisioningModel
+from spotgate.domain import Instance, InstanceStatus, ProvisioningModel, ZoneAdvice
 from spotgate.errors import CapacityError
 from spotgate.fleet import PoolSpec
 from spotgate.simulation.timeline import Timeline
@@ -86,6 +86,8 @@ class SimCloud:
     hints: bool = False
     early_notice: float = 0.0  # the pool's preemption_notice, seconds
     hooks: CloudHooks = field(default_factory=CloudHooks)
+    _up_since: dict[str, float] = field(default_factory=dict)  # zone -> when its capacity last became > 0
+    _up_spans: dict[str, list[float]] = field(default_factory=dict)  # zone -> lengths of its ended up-periods
 
     @classmethod
     def of(cls, pool: PoolSpec, timeline: Timeline, timing: VmTiming, rng: random.Random, *, hints: bool) -> SimCloud:
@@ -129,6 +131,11 @@ class SimCloud:
 
     def set_capacity(self, zone: str, count: int) -> None:
         """New capacity for ``zone``; the excess of live SPOT VMs there is preempted (chosen at random)."""
+        now = self.timeline.now
+        if count > 0 and zone not in self._up_since:
+            self._up_since[zone] = now
+        elif count == 0 and zone in self._up_since:
+            self._up_spans.setdefault(zone, []).append(now - self._up_since.pop(zone))
         self.capacity[zone] = count
         live = self.live_spot(zone)
         for vm in self.rng.sample(live, max(0, len(live) - count)):
@@ -153,6 +160,18 @@ class SimCloud:
         """The end of an early notice: ACPI soft-off, unless a stop came first."""
         if vm.life == life and vm.status is InstanceStatus.RUNNING:
             self._going_down(vm, self.timing.preempt_notice)
+
+    def advice(self, zones: list[str]) -> dict[str, ZoneAdvice]:
+        """What ``advice.capacity`` would say, modelled without knowledge of the future: obtainability 1 where
+        the zone has room for one more of the pool's SPOT VMs now, else 0 (GCE knows its own capacity; the
+        real score is graded), and as estimated uptime the mean length of the zone's past capacity periods."""
+        advice = {}
+        for zone in zones:
+            room = self.capacity.get(zone, 0) > len(self.live_spot(zone))
+            spans = self._up_spans.get(zone)
+            uptime = timedelta(seconds=sum(spans) / len(spans)) if spans else None
+            advice[zone] = ZoneAdvice(zone, 1.0 if room else 0.0, uptime)
+        return advice
 
     def _zones_with_room(self) -> tuple[str, ...]:
         return tuple(sorted(z for z, n in self.capacity.items() if len(self.live_spot(z)) < n))

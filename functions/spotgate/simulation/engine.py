@@ -31,6 +31,7 @@ from spotgate.domain import (
     SetRoute,
     StartInstance,
     StopInstance,
+    ZoneAdvice,
 )
 from spotgate.errors import CapacityError, TransientError
 from spotgate.fleet import FleetConfig, PoolSpec
@@ -42,6 +43,9 @@ from spotgate.simulation.gateway import SimGateway
 from spotgate.simulation.ledger import Ledger, Levels
 from spotgate.simulation.overflow import SimOverflow
 from spotgate.simulation.timeline import Timeline
+
+# The capacity-advice adapter's cache (adapters.gce_advice.GceAdvisor's default ttl), in seconds.
+ADVICE_TTL = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class Simulation:
         self.state = PoolState(pool.name)
         self.desired = 0
         self._requeue = 0
+        self._advised: tuple[float, dict[str, ZoneAdvice]] | None = None
         self.reconciles = 0
         self.cloud.hooks.serving = self._agent_ready
         self.cloud.hooks.preempted = self._preempted
@@ -169,7 +174,17 @@ class Simulation:
             routes=tuple(self.gateway.routes.values()),
             activity=self.gateway.activity(),
             overflow_min_instances=self.overflow.min_instances if self.overflow is not None else None,
+            advice=self._advice(),
         )
+
+    def _advice(self) -> dict[str, ZoneAdvice]:
+        """Capacity advice for a pool with ``capacity_advice``, as fresh as the adapter's cache keeps it."""
+        if self.pool.capacity_advice is None:
+            return {}
+        if self._advised is None or self.timeline.now - self._advised[0] >= ADVICE_TTL:
+            zones = sorted({vm.zone for vm in self.pool.spot_vms})
+            self._advised = (self.timeline.now, self.cloud.advice(zones))
+        return self._advised[1]
 
     def _apply(self, decided: Plan) -> list[tuple[StartInstance, TransientError]]:
         """Routes first, then the rest in plan order, as the control plane applies them; failed starts."""
