@@ -21,6 +21,7 @@ from spotgate.fleet import load_fleet
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.http_server import LocalServer
 from spotgate.sandbox.project_api import ProjectModel, create_project_app
+from spotgate.sandbox.state import SandboxState, write_state
 from tests.infra.terraform_tree import INFRA, REPO
 
 EXAMPLE_TFVARS = INFRA / "examples" / "terraform.tfvars"
@@ -202,3 +203,21 @@ def test_the_running_sandbox_answers_preflight(compute_cloud: SandboxCloud, tfva
 
     assert result.exit_code == 0, result.output
     assert {status for status, _ in rows(result).values()} == {"PASS"}
+
+
+def test_the_sandbox_cli_breaks_the_project_for_preflight(
+    compute_cloud: SandboxCloud, tfvars: Path, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    write_state(state_dir, SandboxState(endpoints=compute_cloud.endpoints()))
+
+    changed = CliRunner().invoke(
+        main, ["sandbox", "project", '{"disable_api": "iam.googleapis.com"}', "--state-dir", str(state_dir)]
+    )
+    refused = CliRunner().invoke(main, ["sandbox", "project", "[1]", "--state-dir", str(state_dir)])
+
+    assert changed.exit_code == 0, changed.output
+    assert "project changed: disable_api" in changed.output
+    assert refused.exit_code != 0
+    assert "must be a JSON object" in refused.output
+    assert rows(preflight(compute_cloud.compute_url, tfvars, "--json"))["API iam.googleapis.com"][0] == "FAIL"

@@ -7,6 +7,7 @@ control endpoints, so they work from any terminal while it runs.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -126,6 +127,22 @@ def start(name: str, state_dir: Path) -> None:
 def stop(name: str, state_dir: Path) -> None:
     """Stop VM NAME."""
     _act(state_dir, "stop", {"instance": name}, f"stopping {name}")
+
+
+@sandbox.command("project")
+@click.argument("change")
+@state_dir_option
+def project(change: str, state_dir: Path) -> None:
+    """Change what the sandbox's project has, to see `spotgate preflight` fail: CHANGE is one JSON object, e.g.
+    '{"disable_api": "compute.googleapis.com"}', '{"quota": {"region": "us-central1", "metric":
+    "PREEMPTIBLE_NVIDIA_L4_GPUS", "limit": 2}}' (every key: spotgate/sandbox/project_api.py)."""
+    try:
+        body = json.loads(change)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON: {e}", param_hint="CHANGE") from None
+    if not isinstance(body, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="CHANGE")
+    _act(state_dir, "project", body, f"project changed: {', '.join(sorted(body))}")
 
 
 def _act(state_dir: Path, verb: str, body: dict[str, Any], done: str) -> None:
