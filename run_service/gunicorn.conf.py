@@ -13,10 +13,33 @@ the environment is read (``PORT`` and ``WEB_CONCURRENCY`` are the platform's var
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8080')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))  # one per vCPU; Cloud Run scales instances, not workers
+
+
+def vcpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The container's vCPUs: its cgroup CPU quota (what Cloud Run's ``cpu`` limit sets), else the CPU count.
+
+    ``os.cpu_count()`` alone reports the host's CPUs inside a container, not the instance's allotment.
+    """
+    try:
+        with open(f"{cgroup}/cpu.max") as limits:  # cgroup v2: "200000 100000", or "max 100000" for none
+            quota, period = limits.read().split()[:2]
+        if quota != "max":
+            return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def worker_count(env: Mapping[str, str], cgroup: str = "/sys/fs/cgroup") -> int:
+    """One worker per vCPU (each worker is one gevent loop on one core); ``WEB_CONCURRENCY`` overrides."""
+    return int(env.get("WEB_CONCURRENCY") or vcpus(cgroup))
+
+
+workers = worker_count(os.environ)
 worker_class = "gevent"
 worker_connections = 2000  # concurrent requests per worker: Cloud Run allows up to 1,000 per instance
 timeout = 30

@@ -9,12 +9,14 @@ Durations accept seconds (``90``) or a string with units (``"90s"``, ``"15m"``, 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -39,6 +41,13 @@ GCE_NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 ZONE = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"
 REGION = r"^[a-z]+-[a-z]+[0-9]+$"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network("127.0.0.0/8")
+    except ValueError:
+        return False
 
 
 def parse_duration(value: object) -> timedelta:
@@ -158,6 +167,16 @@ class OverflowSpec(_Strict):
     service: str = Field(pattern=GCE_NAME)
     url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$")
     audience: str | None = None  # ID-token audience; defaults to ``url``
+
+    @field_validator("url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        """The gateway sends an ID token to this URL: only HTTPS, except to 127.0.0.0/8 (the sandbox)."""
+        parts = urlsplit(value)
+        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            raise ValueError("must be https:// (the gateway's ID token would travel in clear); http:// only for 127.x")
+        return value
+
     cooldown: Duration = timedelta(minutes=10)
     region: str | None = Field(default=None, pattern=REGION)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -79,8 +80,13 @@ def _register_hooks(app: Flask, gw: Gateway) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        code = error.code or 500
-        return _api_error(ApiError(code, error.description or error.name, "invalid_request_error", error.name))
+        """Flask's own refusals (unknown path, wrong method) in the OpenAI shape, with a machine ``code``."""
+        status = error.code or 500
+        code = re.sub(r"[^a-z0-9]+", "_", error.name.lower()).strip("_")
+        allow = getattr(error, "valid_methods", None)
+        kind = "invalid_request_error" if status < 500 else "api_error"
+        message = f"{error.name}: {request.method} {request.path}."
+        return _api_error(ApiError(status, message, kind, code, allow=", ".join(sorted(allow)) if allow else None))
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
@@ -99,6 +105,15 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         pools = [p for p in gw.fleet.pools if principal.allows_pool(p.name)]
         data = [_model_entry(name, p) for p in pools for name in p.model_names]
         return {"object": "list", "data": data}
+
+    @app.get("/v1/models/<path:model>")
+    def model(model: str) -> dict[str, object]:
+        """One model, as the SDK's ``models.retrieve`` asks; 404 ``model_not_found`` outside the caller's pools."""
+        principal = _authenticate(gw)
+        pool = gw.fleet.pool_for_model(model)
+        if pool is None or not principal.allows_pool(pool.name):
+            raise errors.model_not_found(model)
+        return _model_entry(model, pool)
 
     @app.post("/v1/<path:endpoint>")
     def openai(endpoint: str) -> Response:
@@ -132,7 +147,8 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         with _admitted(gw, principal) as admission:
             body = gw.read_body(request.environ, principal, admission) or None
             stream = "text/event-stream" in request.headers.get("Accept", "")
-            return gw.forward(_call(spec, request.method, target, body, stream=stream), admission)
+            call = _call(spec, request.method, target, body, stream=stream)
+            return gw.forward(replace(call, public_prefix=f"/pools/{spec.name}"), admission)
 
 
 def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:

@@ -27,6 +27,7 @@ from spotgate.domain import ApiKey
 from spotgate.ports import Clock
 from spotgate.settings import GatewaySettings
 
+_MAX_TOKEN = 16 * 1024  # Google ID tokens are about 1 KiB
 _ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 
 
@@ -47,20 +48,28 @@ class Principal:
 
 
 class CachingRequest(auth_transport.Request):
-    """A google-auth transport that remembers certificate responses for ``ttl`` seconds.
+    """A google-auth transport that remembers certificate responses: fresh for ``ttl``, usable for ``max_stale``.
 
-    Google rotates its signing keys days ahead of use, so minutes of caching never rejects a good token,
-    and it keeps a certificate fetch off nearly every request.
+    Google rotates its signing keys days ahead of use, so minutes of caching never rejects a good token, and
+    it keeps a certificate fetch off nearly every request. When the cache is due, one caller refetches while
+    the others keep using the cached certificates; a failed refetch (transport error or non-200) falls back
+    to them for up to ``max_stale`` instead of failing every ID-token caller.
     """
 
     def __init__(
-        self, inner: auth_transport.Request, ttl: float = 300.0, monotonic: Callable[[], float] = time.monotonic
+        self,
+        inner: auth_transport.Request,
+        ttl: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_stale: float = 86400.0,
     ):
         self._inner = inner
         self._ttl = ttl
+        self._max_stale = max_stale
         self._monotonic = monotonic
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[str] = set()
 
     def __call__(
         self,
@@ -74,12 +83,29 @@ class CachingRequest(auth_transport.Request):
         if method != "GET":
             return self._inner(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
         hit = self._cache.get(url)
-        if hit and self._monotonic() - hit[0] < self._ttl:
+        age = None if hit is None else self._monotonic() - hit[0]
+        if hit is not None and age is not None and age < self._ttl:
             return hit[1]
         with self._lock:
+            someone_else = url in self._refreshing
+            if not someone_else:
+                self._refreshing.add(url)
+        if someone_else and hit is not None and age is not None and age < self._max_stale:
+            return hit[1]  # another caller is refetching: the cached certificates are still good
+        try:
             response = self._inner(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
-            if response.status == 200:
-                self._cache[url] = (self._monotonic(), response)
+        except auth_exceptions.TransportError:
+            if hit is not None and age is not None and age < self._max_stale:
+                return hit[1]
+            raise
+        finally:
+            if not someone_else:
+                with self._lock:
+                    self._refreshing.discard(url)
+        if response.status == 200:
+            self._cache[url] = (self._monotonic(), response)
+        elif hit is not None and age is not None and age < self._max_stale:
+            return hit[1]
         return response
 
 
@@ -121,21 +147,28 @@ class Authenticator:
     def _google(self, token: str) -> Principal:
         if not self._audiences:
             raise invalid_api_key("This gateway does not accept Google ID tokens.")
+        if len(token) > _MAX_TOKEN:
+            raise invalid_api_key("Invalid Google ID token.")
         try:
             claims = id_token.verify_token(token, self._request, audience=self._audiences, certs_url=self._certs_url)
         except auth_exceptions.TransportError:
             # The certificates could not be fetched: the token may be fine, so this is ours to retry, not a 401.
             raise ApiError(503, "Cannot verify ID tokens right now.", "service_unavailable", "certs_unavailable",
                            retry_after=5) from None  # fmt: skip
-        except (ValueError, auth_exceptions.GoogleAuthError):
+        except (ValueError, RecursionError, auth_exceptions.GoogleAuthError):  # RecursionError: nested JSON
             raise invalid_api_key("Invalid Google ID token.") from None
         email = str(claims.get("email", "")).lower()
         if claims.get("iss") not in _ISSUERS or not email or claims.get("email_verified") is not True:
             raise invalid_api_key("The ID token has no verified Google identity.")
-        if not self._allowed(email):
+        if not self._allowed(email, claims.get("hd")):
             raise permission_denied(f"{email} may not call this gateway.")
         return Principal(email)
 
-    def _allowed(self, email: str) -> bool:
-        domain = "@" + email.rpartition("@")[2]
-        return email in self._principals or domain in self._principals
+    def _allowed(self, email: str, hosted_domain: object) -> bool:
+        """An exact address, or ``@domain`` for an account *managed* by that Google Workspace domain.
+
+        The email's suffix alone is not enough: anyone can make a Google account for an address at a domain
+        they do not control the Workspace of; only the ``hd`` claim says the domain manages the account.
+        """
+        domain = email.rpartition("@")[2]
+        return email in self._principals or ("@" + domain in self._principals and hosted_domain == domain)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 HOP_BY_HOP = frozenset(
     {
@@ -40,6 +41,7 @@ _NOT_UPSTREAM_PREFIXES = ("x-goog-", "x-forwarded-", "x-cloud-trace", "x-serverl
 _NOT_DOWNSTREAM = HOP_BY_HOP | {"content-length", "x-request-id", "date", "server"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+_LOCATIONS = ("location", "content-location")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -89,3 +91,32 @@ def with_sse_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``headers`` with the gateway's SSE headers replacing any the backend sent (each appears once)."""
     ours = {name.lower() for name in SSE_HEADERS}
     return [(k, v) for k, v in headers if k.lower() not in ours] + list(SSE_HEADERS.items())
+
+
+def public_locations(headers: list[tuple[str, str]], backend: str, prefix: str) -> list[tuple[str, str]]:
+    """``Location``/``Content-Location`` as the caller may see them: never a backend's address.
+
+    A redirect to a path on the backend (absolute URL on its own address, or an absolute path) becomes the
+    same path under the gateway (``prefix`` is ``/pools/<pool>`` for pass-through, empty for ``/v1``); a
+    relative reference is kept; a URL on any other host is dropped (it could name another VM).
+    """
+    kept = []
+    for name, value in headers:
+        public = _public_location(value, backend, prefix) if name.lower() in _LOCATIONS else value
+        if public is not None:
+            kept.append((name, public))
+    return kept
+
+
+def _public_location(value: str, backend: str, prefix: str) -> str | None:
+    target, base = urlsplit(value.strip()), urlsplit(backend)
+    if target.scheme or target.netloc:
+        if (target.scheme.lower(), target.netloc.lower()) != (base.scheme.lower(), base.netloc.lower()):
+            return None
+    elif not target.path.startswith("/"):
+        return value
+    path = target.path
+    root = base.path.rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        path = path[len(root) :] or "/"
+    return prefix + path + (f"?{target.query}" if target.query else "")

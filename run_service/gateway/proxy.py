@@ -64,6 +64,7 @@ class Call:
     stream: bool  # the caller expects SSE: held requests get heartbeats
     request_id: str
     inference: bool = False  # an OpenAI endpoint (not pass-through): the pool may allow its replay
+    public_prefix: str = ""  # the gateway path the backend's paths appear under (pass-through: /pools/<pool>)
     strip_usage: bool = False  # the gateway asked the engine for stream usage the caller did not ask for
     client: Any = None  # the caller's socket, watched for a hang-up while a plain request waits
     exchange: Exchange = field(default_factory=lambda: Exchange("", "", "", 0.0))  # the access-log record
@@ -299,6 +300,7 @@ class Forwarder:
             relay_sse=relay_sse,
             exchange=call.exchange,
             strip_usage=call.strip_usage,
+            location=(opened.route.address, call.public_prefix),
         )
 
     def _respond(self, call: Call, opened: _Opened, release: Callable[[], None]) -> Response:

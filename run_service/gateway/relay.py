@@ -29,7 +29,7 @@ import urllib3
 from gateway import errors
 from gateway.access import Exchange, first_byte, metered
 from gateway.errors import ApiError, stream_interrupted
-from gateway.headers import downstream_headers, with_sse_headers
+from gateway.headers import downstream_headers, public_locations, with_sse_headers
 from gateway.sse import events
 from gateway.upstream import StreamCutError, body_chunks
 
@@ -60,6 +60,7 @@ def answer(
     relay_sse: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
     exchange: Exchange | None = None,
     strip_usage: bool = False,
+    location: tuple[str, str] | None = None,
 ) -> Answer:
     """The caller's answer for an opened backend ``response`` (the one relay decision for every path).
 
@@ -67,6 +68,8 @@ def answer(
     by one that continues a cut answer on another backend. ``exchange`` (the access-log record) gets the
     time of the backend's first body byte and the token counts of the ``usage`` the caller is relayed;
     ``strip_usage`` then takes the usage-only event out of an SSE stream (the gateway asked for it).
+    ``location`` (the backend's address, the gateway path it is reached under) rewrites redirects so that a
+    backend address never reaches the caller.
     """
     if response.status in (401, 403):
         # The backend refused the gateway's own credentials (an overflow IAM problem); the caller's key is
@@ -74,6 +77,8 @@ def answer(
         return error_answer(errors.bad_gateway(f"Backend {backend} refused the gateway ({response.status})."))
     sse = _is_sse(response)
     headers = downstream_headers(response.headers, keep_length=not sse)
+    if location is not None:
+        headers = public_locations(headers, *location)
     chunks = body_chunks(response) if exchange is None else first_byte(body_chunks(response), exchange)
     if sse:
         headers = with_sse_headers(headers)

@@ -145,8 +145,9 @@ def _scripted(recorder: Recorder, script: Script) -> type[BaseHTTPRequestHandler
                 return
             self.send_response(script.status)
             self.send_header("Content-Type", script.content_type)
-            for name, value in script.headers:
-                self.send_header(name, value)
+            host, port = self.server.server_address[:2]
+            for name, value in script.headers:  # "{self}" stands for this server's own URL
+                self.send_header(name, value.replace("{self}", f"http://{host}:{port}"))
             self.send_header("Content-Length", str(len(script.body)))
             self.end_headers()
             self.wfile.write(script.body)

@@ -51,3 +51,18 @@ def test_gunicorn_binds_the_port_cloud_run_gives(monkeypatch, port: str, bind: s
     assert config["worker_class"] == "gevent"
     assert config["worker_connections"] >= 1000
     assert config["graceful_timeout"] < 10  # Cloud Run kills 10 s after SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "env", "workers"),
+    [
+        pytest.param("200000 100000\n", {}, 2, id="two-vcpus-from-the-cgroup-quota"),
+        pytest.param("100000 100000\n", {}, 1, id="one-vcpu"),
+        pytest.param("150000 100000\n", {}, 2, id="fractional-rounds-up"),
+        pytest.param("200000 100000\n", {"WEB_CONCURRENCY": "3"}, 3, id="web-concurrency-overrides"),
+    ],
+)
+def test_gunicorn_runs_one_worker_per_vcpu(tmp_path, cpu_max: str, env: dict[str, str], workers: int) -> None:
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    config = runpy.run_path(str(ROOT / "run_service" / "gunicorn.conf.py"))
+    assert config["worker_count"](env, str(tmp_path)) == workers

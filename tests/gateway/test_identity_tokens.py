@@ -22,19 +22,39 @@ def ask(gateway, token: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("email", "audience"),
+    ("email", "audience", "hd"),
     [
-        pytest.param("alice@example.com", "https://gateway.test", id="exact-principal"),
-        pytest.param("bob@corp.example", "https://gateway.test", id="domain-principal"),
-        pytest.param("alice@example.com", "https://alias.gateway.test", id="extra-audience"),
+        pytest.param("alice@example.com", "https://gateway.test", None, id="exact-principal"),
+        pytest.param("bob@corp.example", "https://gateway.test", "corp.example", id="domain-principal"),
+        pytest.param("alice@example.com", "https://alias.gateway.test", None, id="extra-audience"),
     ],
 )
 def test_an_allowed_principal_with_the_gateway_audience_is_served(
-    *, gateway, store, engines, identity, email, audience
+    *, gateway, store, engines, identity, email, audience, hd
 ) -> None:
     engine = engines("chat-model", "chat-a")
     store.put_routes([a_route("chat", engine.name, engine.url)])
-    assert ask(gateway, identity.sign_id_token(audience, email))
+    assert ask(gateway, identity.sign_id_token(audience, email, hosted_domain=hd))
+
+
+@pytest.mark.parametrize(
+    "hd",
+    [pytest.param(None, id="consumer-account-at-the-domain"), pytest.param("other.example", id="other-workspace")],
+)
+def test_a_domain_principal_needs_the_domains_hosted_domain_claim(gateway, identity, hd) -> None:
+    token = identity.sign_id_token("https://gateway.test", "eve@corp.example", hosted_domain=hd)
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(gateway, token)
+
+
+def test_a_deeply_nested_token_is_a_401_not_a_500(gateway) -> None:
+    import base64
+
+    nested = base64.urlsafe_b64encode(b"[" * 2500 + b"]" * 2500).rstrip(b"=").decode()  # fits a header line
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":"x"}').rstrip(b"=").decode()
+    for token in (f"eyJ{nested}.e30.sig", f"{header}.{nested}.sig"):
+        with pytest.raises(openai.AuthenticationError):
+            ask(gateway, token)
 
 
 def test_another_principal_is_forbidden(gateway, identity) -> None:

@@ -132,6 +132,26 @@ def test_invalid_configs_name_the_field(mutate: Any, named: str) -> None:
     assert "test.yaml" in str(excinfo.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        pytest.param("https://chat-overflow.a.run.app", True, id="https"),
+        pytest.param("http://127.0.0.1:8100", True, id="http-to-loopback-sandbox"),
+        pytest.param("http://127.3.4.5:8100/v", True, id="http-anywhere-in-127-8"),
+        pytest.param("http://chat-overflow.a.run.app", False, id="http-carries-the-id-token-in-clear"),
+        pytest.param("http://10.0.0.7:8000", False, id="http-to-a-private-address"),
+        pytest.param("http://localhost.evil.example", False, id="loopback-lookalike-name"),
+    ],
+)
+def test_an_overflow_url_is_https_except_to_loopback(url: str, accepted: bool) -> None:
+    document = a_fleet(overflow={"service": "chat-overflow", "url": url})
+    if accepted:
+        assert parse_fleet(document).pools[0].overflow is not None
+    else:
+        with pytest.raises(ConfigError, match=r"overflow\.url"):
+            parse_fleet(document)
+
+
 def test_fleet_survives_a_json_round_trip() -> None:
     """The dev stack and Terraform hand the fleet to functions and gateway as JSON."""
     fleet = load_fleet(EXAMPLE)

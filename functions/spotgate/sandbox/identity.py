@@ -53,9 +53,15 @@ class Identity:
         return cls(kid, pem, cert.public_bytes(serialization.Encoding.PEM), crypt.RSASigner.from_string(pem, kid))
 
     def sign_id_token(
-        self, audience: str, email: str, now: datetime | None = None, lifetime: timedelta = timedelta(hours=1)
+        self,
+        audience: str,
+        email: str,
+        now: datetime | None = None,
+        lifetime: timedelta = timedelta(hours=1),
+        hosted_domain: str | None = None,
     ) -> str:
-        """An RS256 ID token like the metadata server's ``identity?format=full`` answer."""
+        """An RS256 ID token like the metadata server's ``identity?format=full`` answer; ``hosted_domain`` is the
+        ``hd`` claim Google adds for accounts managed by a Google Workspace domain."""
         now = now or datetime.now(UTC)
         issued = int(now.timestamp())
         payload: dict[str, Any] = {
@@ -68,6 +74,8 @@ class Identity:
             "iat": issued,
             "exp": issued + int(lifetime.total_seconds()),
         }
+        if hosted_domain is not None:
+            payload["hd"] = hosted_domain
         token: bytes = jwt.encode(self.signer, payload)
         return token.decode("ascii")
 
