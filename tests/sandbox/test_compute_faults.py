@@ -140,3 +140,15 @@ def test_the_fleet_listing_groups_every_labelled_vm_by_pool(compute_cloud: Sandb
     fleet = compute.list_fleet()
     assert fleet["chat"] == compute.list_instances("chat")
     assert fleet["embed"] == compute.list_instances("embed")
+
+
+def test_a_suspended_vm_comes_back_through_resume_not_start(compute_cloud: SandboxCloud) -> None:
+    compute = GceCompute(PROJECT, endpoint=compute_cloud.compute_url)
+    compute.start(ZONE, "chat-b-1").wait()
+    assert wait_until(lambda: compute_cloud.compute.find("chat-b-1").status == "RUNNING", timeout=30)
+    compute_cloud.compute.suspend("chat-b-1")
+    assert wait_until(lambda: compute_cloud.compute.find("chat-b-1").status == "SUSPENDED", timeout=30)
+    compute.start(ZONE, "chat-b-1").wait()  # GCE: start does not resume a suspended VM
+    assert compute_cloud.compute.find("chat-b-1").status == "SUSPENDED"
+    compute.resume(ZONE, "chat-b-1").wait()
+    assert wait_until(lambda: compute_cloud.compute.find("chat-b-1").status == "RUNNING", timeout=30)

@@ -156,6 +156,32 @@ class ComputeModel:
             self._run(self._boot, vm.name, vm.generation, op.name)
             return op
 
+    def resume(self, zone: str, name: str, user: str) -> Operation:
+        """Resume a SUSPENDED VM: it boots again (PROVISIONING -> STAGING -> RUNNING) like a start. On any other
+        VM the operation is a DONE no-op, and ``start`` on a SUSPENDED VM is one too: GCE resumes a suspended
+        VM only through ``instances.resume``. Raises NotFoundError."""
+        with self._lock:
+            vm = self._find(zone, name)
+            op = self._operations.create("resume", vm, user)
+            if vm.status is not InstanceStatus.SUSPENDED:
+                return self._operations.finish(op.name)
+            vm.generation += 1
+            self._set_status(vm, InstanceStatus.PROVISIONING)
+            self._run(self._boot, vm.name, vm.generation, op.name)
+            return op
+
+    def suspend(self, name: str) -> Vm:
+        """Suspend a RUNNING VM (a sandbox control; GCE's ``instances.suspend``): SUSPENDING, then SUSPENDED
+        after the stop delay, its engine gone. Raises NotFoundError or NotReadyError."""
+        with self._lock:
+            vm = self._live(name, "suspend")
+            if vm.status is not InstanceStatus.RUNNING:
+                raise NotReadyError(f"cannot suspend {name}: it is {vm.status}")
+            vm.generation += 1
+            self._set_status(vm, InstanceStatus.SUSPENDING)
+            self._run(self._suspend_after, vm.name, vm.generation)
+            return vm.copy()
+
     def fail_start(self, zone: str, name: str, user: str, code: str) -> Operation:
         """Accept a start, then fail its operation with GCE's ``code`` (see ``compute_faults``); the VM stays put."""
         status, http_message, message = OPERATION_CODES[code]
@@ -332,6 +358,15 @@ class ComputeModel:
                 self._set_status(vm, InstanceStatus.TERMINATED)
             if op_name:
                 self._operations.finish(op_name)
+
+    def _suspend_after(self, name: str, generation: int) -> None:
+        self._pause(self.timing.stop)
+        with self._lock:
+            vm = self._vms[name]
+            if vm.generation == generation and vm.status is InstanceStatus.SUSPENDING:
+                self._engines.halt(name)
+                vm.engine_url = None
+                self._set_status(vm, InstanceStatus.SUSPENDED)
 
     def _finish_when_stopped(self, name: str, op_name: str) -> None:
         self._operations.begin(op_name)

@@ -1,9 +1,9 @@
 """The Compute Engine REST subset that ``compute_v1.InstancesClient``/``ZoneOperationsClient`` use, plus controls.
 
 Served on loopback for ``client_options={"api_endpoint": "http://127.0.0.1:PORT"}``. Besides the GCE paths
-(``/compute/v1/...``: instances get/list/aggregatedList/start/stop/setScheduling, zone operations get/wait,
+(``/compute/v1/...``: instances get/list/aggregatedList/start/stop/resume/setScheduling, zone operations get/wait,
 regional ``advice/capacity`` in ``sandbox.advice``) the same app
-serves the sandbox's controls under ``/sandbox/`` (preempt, stockout, maintenance, start, stop, status;
+serves the sandbox's controls under ``/sandbox/`` (preempt, stockout, maintenance, suspend, start, stop, status;
 JSON bodies) for the CLI and tests, and ``/oauth2/v1/certs``, the sandbox identity's certificates, so
 ID tokens it issued verify like Google's.
 
@@ -104,6 +104,12 @@ def _register_instances(app: Flask, model: ComputeModel) -> None:
             raise _BadRequestError("the request body must be a Scheduling object")
         return operation_json(project, model.set_scheduling(zone, name, scheduling, _user(model)))
 
+    @app.post(f"{ZONE}/instances/<name>/resume")
+    def resume_instance(project: str, zone: str, name: str) -> Any:
+        _check_project(model, project)
+        _refuse_if_injected(model, "start")
+        return operation_json(project, model.resume(zone, name, _user(model)))
+
     @app.post(f"{ZONE}/instances/<name>/stop")
     def stop_instance(project: str, zone: str, name: str) -> Any:
         _check_project(model, project)
@@ -149,6 +155,7 @@ def _register_controls(app: Flask, model: ComputeModel) -> None:
     app.add_url_rule("/sandbox/status", "status", lambda: status_json(model))
     app.add_url_rule("/sandbox/preempt", "preempt", lambda: by_name(model.preempt), methods=["POST"])
     app.add_url_rule("/sandbox/maintenance", "maintenance", lambda: by_name(model.maintenance), methods=["POST"])
+    app.add_url_rule("/sandbox/suspend", "suspend", lambda: by_name(model.suspend), methods=["POST"])
     app.add_url_rule(
         "/sandbox/start",
         "start",
