@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 from werkzeug.test import TestResponse
 
+from spotgate.adapters.cloud_tasks_scheduler import wake_message
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import InstanceStatus, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
@@ -155,6 +156,15 @@ def test_ready_notice_is_understood_in_both_cloudevent_modes(functions: Function
     zone = functions.cloud.compute.find(name).zone
     assert functions.control("ready", mode=mode, pool="chat", instance=name, zone=zone).status_code == 200
     assert functions.route(name).state is RouteState.READY
+
+
+def test_a_scheduled_wake_up_reconciles_its_pool(functions: Functions) -> None:
+    """What a due Cloud Tasks wake-up publishes (``cloud_tasks_scheduler.wake_message``) is a tick for one pool."""
+    message = wake_message("chat", _now())
+    headers, body = binary(message, topic="spotgate-control", at=_now())
+    assert functions.on_control.post("/", headers=headers, data=body).status_code == 200
+    (name,) = functions.live()
+    assert functions.cloud.compute.find(name).pool == "chat"
 
 
 def test_preemption_drains_the_route_at_once_and_restarts_capacity(functions: Functions) -> None:

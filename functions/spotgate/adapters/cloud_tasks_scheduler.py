@@ -54,7 +54,7 @@ class CloudTasksScheduler:
     def schedule(self, pool: str, due: datetime) -> None:
         """Publish a tick for ``pool`` at ``due`` (rounded up to the bucket); a duplicate is not an error."""
         at = bucket_end(due)
-        message = {"v": 1, "kind": "tick", "pool": pool, "at": at.isoformat().replace("+00:00", "Z")}
+        message = wake_message(pool, at)
         body = {"messages": [{"data": base64.b64encode(json.dumps(message).encode()).decode()}]}
         task = tasks_v2.Task(
             name=task_name(self._queue, pool, at),
@@ -76,6 +76,11 @@ class CloudTasksScheduler:
 
     def __repr__(self) -> str:
         return f"CloudTasksScheduler({self._queue!r})"
+
+
+def wake_message(pool: str, at: datetime) -> dict[str, object]:
+    """The control message a due wake-up publishes: a tick for ``pool`` alone."""
+    return {"v": 1, "kind": "tick", "pool": pool, "at": at.isoformat().replace("+00:00", "Z")}
 
 
 def bucket_end(due: datetime) -> datetime:
