@@ -19,8 +19,9 @@ from rich.table import Table
 
 from spotgate.apikeys import generate_key, parse_expiry
 from spotgate.clock import SystemClock
-from spotgate.domain import ApiKey
+from spotgate.domain import ApiKey, KeyUsage
 from spotgate.errors import SpotgateError
+from spotgate.fleet import parse_duration
 from spotgate.ports import Clock, RouteStore
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ def _parse_pools(value: str | None) -> tuple[str, ...]:
 
 @click.group()
 def keys() -> None:
-    """Gateway API keys: create (shown once), list, revoke."""
+    """Gateway API keys: create (shown once), list, usage, revoke."""
 
 
 @keys.command()
@@ -116,6 +117,39 @@ def list_keys(ctx: click.Context) -> None:
             _when(k.created_at),
         )
     Console(width=140).print(table)
+
+
+@keys.command()
+@click.option("--since", default="24h", show_default=True, help="How far back: a duration like 24h or 7d.")
+@click.option("--key", "key_id", default=None, help="Only this key id.")
+@click.pass_context
+def usage(ctx: click.Context, since: str, key_id: str | None) -> None:
+    """Usage per key, pool and UTC hour: requests, tokens in and out, GPU-seconds of backend time."""
+    try:
+        start = _clock(ctx).now() - parse_duration(since)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since") from None
+    start = start.replace(minute=0, second=0, microsecond=0)
+    rows = [u for u in _run(lambda: _store(ctx).list_usage(start)) if key_id is None or u.key_id == key_id]
+    names = {k.key_id: k.name for k in _run(lambda: _store(ctx).list_keys())}
+    table = Table("hour (UTC)", "key", "name", "pool", "requests", "tokens in", "tokens out", "GPU-seconds")
+    for u in rows:
+        table.add_row(
+            u.hour.strftime("%Y-%m-%d %H:00"), u.key_id, names.get(u.key_id, "-"), u.pool, str(u.requests),
+            str(u.tokens_in), str(u.tokens_out), f"{u.gpu_seconds:.1f}",
+        )  # fmt: skip
+    if rows:
+        table.add_row("total", "", "", "", *_totals(rows))
+    Console(width=140).print(table)
+
+
+def _totals(rows: list[KeyUsage]) -> tuple[str, str, str, str]:
+    return (
+        str(sum(u.requests for u in rows)),
+        str(sum(u.tokens_in for u in rows)),
+        str(sum(u.tokens_out for u in rows)),
+        f"{sum(u.gpu_seconds for u in rows):.1f}",
+    )
 
 
 @keys.command()

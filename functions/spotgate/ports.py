@@ -18,6 +18,7 @@ from spotgate.domain import (
     DecisionRecord,
     GatewayActivity,
     Instance,
+    KeyUsage,
     PoolState,
     Route,
     ZoneAdvice,
@@ -189,6 +190,20 @@ class RouteStore(Protocol):
     # keys (CLI writes, gateway reads)
     def put_key(self, key: ApiKey) -> None: ...
     def list_keys(self) -> list[ApiKey]: ...
+
+    # per-key usage and shared rate (gateway writes)
+    def record_usage(self, usage: Sequence[KeyUsage]) -> None:
+        """Add these counts to the stored ones (same key, pool and hour add up)."""
+        ...
+
+    def list_usage(self, since: datetime) -> list[KeyUsage]:
+        """Every stored hour from ``since`` on, sorted by hour, key, pool."""
+        ...
+
+    def take_key_tokens(self, key_id: str, rate: float, burst: float, want: int, now: datetime) -> int:
+        """Take up to ``want`` tokens from the key's shared bucket (refilled at ``rate`` per second up to
+        ``burst``) in one transaction; the number taken (0 when empty)."""
+        ...
 
     # change feed for the gateway
     def snapshot(self) -> Snapshot: ...

@@ -25,6 +25,7 @@ from gateway.selection import Balancer
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
 from gateway.upstream import Upstreams
+from gateway.usage import UsageRecorder
 from gateway.wake import WakeNotifier
 from spotgate.fleet import FleetConfig
 from spotgate.ports import Clock, Publisher, RouteStore
@@ -62,6 +63,7 @@ class Gateway:
         self.activity = ActivityRecorder(
             deps.store, deps.clock, s.activity_flush, lambda ok: self.table.report_store(ok=ok)
         )
+        self.usage = UsageRecorder(deps.store, deps.clock, s.activity_flush)
         self.wake = WakeNotifier(deps.publisher, deps.control_topic, deps.clock, s.wake_debounce)
         self.upstreams = Upstreams(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
         self.balancer = Balancer(
@@ -81,17 +83,21 @@ class Gateway:
     def start(self) -> None:
         self.wake.start()
         self.activity.start()
+        self.usage.start()
         self.table.start()
 
     def close(self) -> None:
         self.table.close()
         self.activity.close()
+        self.usage.close()
         self.wake.close(timeout=1.0)  # a wake still queued at shutdown is not worth delaying the exit
         self.upstreams.close()
 
     def finish(self, exchange: Exchange, status: int) -> None:
-        """The request's response is closed: log its access line."""
-        exchange.finish(status, self.monotonic())
+        """The request's response is closed: log its access line and count its usage."""
+        if not exchange.logged:
+            exchange.finish(status, self.monotonic())
+            self.usage.add(exchange)
 
     def admit(self, principal: Principal) -> Admission:
         """Take the key's rate token and concurrency slot (ApiError 429), before any body byte is read."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -79,3 +80,18 @@ def test_stream_usage_is_counted_and_relayed_only_when_asked(
     assert sum('"choices":[]' in e for e in events) == usage_events
     assert wait_until(lambda: "s" in access_lines(caplog))
     assert access_lines(caplog)["s"]["tokens_out"] == 3
+
+
+def test_usage_is_recorded_per_key_and_pool_in_the_store(store, engines, make_gateway) -> None:
+    engine = engines("chat-model", "chat-a")
+    store.put_routes([a_route("chat", engine.name, engine.url)])
+    secret, key = a_key(store)
+    gateway = make_gateway()
+    for rid, payload in (("u1", CHAT), ("u2", {**CHAT, "stream": True})):
+        assert post(gateway.url, secret, rid, payload) == 200
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert wait_until(lambda: sum(u.requests for u in store.list_usage(since)) == 2)
+    (usage,) = store.list_usage(since)
+    assert (usage.key_id, usage.pool, usage.requests, usage.tokens_out) == (key.key_id, "chat", 2, 6)
+    assert usage.tokens_in > 0
+    assert usage.gpu_seconds > 0

@@ -123,3 +123,27 @@ def test_keys_create_without_credentials_says_so(tmp_path: Path, *, local_stack:
     assert "No Google Cloud credentials found" in result.stderr
     hint = "spotgate --env-file .spotgate/dev.env keys create"
     assert (hint in result.stderr) is local_stack
+
+
+def test_usage_shows_each_key_pool_and_hour_with_totals(store) -> None:
+    from datetime import UTC, datetime
+
+    from spotgate.domain import KeyUsage
+
+    run(store, "create", "team-a")
+    key = store.list_keys()[0]
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    store.record_usage(
+        [KeyUsage(key.key_id, "chat", hour, 3, 120, 45, 2.5), KeyUsage("k-gone", "embed", hour, 1, 7, 0, 0.25)]
+    )
+    shown = run(store, "usage")
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    team = next(line for line in lines if key.key_id in line)
+    assert all(part in team for part in ("team-a", "chat", " 3 ", "120", "45", "2.5"))
+    total = next(line for line in lines if "total" in line)
+    assert all(part in total for part in (" 4 ", "127", "45", "2.8"))
+    only = run(store, "usage", "--key", "k-gone").output
+    assert "k-gone" in only
+    assert key.key_id not in only
+    assert run(store, "usage", "--since", "soon").exit_code != 0

@@ -15,6 +15,10 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
   after each append (which reads the ids of the pool's retained events: appends happen per decision, not
   per tick). Querying one pool needs the composite index (``pool`` ASC, ``at`` DESC).
 - ``{prefix}_keys``     one per API key, id ``key_id``
+- ``{prefix}_key_usage`` one per key, pool and UTC hour (id ``key.pool.YYYYMMDDHH``), counts added with
+  ``Increment`` transforms, so every gateway instance writes its deltas without a transaction
+- ``{prefix}_key_buckets`` one per rate-limited key: its shared token bucket (``tokens``, ``updated``),
+  taken from in transactions
 
 Routes and keys are listed (and snapshotted) sorted by ``Route.key`` and ``key_id`` in both stores, so equal
 tables compare equal.
@@ -51,7 +55,8 @@ from google.cloud import firestore
 from spotgate.adapters.activity_merge import RETENTION, sum_activity
 from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
 from spotgate.adapters.firestore_feed import FirestoreFeed
-from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, PoolState, Route
+from spotgate.adapters.key_bucket import refill_and_take
+from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, KeyUsage, PoolState, Route
 from spotgate.errors import (
     ConflictError,
     NotFoundError,
@@ -189,6 +194,50 @@ class FirestoreStore:
         with _translated("list events"):
             docs = self._events_query(pool).limit(limit).stream(**self._call)
             return [from_document(DecisionRecord, d.to_dict()) for d in docs]
+
+    # per-key usage and shared rate
+    def record_usage(self, usage: Sequence[KeyUsage]) -> None:
+        collection = self._collection("key_usage")
+        writes = []
+        for u in usage:
+            ref = collection.document(f"{u.key_id}.{u.pool}.{u.hour.strftime('%Y%m%d%H')}")
+            counts = {"requests": u.requests, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out,
+                      "gpu_seconds": u.gpu_seconds}  # fmt: skip
+            fields = {"key_id": u.key_id, "pool": u.pool, "hour": format_time(u.hour)}
+            writes.append((ref, {**fields, **{k: firestore.Increment(v) for k, v in counts.items()}}))
+        for start in range(0, len(writes), BATCH_LIMIT):
+            batch = self._client.batch()
+            for ref, document in writes[start : start + BATCH_LIMIT]:
+                batch.set(ref, document, merge=True)
+            with _translated("record usage"):
+                batch.commit(**self._call)
+
+    def list_usage(self, since: datetime) -> list[KeyUsage]:
+        query = self._collection("key_usage").where(filter=firestore.FieldFilter("hour", ">=", format_time(since)))
+        with _translated("list usage"):
+            docs = [d.to_dict() for d in query.stream(**self._call)]
+        usage = [
+            KeyUsage(d["key_id"], d["pool"], parse_time(d["hour"]), int(d.get("requests", 0)),
+                     int(d.get("tokens_in", 0)), int(d.get("tokens_out", 0)), float(d.get("gpu_seconds", 0.0)))
+            for d in docs
+        ]  # fmt: skip
+        return sorted(usage, key=lambda u: (u.hour, u.key_id, u.pool))
+
+    def take_key_tokens(self, key_id: str, rate: float, burst: float, want: int, now: datetime) -> int:
+        ref = self._collection("key_buckets").document(key_id)
+
+        @firestore.transactional
+        def take(transaction: Any) -> int:
+            snap = ref.get(transaction=transaction, **self._call)
+            fields = snap.to_dict() if snap.exists else None
+            stored = None if not fields else (fields["tokens"], fields["updated"])
+            tokens, taken = refill_and_take(stored, rate, burst, want, now.timestamp())
+            transaction.set(ref, {"tokens": tokens, "updated": now.timestamp()})
+            return taken
+
+        with _translated("take key tokens"):
+            taken: int = take(self._client.transaction())
+        return taken
 
     # keys
     def put_key(self, key: ApiKey) -> None:

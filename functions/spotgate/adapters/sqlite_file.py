@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_pool_time ON events (pool, at);
 CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS key_usage (
+    key_id TEXT NOT NULL, pool TEXT NOT NULL, hour TEXT NOT NULL, requests INTEGER NOT NULL,
+    tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, gpu_seconds REAL NOT NULL,
+    PRIMARY KEY (key_id, pool, hour));
+CREATE TABLE IF NOT EXISTS key_buckets (key_id TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL);
 COMMIT;
 """
 

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from spotgate.adapters.activity_merge import RETENTION, sum_activity
-from spotgate.adapters.codec import format_time, from_document, to_document
+from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
+from spotgate.adapters.key_bucket import refill_and_take
 from spotgate.adapters.sqlite_feed import SqliteFeed, read_snapshot
 from spotgate.adapters.sqlite_file import connect, translated
-from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, PoolState, Route
+from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, KeyUsage, PoolState, Route
 from spotgate.errors import ConflictError, PermanentError
 from spotgate.ports import Snapshot, Subscription
 
@@ -165,6 +166,35 @@ class SqliteStore:
         with self._read() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [from_document(DecisionRecord, json.loads(doc)) for (doc,) in rows]
+
+    # per-key usage and shared rate
+    def record_usage(self, usage: Sequence[KeyUsage]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO key_usage VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id, pool, hour) DO UPDATE SET"
+                " requests = requests + excluded.requests, tokens_in = tokens_in + excluded.tokens_in,"
+                " tokens_out = tokens_out + excluded.tokens_out, gpu_seconds = gpu_seconds + excluded.gpu_seconds",
+                [(u.key_id, u.pool, format_time(u.hour), u.requests, u.tokens_in, u.tokens_out, u.gpu_seconds)
+                 for u in usage],
+            )  # fmt: skip
+
+    def list_usage(self, since: datetime) -> list[KeyUsage]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT * FROM key_usage WHERE hour >= ? ORDER BY hour, key_id, pool", (format_time(since),)
+            ).fetchall()
+        return [KeyUsage(k, p, parse_time(h), r, i, o, g) for k, p, h, r, i, o, g in rows]
+
+    def take_key_tokens(self, key_id: str, rate: float, burst: float, want: int, now: datetime) -> int:
+        with self._write() as db:
+            row = db.execute("SELECT tokens, updated FROM key_buckets WHERE key_id = ?", (key_id,)).fetchone()
+            tokens, taken = refill_and_take(row, rate, burst, want, _epoch(now))
+            db.execute(
+                "INSERT INTO key_buckets VALUES (?, ?, ?) ON CONFLICT (key_id) DO UPDATE"
+                " SET tokens = excluded.tokens, updated = excluded.updated",
+                (key_id, tokens, _epoch(now)),
+            )
+        return taken
 
     # keys
     def put_key(self, key: ApiKey) -> None:

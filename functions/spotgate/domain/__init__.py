@@ -21,7 +21,7 @@ from spotgate.domain.events import (
     InboundEvent,
 )
 from spotgate.domain.instance import Instance, InstanceStatus, ProvisioningModel
-from spotgate.domain.keys import ApiKey
+from spotgate.domain.keys import ApiKey, KeyUsage
 from spotgate.domain.observed import Observed
 from spotgate.domain.pool_state import (
     FailureKind,
@@ -54,6 +54,7 @@ __all__ = [
     "InboundEvent",
     "Instance",
     "InstanceStatus",
+    "KeyUsage",
     "Notice",
     "NoticeKind",
     "Observed",

@@ -34,3 +34,20 @@ class ApiKey:
     def is_expired(self, now: datetime) -> bool:
         """True once ``now`` has reached ``expires_at``."""
         return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """What one key used of one pool in one hour (``hour`` is the start of the UTC hour).
+
+    Added up by the store: the gateway records deltas, so every worker and instance can write its own.
+    ``gpu_seconds`` is backend time: from the backend's answer to the end of the response, per request.
+    """
+
+    key_id: str
+    pool: str
+    hour: datetime
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    gpu_seconds: float = 0.0
