@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import select
 import socket
 import threading
@@ -91,8 +92,9 @@ def watch(client: Any) -> Iterator[Cancel]:
     cancel = Cancel()
     token = _current.set(cancel)
     done = threading.Event()
-    if client is not None and hasattr(client, "fileno"):
-        threading.Thread(target=_watch, args=(client, cancel, done), name="gateway-hangup", daemon=True).start()
+    watched = _duplicate(client)
+    if watched is not None:
+        threading.Thread(target=_watch, args=(watched, cancel, done), name="gateway-hangup", daemon=True).start()
     try:
         yield cancel
     finally:
@@ -100,15 +102,34 @@ def watch(client: Any) -> Iterator[Cancel]:
         _current.reset(token)
 
 
-def _watch(client: Any, cancel: Cancel, done: threading.Event) -> None:
-    while not done.is_set():
-        try:
-            readable, _, _ = select.select([client], [], [], _POLL)
-            if not readable:
-                continue
-            if client.recv(1, socket.MSG_PEEK) == b"":
-                cancel.cancel()
-        except (OSError, ValueError):  # closed under us: the request is over or the caller is gone
-            if not done.is_set():
-                cancel.cancel()
-        return
+def _duplicate(client: Any) -> socket.socket | None:
+    """A socket of its own on the caller's connection (a dup of its descriptor), or None.
+
+    The watcher must never wait on the server's own socket object: under gevent only one greenlet may wait on
+    a socket, and the watcher can still be waiting when the server reads the connection's next request
+    (keep-alive), which then fails (ConcurrentObjectUseError, a 500 before any byte). A duplicate descriptor
+    has its own waiter and sees the same connection, so peeking on it shows what the caller did.
+    """
+    if client is None or not hasattr(client, "fileno"):
+        return None
+    try:
+        return socket.socket(fileno=os.dup(client.fileno()))
+    except (OSError, ValueError):
+        return None
+
+
+def _watch(client: socket.socket, cancel: Cancel, done: threading.Event) -> None:
+    try:
+        while not done.is_set():
+            try:
+                readable, _, _ = select.select([client], [], [], _POLL)
+                if not readable:
+                    continue
+                if client.recv(1, socket.MSG_PEEK) == b"" and not done.is_set():
+                    cancel.cancel()
+            except (OSError, ValueError):  # closed under us: the request is over or the caller is gone
+                if not done.is_set():
+                    cancel.cancel()
+            return
+    finally:
+        client.close()

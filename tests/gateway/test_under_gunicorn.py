@@ -131,3 +131,18 @@ def test_every_request_has_one_json_access_line_and_no_log_holds_a_secret(gunico
 def _access_lines(log: Path) -> list[dict[str, Any]]:
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     return [e for e in entries if e.get("access")]
+
+
+def test_back_to_back_requests_on_one_keep_alive_connection_all_succeed(gunicorn: Served) -> None:
+    """Regression: a non-streaming request's hang-up watcher still waited on the caller's socket when gunicorn
+    read the connection's next request, which then failed (gevent ConcurrentObjectUseError: 500 or reset)."""
+    secret, _ = a_key(gunicorn.store)
+    assert wait_until(lambda: _authorised(gunicorn.url, secret))
+    body = {"model": "chat-model", "messages": MESSAGES, "max_tokens": 2}
+    headers = {"Authorization": f"Bearer {secret}"}
+    with requests.Session() as session:
+        statuses = [
+            session.post(f"{gunicorn.url}/v1/chat/completions", json=body, headers=headers, timeout=20).status_code
+            for _ in range(40)
+        ]
+    assert statuses == [200] * 40
