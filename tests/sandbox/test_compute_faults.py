@@ -7,6 +7,8 @@ previous ``lastStartTimestamp`` until it is RUNNING again.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import requests
 from google.api_core import exceptions
@@ -152,3 +154,10 @@ def test_a_suspended_vm_comes_back_through_resume_not_start(compute_cloud: Sandb
     assert compute_cloud.compute.find("chat-b-1").status == "SUSPENDED"
     compute.resume(ZONE, "chat-b-1").wait()
     assert wait_until(lambda: compute_cloud.compute.find("chat-b-1").status == "RUNNING", timeout=30)
+
+
+def test_a_listing_that_keeps_failing_gives_up_within_its_deadline(compute_cloud: SandboxCloud) -> None:
+    inject(compute_cloud, "list", "backendError", times=1000)  # GCE answering 503 for good
+    compute = GceCompute(PROJECT, endpoint=compute_cloud.compute_url, list_deadline=timedelta(seconds=1))
+    with pytest.raises(UnavailableError):  # not the client's default 600 s of retries: a tick must end
+        compute.list_fleet()

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from google.api_core import exceptions as gexc
+from google.api_core import retry as api_retry
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import compute_v1
 
@@ -41,6 +43,8 @@ from spotgate.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+LIST_DEADLINE = timedelta(seconds=60)  # a listing that cannot succeed within this fails the round (retried later)
 
 POOL_LABEL = "spotgate-pool"
 # A failed operation's ``error.errors[].code`` -> what it means for us. UNSUPPORTED_OPERATION on a SPOT start is
@@ -69,6 +73,7 @@ class GceCompute:
         endpoint: str | None = None,
         credentials: Credentials | None = None,
         operation_timeout: timedelta = timedelta(seconds=120),
+        list_deadline: timedelta = LIST_DEADLINE,
     ) -> None:
         options = {"api_endpoint": endpoint} if endpoint else None
         creds = credentials or (AnonymousCredentials() if endpoint else None)
@@ -80,6 +85,16 @@ class GceCompute:
             session.mount(scheme, _PartialSuccess())
         self._operations = compute_v1.ZoneOperationsClient(credentials=creds, client_options=options)
         self._timeout = operation_timeout.total_seconds()
+        # The client's own retry of a 503 listing runs for up to 600 s, longer than a function may run.
+        seconds = list_deadline.total_seconds()
+        self._list_retry = api_retry.Retry(
+            initial=0.1,
+            maximum=5.0,
+            multiplier=1.3,
+            predicate=api_retry.if_exception_type(gexc.DeadlineExceeded, gexc.ServiceUnavailable),
+            timeout=seconds,
+        )
+        self._list_timeout = seconds
 
     def list_instances(self, pool: str) -> list[Instance]:
         found = self._aggregated(f'labels.{POOL_LABEL} = "{pool}"', f"list instances of pool {pool}")
@@ -99,7 +114,8 @@ class GceCompute:
         found: list[Instance] = []
         unreachable: list[str] = []
         with translated(doing):
-            for page in self._lister.aggregated_list(request=request).pages:
+            pages = self._lister.aggregated_list(request=request, retry=self._list_retry, timeout=self._list_timeout)
+            for page in pages.pages:
                 unreachable.extend(page.unreachables)
                 found.extend(to_instance(vm) for scoped in page.items.values() for vm in scoped.instances)
         if unreachable:
