@@ -45,10 +45,16 @@ def configure_logging(level: str = "INFO") -> None:
     reaching Python's plain-text last-resort handler.
     """
     root = logging.getLogger()
-    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+    ours = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
+    if not ours:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
+    for handler in ours:
+        # Idempotent, but always to the stderr of now: a handler kept from an earlier call would otherwise
+        # go on writing to a stream that was since replaced (a closed capture, a redirected stderr).
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
     root.setLevel(logging.WARNING)
     for name in OWN_LOGGERS:
         logger = logging.getLogger(name)

@@ -62,3 +62,28 @@ def test_every_logger_of_the_process_writes_json_lines(capsys: pytest.CaptureFix
         ("urllib3.connectionpool", "pool full"),
     ]
     assert lines[0]["backend"] == "vm-1"
+
+
+def test_configuring_again_writes_to_the_stderr_of_now(capsys: pytest.CaptureFixture[str]) -> None:
+    """A second configure_logging (another entry point in the same process) must not leave records going to
+    the stderr of the first call, which may since have been replaced."""
+    import io
+    import sys
+
+    from spotgate.logs import configure_logging
+
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    stale = io.StringIO()
+    try:
+        real, sys.stderr = sys.stderr, stale
+        try:
+            configure_logging("INFO")
+        finally:
+            sys.stderr = real
+        configure_logging("INFO")
+        logging.getLogger("spotgate.test").warning("after the second call")
+    finally:
+        root.handlers[:], root.level = before
+    assert stale.getvalue() == ""
+    assert json.loads(capsys.readouterr().err.splitlines()[-1])["message"] == "after the second call"
