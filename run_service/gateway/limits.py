@@ -1,10 +1,10 @@
-"""Per-key request rate and concurrency limits, enforced in process.
+"""Per-key request rate and concurrency limits.
 
-Why in process: a limit checked against the store would put a write on every request. Each gateway worker
-enforces a key's ``rpm`` (a token bucket: a burst of up to ``rpm`` requests, refilled at ``rpm``/60 per
-second) and ``max_concurrent`` on its own; with N workers or instances a key can reach N times its limit.
-That bounds a runaway client cheaply, which is the purpose here; exact global quotas would need a shared
-counter (Redis or similar) and are out of scope.
+The rate (``rpm``) is shared by every worker and instance through the store when ``shared`` is given
+(``gateway.shared_rate``: leased tokens of one bucket per key); otherwise, and whenever the store cannot be
+reached, each worker enforces it alone with the same bucket shape (a burst of ``rpm``/5, refilled at
+``rpm``/60 per second). ``max_concurrent`` is enforced per worker: with N workers or instances a key can
+have up to N times that many requests in flight.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import rate_limited
+from gateway.shared_rate import SharedRate, rate_of
 from spotgate.domain import ApiKey
 
 
@@ -64,8 +65,9 @@ class Admission:
 class KeyLimiter:
     """Admits or refuses requests per key; ``acquire`` raises ApiError 429 with ``Retry-After``."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, shared: SharedRate | None = None) -> None:
         self._monotonic = monotonic
+        self._shared = shared
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
         self._inflight: dict[str, int] = {}
@@ -76,16 +78,29 @@ class KeyLimiter:
             running = self._inflight.get(key.key_id, 0)
             if key.max_concurrent and running >= key.max_concurrent:
                 raise rate_limited(f"This key allows {key.max_concurrent} concurrent requests.", 1)
-            if key.rpm:
-                self._take_token(key)
             self._inflight[key.key_id] = running + 1
-        return Release(lambda: self._return_slot(key.key_id))
+        release = Release(lambda: self._return_slot(key.key_id))
+        if key.rpm:
+            try:
+                self._take_token(key)  # outside the lock: a shared take may wait on the store
+            except BaseException:
+                release()
+                raise
+        return release
 
     def _take_token(self, key: ApiKey) -> None:
+        shared = None if self._shared is None else self._shared.take(key)
+        if shared is False:
+            raise rate_limited(f"This key allows {key.rpm} requests per minute.", _retry_after(key))
+        if shared is None:
+            with self._lock:
+                self._take_local_token(key)
+
+    def _take_local_token(self, key: ApiKey) -> None:
         now = self._monotonic()
-        rate = key.rpm / 60.0
-        bucket = self._buckets.setdefault(key.key_id, _Bucket(float(key.rpm), now))
-        bucket.tokens = min(float(key.rpm), bucket.tokens + (now - bucket.updated) * rate)
+        rate, burst = rate_of(key)
+        bucket = self._buckets.setdefault(key.key_id, _Bucket(burst, now))
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens < 1.0:
             wait = math.ceil((1.0 - bucket.tokens) / rate)
@@ -99,3 +114,9 @@ class KeyLimiter:
                 self._inflight[key_id] = left
             else:
                 self._inflight.pop(key_id, None)
+
+
+def _retry_after(key: ApiKey) -> int:
+    """About one token's refill time, within what SDKs honour."""
+    rate, _ = rate_of(key)
+    return min(60, max(1, math.ceil(1.0 / rate)))

@@ -22,6 +22,7 @@ from gateway.intake import BodyBudget, BodyReader
 from gateway.limits import Admission, KeyLimiter
 from gateway.proxy import Call, Forwarder
 from gateway.selection import Balancer
+from gateway.shared_rate import SharedRate
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
 from gateway.upstream import Upstreams
@@ -55,7 +56,7 @@ class Gateway:
         self.monotonic = deps.monotonic
         self.table = LiveTable(deps.store, max_age=s.max_snapshot_age.total_seconds(), monotonic=deps.monotonic)
         self.auth = Authenticator(self.table, s, deps.clock, deps.auth_request)
-        self.limiter = KeyLimiter(deps.monotonic)
+        self.limiter = KeyLimiter(deps.monotonic, SharedRate(deps.store, deps.clock, deps.monotonic))
         self.budget = BodyBudget(s.max_body_bytes_in_flight, s.max_uploads_per_key)
         self.bodies = BodyReader(
             self.budget, limit=s.max_body_bytes, timeout=s.body_timeout.total_seconds(), monotonic=deps.monotonic

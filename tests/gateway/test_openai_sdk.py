@@ -111,7 +111,7 @@ def test_a_pool_outside_the_keys_scope_is_a_model_that_does_not_exist(store, eng
 
 def test_exceeding_the_keys_rpm_gets_429_with_retry_after(store, engines, make_gateway) -> None:
     serve_chat(store, engines, "chat-a")
-    secret, _ = a_key(store, rpm=2)
+    secret, _ = a_key(store, rpm=10)  # a burst of rpm / 5 = 2, then one every 6 s
     client = a_client(make_gateway(), secret)
     for _ in range(2):
         client.chat.completions.create(model="chat-model", messages=MESSAGES)
