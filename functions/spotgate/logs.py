@@ -50,11 +50,11 @@ def configure_logging(level: str = "INFO") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-    for handler in ours:
+    for kept in ours:
         # Idempotent, but always to the stderr of now: a handler kept from an earlier call would otherwise
         # go on writing to a stream that was since replaced (a closed capture, a redirected stderr).
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
+        if isinstance(kept, logging.StreamHandler):
+            kept.setStream(sys.stderr)
     root.setLevel(logging.WARNING)
     for name in OWN_LOGGERS:
         logger = logging.getLogger(name)
