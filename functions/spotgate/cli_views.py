@@ -10,7 +10,7 @@ from rich.table import Table
 
 from spotgate.domain import DecisionRecord, Instance, Plan, Route
 from spotgate.fleet import FleetConfig
-from spotgate.services.control_plane import describe_action
+from spotgate.services.audit import describe_action
 
 _STATE_STYLE = {"ready": "green", "starting": "yellow", "draining": "magenta", "down": "dim"}
 _STATUS_STYLE = {"RUNNING": "green", "PROVISIONING": "yellow", "STAGING": "yellow", "STOPPING": "magenta"}

@@ -9,9 +9,10 @@ raises ``ConflictError`` (Pub/Sub redelivers it later) while a tick is simply sk
 already reconciling).
 
 Failures are local (DESIGN §2.3): one failed action never prevents the other actions nor the commit of the
-folded event; one failed pool never fails another pool's tick; the overflow read is optional ("unknown"
-when it fails). A rate-limited call backs off and is retried a few times; anything else that failed is
-recorded and left to the next round.
+folded event (``issuing``); one failed pool never fails another pool's tick; the overflow read is optional
+("unknown" when it fails). A fleet tick lists every VM once and issues every pool's starts before waiting
+on any. The lease is renewed while a round runs (``lease``); the plan's ``requeue_after`` becomes a
+scheduled wake-up (``WakeScheduler``). What was done is recorded and logged by ``audit``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from spotgate.core.events import pool_of
@@ -41,25 +42,23 @@ from spotgate.domain import (
     Observed,
     Plan,
     PoolState,
-    ProvisioningModel,
-    SetOverflow,
-    SetRoute,
     StartInstance,
-    StopInstance,
     ZoneAdvice,
 )
-from spotgate.errors import CapacityError, ConflictError, QuotaError, RateLimitError, SpotgateError
+from spotgate.errors import CapacityError, ConflictError, QuotaError, SpotgateError
 from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, PendingOperation, RouteStore, WakeScheduler
+from spotgate.services.audit import decision_record, describe_action, describe_event, error_reason, log_plan
+from spotgate.services.issuing import RATE_LIMIT_ATTEMPTS, ActionIssuer, Round
 from spotgate.services.lease import PoolLease
+
+__all__ = ["MAX_PLAN_ROUNDS", "RATE_LIMIT_ATTEMPTS", "ControlPlane", "Outcome", "describe_action"]
 
 log = logging.getLogger("spotgate.control_plane")
 
 LEASE_PATIENCE = timedelta(seconds=30)  # how long a round carrying failed starts waits for the pool's lease
 MAX_PARALLEL_POOLS = 32  # first rounds of a fleet tick in flight at once (store reads and API calls, no waits)
 MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
-RATE_LIMIT_ATTEMPTS = 4  # a call refused for the API's rate is tried this often in all, backing off between
-RATE_LIMIT_BACKOFF = 1.0  # seconds before the first retry; doubles each time, with full jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +68,6 @@ class Outcome:
     pools: tuple[str, ...]
     actions: tuple[Action, ...] = ()
     skipped: str = ""
-
-
-@dataclass(slots=True)
-class _Round:
-    """What one round under the lease did: actions issued, starts still running, audit records."""
-
-    lease: PoolLease | None = None
-    wake_at: datetime | None = None  # when the planner wants to look at the pool again
-    actions: list[Action] = field(default_factory=list)
-    pending: list[tuple[StartInstance, PendingOperation]] = field(default_factory=list)
-    records: list[DecisionRecord] = field(default_factory=list)
 
 
 class ControlPlane:
@@ -106,8 +94,7 @@ class ControlPlane:
         self._overflow = overflow
         self._clock = clock
         self._lease_ttl = lease_ttl
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._issuer = ActionIssuer(store, compute, overflow, sleep=sleep, rng=rng)
         self._scheduler = scheduler
 
     def handle(self, event: InboundEvent) -> Outcome:
@@ -122,7 +109,7 @@ class ControlPlane:
             return self._tick_all()
         spec = self._pool_of(event)
         if spec is None:
-            reason = f"no pool owns {_describe(event)}"
+            reason = f"no pool owns {describe_event(event)}"
             log.info("event ignored: %s", reason, extra={"reason": reason})
             return Outcome((), skipped=reason)
         self._fast_path(spec, event)
@@ -140,7 +127,7 @@ class ControlPlane:
         """
         return self._finish(spec, self._round(spec, event, [], instances=instances))
 
-    def _finish(self, spec: PoolSpec, first: _Round) -> Outcome:
+    def _finish(self, spec: PoolSpec, first: Round) -> Outcome:
         """Wait for the first round's starts; a stockout or quota replans at once (another zone)."""
         applied = list(first.actions)
         failures = self._wait_for_starts(spec, first.pending)
@@ -174,7 +161,7 @@ class ControlPlane:
         actions = tuple(a for outcome in outcomes for a in outcome.actions)
         return Outcome(tuple(p.name for p in pools), actions)
 
-    def _tick_first(self, spec: PoolSpec, instances: Sequence[Instance]) -> _Round | Outcome:
+    def _tick_first(self, spec: PoolSpec, instances: Sequence[Instance]) -> Round | Outcome:
         """One pool's first round of a tick; a failure is logged and never fails the other pools."""
         try:
             return self._round(spec, None, [], instances=instances)
@@ -185,7 +172,7 @@ class ControlPlane:
             log.exception("tick failed for pool %s: %s", spec.name, e, extra={"pool": spec.name})
             return Outcome((spec.name,), skipped=f"failed: {e}")
 
-    def _tick_finish(self, spec: PoolSpec, first: _Round | Outcome) -> Outcome:
+    def _tick_finish(self, spec: PoolSpec, first: Round | Outcome) -> Outcome:
         if isinstance(first, Outcome):
             return first
         try:
@@ -202,7 +189,7 @@ class ControlPlane:
         *,
         act: bool = True,
         instances: Sequence[Instance] | None = None,
-    ) -> _Round:
+    ) -> Round:
         """Under the lease: fold the event and failed starts into state, plan, issue actions, commit.
 
         A first round gives up at once when another worker holds the lease (the delivery is retried). A
@@ -214,10 +201,10 @@ class ControlPlane:
             stored = self._store.get_pool_state(spec.name)
             state = apply_event(stored, event, spec) if event is not None else stored
             now = self._clock.now()
-            done = _Round(lease=lease)
+            done = Round(lease=lease)
             for action, error in failures:
                 state = record_start_failure(state, action, error, now, spec)
-                done.records.append(_record(spec, now, "error", action, str(error)))
+                done.records.append(decision_record(spec, now, "error", action, str(error)))
             if act:
                 state = self._decide_and_apply(spec, state, stored, now, done, instances=instances)
             lease.check()
@@ -241,7 +228,7 @@ class ControlPlane:
         state: PoolState,
         stored: PoolState,
         now: datetime,
-        done: _Round,
+        done: Round,
         *,
         instances: Sequence[Instance] | None,
     ) -> PoolState:
@@ -253,10 +240,10 @@ class ControlPlane:
             self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             raise
         decided = plan(spec, observed, state, now)
-        _log_plan(spec, decided, pool_health(spec, observed, state, now))
+        log_plan(spec, decided, pool_health(spec, observed, state, now))
         if decided.requeue_after is not None:
             done.wake_at = now + decided.requeue_after
-        return self._apply(spec, decided, now, done)
+        return self._issuer.apply(spec, decided, now, done)
 
     def _wait_for_starts(
         self, spec: PoolSpec, pending: list[tuple[StartInstance, PendingOperation]]
@@ -269,7 +256,12 @@ class ControlPlane:
                 log.warning(
                     "start failed: %s",
                     e,
-                    extra={"pool": spec.name, "instance": action.instance, "zone": action.zone, "reason": _why(e)},
+                    extra={
+                        "pool": spec.name,
+                        "instance": action.instance,
+                        "zone": action.zone,
+                        "reason": error_reason(e),
+                    },
                 )
                 failures.append((action, e))
         return failures
@@ -310,88 +302,6 @@ class ControlPlane:
             log.warning("overflow state unknown: %s", e, extra={"pool": spec.name, "service": spec.overflow.service})
             return None
 
-    def _apply(self, spec: PoolSpec, decided: Plan, now: datetime, done: _Round) -> PoolState:
-        """Issue a plan's actions (routes first); returns the state to commit. Starts are left to finish."""
-        state = decided.next_state
-        routes = [a for a in decided.actions if isinstance(a, SetRoute)]
-        self._put_routes(spec, routes, now, done)
-        for action in decided.actions:
-            if isinstance(action, SetRoute):
-                continue
-            if done.lease is not None:
-                done.lease.check()  # never act for a pool whose lease another worker took meanwhile
-            try:
-                operation = self._issue_with_backoff(spec, action)
-            except SpotgateError as e:
-                if isinstance(action, StartInstance):  # forget the attempt so the next plan may retry at once
-                    state = record_start_failure(state, action, e, now, spec)
-                done.records.append(_record(spec, now, "error", action, str(e)))
-                log.warning(
-                    "action failed: %s", e, extra={"pool": spec.name, "action": _kind(action), "reason": _why(e)}
-                )
-                continue
-            done.actions.append(action)
-            # One line per action, for the control-plane actions metric (infra/modules/observability).
-            log.info("action issued", extra={"pool": spec.name, "action": _kind(action), "target": _target(action)})
-            done.records.append(_record(spec, now, _kind(action), action, action.reason))
-            if isinstance(action, StartInstance) and operation is not None:
-                done.pending.append((action, operation))
-        return state
-
-    def _put_routes(self, spec: PoolSpec, routes: list[SetRoute], now: datetime, done: _Round) -> None:
-        """Write the plan's routes in one call; a store failure is recorded and the other actions still go out."""
-        if not routes:
-            return
-        try:
-            self._store.put_routes([a.route for a in routes])
-        except SpotgateError as e:  # the next round computes and writes them again
-            done.records.extend(_record(spec, now, "error", a, str(e)) for a in routes)
-            log.warning("routes not written: %s", e, extra={"pool": spec.name})
-            return
-        done.actions.extend(routes)
-        done.records.extend(_record(spec, now, "route", a, a.reason) for a in routes)
-
-    def _issue_with_backoff(self, spec: PoolSpec, action: Action) -> PendingOperation | None:
-        """Issue one action; a rate-limit refusal is retried after an exponential backoff with full jitter."""
-        attempt = 0
-        while True:
-            try:
-                return self._issue(spec, action)
-            except RateLimitError as e:
-                attempt += 1
-                if attempt >= RATE_LIMIT_ATTEMPTS:
-                    raise
-                delay = self._rng.uniform(0, RATE_LIMIT_BACKOFF * 2 ** (attempt - 1))
-                log.info("rate limited, retrying in %.1fs: %s", delay, e, extra={"pool": spec.name})
-                self._sleep(delay)
-
-    def _issue(self, spec: PoolSpec, action: Action) -> PendingOperation | None:
-        if isinstance(action, StartInstance) and action.resume:  # GCE refuses start on a SUSPENDED VM
-            return self._compute.resume(action.zone, action.instance)
-        if isinstance(action, StartInstance):
-            self._give_notice(spec, action)
-            return self._compute.start(action.zone, action.instance)
-        if isinstance(action, StopInstance):
-            return self._compute.stop(action.zone, action.instance)  # not waited on: the next tick observes it
-        if isinstance(action, SetOverflow) and self._overflow is not None:
-            self._overflow.set_min_instances(action.service, action.min_instances)
-        return None
-
-    def _give_notice(self, spec: PoolSpec, action: StartInstance) -> None:
-        """Apply the pool's early preemption notice to a stopped SPOT VM before it starts (GCE allows it then).
-
-        A VM that cannot get it still starts (failures are local): it serves with the 30 s notice only.
-        """
-        if spec.preemption_notice is None or action.provisioning_model is not ProvisioningModel.SPOT or action.resume:
-            return
-        try:
-            if self._compute.set_preemption_notice(action.zone, action.instance, spec.preemption_notice):
-                log.info("preemption notice set", extra={"pool": spec.name, "instance": action.instance})
-        except RateLimitError:
-            raise
-        except SpotgateError as e:
-            log.warning("preemption notice not set: %s", e, extra={"pool": spec.name, "instance": action.instance})
-
     def _fast_path(self, spec: PoolSpec, event: InboundEvent) -> None:
         """Mark a preempted or draining VM's route ``draining`` before anything slower happens.
 
@@ -422,50 +332,3 @@ class ControlPlane:
     def _pool_of(self, event: ComputeEvent | ControlMessage) -> PoolSpec | None:
         """The owning pool by VM name *and zone*: names are unique per zone only (core.events.pool_of)."""
         return pool_of(event, self.fleet)
-
-
-def _describe(event: ComputeEvent | ControlMessage) -> str:
-    if isinstance(event, ComputeEvent):
-        return f"instance {event.instance} ({event.kind.value})"
-    return f"{event.kind.value} message for pool={event.pool} instance={event.instance}"
-
-
-def _kind(action: Action) -> str:
-    return {StartInstance: "start", StopInstance: "stop", SetRoute: "route", SetOverflow: "overflow"}[type(action)]
-
-
-def _target(action: Action) -> str:
-    if isinstance(action, SetRoute):
-        return f"{action.route.backend}={action.route.state.value}"
-    if isinstance(action, SetOverflow):
-        return f"{action.service} min={action.min_instances}"
-    return action.instance
-
-
-def _record(spec: PoolSpec, now: datetime, kind: str, action: Action, reason: str) -> DecisionRecord:
-    return DecisionRecord(pool=spec.name, at=now, action=kind, target=_target(action), reason=reason)
-
-
-def _why(error: SpotgateError) -> str:
-    """A short, low-cardinality reason for metrics: GCE's error code when known, else the error's class."""
-    code = getattr(error, "code", None)
-    return str(code) if code else type(error).__name__
-
-
-def _log_plan(spec: PoolSpec, decided: Plan, health: Mapping[str, int | bool]) -> None:
-    log.info(
-        "plan for %s: %d action(s)",
-        spec.name,
-        len(decided.actions),
-        extra={
-            **health,
-            "pool": spec.name,
-            "plan": [f"{_kind(a)} {_target(a)}: {a.reason}" for a in decided.actions],
-            "requeue_after_s": decided.requeue_after.total_seconds() if decided.requeue_after else None,
-        },
-    )
-
-
-def describe_action(action: Action) -> tuple[str, str]:
-    """``(kind, target)`` of an action for people: ``("start", "chat-b-1")``, ``("route", "chat-a-1=ready")``."""
-    return _kind(action), _target(action)
