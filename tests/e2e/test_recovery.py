@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import requests
-from openai import OpenAI
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import InstanceStatus, ProvisioningModel, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.devstack import DevOptions, DevStack
+from tests.sdk import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ZONES = ["us-central1-a", "us-central1-b", "us-central1-c"]
@@ -97,7 +97,7 @@ class Stack:
     def __init__(self, dev: DevStack) -> None:
         self.dev = dev
         self.store = SqliteStore(dev.db_path)
-        self.client = OpenAI(base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60)
+        self.client = sdk_client(base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60)
 
     def routes(self, pool: str) -> dict[str, Route]:
         return {r.backend: r for r in self.store.list_routes(pool)}

@@ -20,6 +20,7 @@ from spotgate.domain import RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.devstack import DevOptions, DevStack
 from tests.e2e.test_recovery import eventually
+from tests.sdk import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 QUESTION: Any = [{"role": "user", "content": "how do streams survive a preemption"}]
@@ -67,7 +68,7 @@ def two_ready(store: SqliteStore, pool: str) -> None:
 
 
 def client(dev: DevStack) -> OpenAI:
-    return OpenAI(base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60)
+    return sdk_client(base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60)
 
 
 def stream_lines(dev: DevStack, model: str, max_tokens: int, *, preempt_after: int) -> tuple[str, list[str]]:

@@ -19,6 +19,7 @@ import requests
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.fleet import parse_fleet
 from tests.gateway.stack import EngineProcess, RunningGateway, a_key, a_route, fleet_document, wait_until
+from tests.sdk import sdk_client
 
 MESSAGES: Any = [{"role": "user", "content": "tell me how spot capacity comes back"}]
 SLOW = ("--tokens-per-second", "40")
@@ -38,14 +39,14 @@ def gateway_for(make_gateway: Callable[..., RunningGateway], *, continuation: bo
 
 def uncut(vm: EngineProcess, **extra: Any) -> tuple[str, str]:
     """The text and finish reason of the same request answered without a cut."""
-    client = openai.OpenAI(base_url=vm.url + "/v1", api_key="x", max_retries=0, timeout=20)
+    client = sdk_client(base_url=vm.url + "/v1", api_key="x", max_retries=0, timeout=20)
     answer = client.chat.completions.create(model="chat-model", messages=MESSAGES, **extra)
     return answer.choices[0].message.content or "", answer.choices[0].finish_reason
 
 
 def stream_and_kill(gateway: RunningGateway, secret: str, vms: dict[str, EngineProcess], **extra: Any) -> list[Any]:
     """Stream through the SDK and kill the answering VM after its third chunk; the chunks received."""
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0, timeout=30)
+    client = sdk_client(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0, timeout=30)
     raw = client.chat.completions.with_raw_response.create(model="chat-model", messages=MESSAGES, stream=True, **extra)
     answering = vms[raw.headers["x-spotgate-backend"]]
     received: list[Any] = []
@@ -113,11 +114,11 @@ def test_a_completions_stream_is_continued_from_prompt_and_text_so_far(store, en
     vms = two_vms(store, engines)
     secret, _ = a_key(store)
     prompt = "the gateway keeps every stream"
-    direct = openai.OpenAI(base_url=next(iter(vms.values())).url + "/v1", api_key="x", max_retries=0, timeout=20)
+    direct = sdk_client(base_url=next(iter(vms.values())).url + "/v1", api_key="x", max_retries=0, timeout=20)
     expected = direct.completions.create(
         model="chat-model", prompt=prompt, max_tokens=50, extra_body={"min_tokens": 50}
     )
-    client = openai.OpenAI(base_url=f"{gateway_for(make_gateway).url}/v1", api_key=secret, max_retries=0, timeout=30)
+    client = sdk_client(base_url=f"{gateway_for(make_gateway).url}/v1", api_key=secret, max_retries=0, timeout=30)
     raw = client.completions.with_raw_response.create(
         model="chat-model", prompt=prompt, max_tokens=50, stream=True, extra_body={"min_tokens": 50}
     )

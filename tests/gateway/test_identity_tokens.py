@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from tests.gateway.stack import a_route
+from tests.sdk import sdk_client
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hello"}]
 ALLOWED = ("alice@example.com", "@corp.example")
@@ -17,7 +18,7 @@ def gateway(make_gateway):
 
 
 def ask(gateway, token: str) -> str:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=token, max_retries=0, timeout=20)
+    client = sdk_client(base_url=f"{gateway.url}/v1", api_key=token, max_retries=0, timeout=20)
     return client.chat.completions.create(model="chat-model", messages=MESSAGES).choices[0].message.content or ""
 
 

@@ -20,12 +20,13 @@ from tests.gateway.stack import (
     a_route,
     wait_until,
 )
+from tests.sdk import sdk_client
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 
 
 def a_client(gateway: RunningGateway, key: str, **options: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=20, **options)
+    return sdk_client(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=20, **options)
 
 
 def serve_chat(store: SqliteStore, engines: Callable[..., EngineProcess], *names: str) -> list[EngineProcess]:

@@ -9,11 +9,12 @@ import requests
 
 from tests.gateway.servers import Script, ScriptedServer
 from tests.gateway.stack import a_key, a_route
+from tests.sdk import sdk_client
 
 
 def test_models_retrieve_finds_a_model_of_the_callers_pools(store, make_gateway) -> None:
     secret, _ = a_key(store, pools=("chat",))
-    client = openai.OpenAI(base_url=f"{make_gateway().url}/v1", api_key=secret, max_retries=0, timeout=10)
+    client = sdk_client(base_url=f"{make_gateway().url}/v1", api_key=secret, max_retries=0, timeout=10)
     assert client.models.retrieve("gpt-test").id == "gpt-test"
     for hidden in ("embed-model", "no-such-model"):
         with pytest.raises(openai.NotFoundError) as raised:

@@ -11,6 +11,7 @@ import requests
 
 from tests.gateway.servers import RecordingServer
 from tests.gateway.stack import a_fleet, a_key, a_route, wait_until
+from tests.sdk import sdk_client
 
 STREAM = {"model": "chat-model", "stream": True, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -78,7 +79,7 @@ def test_a_vm_killed_mid_stream_ends_the_stream_with_an_error(store, engines, ma
     engine = engines("chat-model", "chat-dying", "--tokens-per-second", "20")
     store.put_routes([a_route("chat", engine.name, engine.url)])
     secret, _ = a_key(store)
-    client = openai.OpenAI(base_url=f"{make_gateway().url}/v1", api_key=secret, max_retries=0, timeout=20)
+    client = sdk_client(base_url=f"{make_gateway().url}/v1", api_key=secret, max_retries=0, timeout=20)
     stream = client.chat.completions.create(
         model="chat-model", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=400
     )

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 import requests
 
@@ -20,6 +19,7 @@ from tests.gateway.conftest import GATEWAY_EMAIL
 from tests.gateway.gunicorn import free_port, gateway_env, running_gunicorn
 from tests.gateway.servers import RecordingServer, raw_request, send_raw
 from tests.gateway.stack import a_host, a_key, a_route, fleet_document, wait_until
+from tests.sdk import sdk_client
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
 
@@ -63,7 +63,7 @@ def test_streams_overflow_and_hang_ups_under_gunicorn(gunicorn: Served) -> None:
     url, store, sse = gunicorn.url, gunicorn.store, gunicorn.sse
     secret, _ = a_key(store, passthrough=True)
     assert wait_until(lambda: _authorised(url, secret))
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0, timeout=20)
+    client = sdk_client(base_url=f"{url}/v1", api_key=secret, max_retries=0, timeout=20)
 
     chunks = list(client.chat.completions.create(model="chat-model", messages=MESSAGES, stream=True, max_tokens=6))
     assert chunks[-1].choices[0].finish_reason == "length"

@@ -10,12 +10,12 @@ from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
-from openai import OpenAI
 
 from spotgate.domain import InstanceStatus
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.identity import Identity
 from tests.sandbox.sandbox_support import a_fleet, alive, engine_pids, healthy, wait_until
+from tests.sdk import sdk_client
 
 CONFIGURED_URL = "https://chat-overflow-local.a.run.app"  # examples/fleet.yaml
 SERVICE = "projects/spotgate-local/locations/us-central1/services/chat-overflow"
@@ -87,7 +87,7 @@ def test_effective_fleet_points_overflow_at_the_local_engine_with_the_configured
 def test_overflow_streams_to_the_gateway_identity_and_refuses_others(shared_cloud: SandboxCloud) -> None:
     url = shared_cloud.endpoints()["overflow"]["chat-overflow"] + "/v1"
     token = shared_cloud.identity.sign_id_token(CONFIGURED_URL, shared_cloud.gateway_email)
-    stream = OpenAI(base_url=url, api_key=token, timeout=10, max_retries=0).chat.completions.create(
+    stream = sdk_client(base_url=url, api_key=token, timeout=10, max_retries=0).chat.completions.create(
         model="gpt-4o-mini",
         messages=ASK,
         stream=True,  # type: ignore[arg-type]
@@ -97,14 +97,14 @@ def test_overflow_streams_to_the_gateway_identity_and_refuses_others(shared_clou
     forged = Identity.generate().sign_id_token(CONFIGURED_URL, shared_cloud.gateway_email)
     assert text
     with pytest.raises(openai.AuthenticationError):
-        OpenAI(base_url=url, api_key=forged, max_retries=0).models.list()
+        sdk_client(base_url=url, api_key=forged, max_retries=0).models.list()
     with pytest.raises(openai.PermissionDeniedError):
-        OpenAI(base_url=url, api_key=stranger, max_retries=0).models.list()
+        sdk_client(base_url=url, api_key=stranger, max_retries=0).models.list()
 
 
 def test_vm_engine_streams_through_the_openai_sdk(cloud: SandboxCloud) -> None:
     url = running_vm_url(cloud, "chat-c-1")
-    client = OpenAI(base_url=url + "/v1", api_key="x", timeout=10, max_retries=0)
+    client = sdk_client(base_url=url + "/v1", api_key="x", timeout=10, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="llama3", messages=ASK, stream=True)  # type: ignore[arg-type]
     chunks = list(raw.parse())
     assert raw.headers["x-spotgate-backend"] == "chat-c-1"
@@ -114,7 +114,7 @@ def test_vm_engine_streams_through_the_openai_sdk(cloud: SandboxCloud) -> None:
 
 def test_preemption_cuts_a_long_stream_after_the_notice(cloud: SandboxCloud) -> None:
     url = running_vm_url(cloud, "chat-c-1")
-    client = OpenAI(base_url=url + "/v1", api_key="x", timeout=10, max_retries=0)
+    client = sdk_client(base_url=url + "/v1", api_key="x", timeout=10, max_retries=0)
     stream = iter(
         client.chat.completions.create(
             model="llama3",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from google.api_core import exceptions
 from google.cloud import compute_v1
-from openai import OpenAI
 
 from spotgate.domain import InstanceStatus
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.compute import VmEventKind
 from tests.sandbox.sandbox_support import as_extended, compute_clients, healthy, wait_until
+from tests.sdk import sdk_client
 
 PROJECT = "spotgate-local"
 ZONE = "us-central1-b"
@@ -70,7 +70,7 @@ def test_start_runs_an_engine_on_a_private_loopback_address_and_stop_ends_it(com
     assert ip != "127.0.0.1"
     assert vm.last_start_timestamp
     assert wait_until(lambda: healthy(url))
-    answer = OpenAI(base_url=url + "/v1", api_key="x", timeout=10, max_retries=0).chat.completions.create(
+    answer = sdk_client(base_url=url + "/v1", api_key="x", timeout=10, max_retries=0).chat.completions.create(
         model="llama3", messages=[{"role": "user", "content": "hello"}], max_tokens=4
     )
     assert answer.choices[0].message.content

@@ -16,6 +16,7 @@ from spotgate.sandbox import completion
 from spotgate.sandbox.completion import Context, Limits
 from spotgate.sandbox.engine_options import EngineOptions
 from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess
+from tests.sdk import sdk_client
 
 MODEL = "llama-test"
 QUESTION = [{"role": "user", "content": "why do spot VMs get preempted?"}]
@@ -97,7 +98,7 @@ def streamed_text(client: OpenAI, messages: list[dict[str, str]], max_tokens: in
 
 
 def test_the_engine_continues_a_final_assistant_message_over_the_sdk(engine: EngineProcess) -> None:
-    client = OpenAI(base_url=engine.url + "/v1", api_key="x", timeout=10, max_retries=0)
+    client = sdk_client(base_url=engine.url + "/v1", api_key="x", timeout=10, max_retries=0)
     uncut = streamed_text(client, QUESTION, 40)
     partial = " ".join(uncut.split(" ")[:4])
     messages = [*QUESTION, {"role": "assistant", "content": partial}]
@@ -106,7 +107,7 @@ def test_the_engine_continues_a_final_assistant_message_over_the_sdk(engine: Eng
 
 
 def test_the_engine_refuses_both_template_switches_like_vllm(engine: EngineProcess) -> None:
-    client = OpenAI(base_url=engine.url + "/v1", api_key="x", timeout=10, max_retries=0)
+    client = sdk_client(base_url=engine.url + "/v1", api_key="x", timeout=10, max_retries=0)
     with pytest.raises(openai.BadRequestError, match="continue_final_message"):
         client.chat.completions.create(
             model=MODEL,

@@ -17,6 +17,7 @@ from openai import OpenAI
 from spotgate.sandbox.engine_options import EngineOptions, parse_args
 from spotgate.sandbox.identity import Identity
 from spotgate.sandbox.process import EngineArgs, EngineLauncher, EngineProcess
+from tests.sdk import sdk_client
 
 MODEL = "llama-test"
 AUDIENCE = "https://chat-overflow.example.run.app"
@@ -43,7 +44,7 @@ def engine(launcher: EngineLauncher) -> EngineProcess:
 
 
 def client_for(engine: EngineProcess, api_key: str = "x") -> OpenAI:
-    return OpenAI(base_url=engine.url + "/v1", api_key=api_key, timeout=10, max_retries=0)
+    return sdk_client(base_url=engine.url + "/v1", api_key=api_key, timeout=10, max_retries=0)
 
 
 def test_chat_completion_is_deterministic_and_names_its_backend(engine: EngineProcess) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from openai import OpenAI
 
 from spotgate.adapters.gce_compute import GceCompute
 from spotgate.domain import InstanceStatus
@@ -19,6 +18,7 @@ from spotgate.errors import NotReadyError
 from spotgate.sandbox.cloud import SandboxCloud
 from spotgate.sandbox.compute import VmEventKind
 from tests.sandbox.sandbox_support import compute_clients, wait_until
+from tests.sdk import sdk_client
 
 PROJECT = "spotgate-local"
 ZONE = "us-central1-b"
@@ -58,7 +58,7 @@ def test_a_vm_with_the_notice_keeps_running_and_serving_after_it_is_told(compute
 
     compute_cloud.compute.preempt("chat-b-1")
     during = compute_cloud.compute.find("chat-b-1")
-    client = OpenAI(base_url=f"{during.engine_url}/v1", api_key="x", max_retries=0, timeout=10)
+    client = sdk_client(base_url=f"{during.engine_url}/v1", api_key="x", max_retries=0, timeout=10)
     answer = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
 
     assert during.status is InstanceStatus.RUNNING
