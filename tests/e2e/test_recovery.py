@@ -19,6 +19,7 @@ from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import InstanceStatus, ProvisioningModel, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.devstack import DevOptions, DevStack
+from tests.e2e.access_log import AccessCheck
 from tests.sdk import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -94,10 +95,13 @@ def e2e_fleet() -> FleetConfig:
 
 
 class Stack:
-    def __init__(self, dev: DevStack) -> None:
+    def __init__(self, dev: DevStack, access: AccessCheck) -> None:
         self.dev = dev
         self.store = SqliteStore(dev.db_path)
-        self.client = sdk_client(base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60)
+        self.client = sdk_client(
+            base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60,
+            http_client=access.client(),
+        )  # fmt: skip
 
     def routes(self, pool: str) -> dict[str, Route]:
         return {r.backend: r for r in self.store.list_routes(pool)}
@@ -159,8 +163,10 @@ def eventually(condition: Callable[[], Any], timeout: float = 60.0, every: float
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     options = DevOptions(startup_timeout=120)
+    access = AccessCheck()
     with DevStack(e2e_fleet(), tmp_path_factory.mktemp("e2e"), options) as dev:
-        yield Stack(dev)
+        yield Stack(dev, access)
+    access.verify(dev.state_dir / "logs", dev.api_key)  # the stack has stopped: every line is written
 
 
 @pytest.fixture
