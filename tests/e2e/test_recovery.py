@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 import requests
+from openai import OpenAI
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import InstanceStatus, ProvisioningModel, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.devstack import DevOptions, DevStack
 from tests.e2e.access_log import AccessCheck
-from tests.sdk import sdk_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ZONES = ["us-central1-a", "us-central1-b", "us-central1-c"]
@@ -98,7 +98,9 @@ class Stack:
     def __init__(self, dev: DevStack, access: AccessCheck) -> None:
         self.dev = dev
         self.store = SqliteStore(dev.db_path)
-        self.client = sdk_client(
+        # One client for the module's stack (not tests.sdk's per-test one, which would be closed after the first
+        # test); its HTTP client records every answer and is closed by the stack fixture (AccessCheck.verify).
+        self.client = OpenAI(
             base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60,
             http_client=access.client(),
         )  # fmt: skip
