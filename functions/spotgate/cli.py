@@ -31,6 +31,7 @@ class _LazyGroup(click.Group):
         "keys": "spotgate.keys_cli:keys",
         "preflight": "spotgate.preflight.cli:preflight",
         "simulate": "spotgate.simulation.cli:simulate",
+        "report": "spotgate.history.cli:report",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

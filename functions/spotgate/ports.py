@@ -17,6 +17,7 @@ from spotgate.domain import (
     ApiKey,
     DecisionRecord,
     GatewayActivity,
+    HistoryRecord,
     Instance,
     KeyUsage,
     PoolState,
@@ -185,6 +186,12 @@ class RouteStore(Protocol):
     def append_events(self, records: Sequence[DecisionRecord]) -> None: ...
     def recent_events(self, pool: str | None = None, limit: int = 50) -> list[DecisionRecord]:
         """Newest first."""
+        ...
+
+    # history (control plane writes; kept ``HISTORY_RETENTION``, read by ``spotgate report``)
+    def append_history(self, records: Sequence[HistoryRecord]) -> None: ...
+    def list_history(self, pool: str, since: datetime) -> list[HistoryRecord]:
+        """The pool's records from ``since`` on, oldest first (equal times in the order appended)."""
         ...
 
     # keys (CLI writes, gateway reads)

@@ -14,6 +14,9 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
 - ``{prefix}_events``   the audit trail, queried newest first by ``at``; trimmed to ``events_limit`` per pool
   after each append (which reads the ids of the pool's retained events: appends happen per decision, not
   per tick). Querying one pool needs the composite index (``pool`` ASC, ``at`` DESC).
+- ``{prefix}_history``  what each pool was (``HistoryRecord``), for ``spotgate report``; ``delete_at`` (the
+  record's time plus ``HISTORY_RETENTION``) is its TTL field. Listing a pool since a time needs the composite
+  index (``pool`` ASC, ``at`` ASC)
 - ``{prefix}_keys``     one per API key, id ``key_id``
 - ``{prefix}_key_usage`` one per key, pool and UTC hour (id ``key.pool.YYYYMMDDHH``), counts added with
   ``Increment`` transforms, so every gateway instance writes its deltas without a transaction
@@ -56,7 +59,17 @@ from spotgate.adapters.activity_merge import RETENTION, sum_activity
 from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
 from spotgate.adapters.firestore_feed import FirestoreFeed
 from spotgate.adapters.key_bucket import refill_and_take
-from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, KeyUsage, PoolState, Route
+from spotgate.domain import (
+    HISTORY_RETENTION,
+    Activity,
+    ApiKey,
+    DecisionRecord,
+    GatewayActivity,
+    HistoryRecord,
+    KeyUsage,
+    PoolState,
+    Route,
+)
 from spotgate.errors import (
     ConflictError,
     NotFoundError,
@@ -194,6 +207,33 @@ class FirestoreStore:
         with _translated("list events"):
             docs = self._events_query(pool).limit(limit).stream(**self._call)
             return [from_document(DecisionRecord, d.to_dict()) for d in docs]
+
+    # history
+    def append_history(self, records: Sequence[HistoryRecord]) -> None:
+        history = self._collection("history")
+        # Ids sort like the records within one batch (equal ``at`` values keep their order); ``delete_at`` is
+        # the TTL policy's field, as for activity records.
+        batch_id = secrets.token_hex(4)
+        writes = [
+            (
+                history.document(f"{r.pool}.{format_time(r.at)}.{batch_id}.{i:05d}"),
+                {**to_document(r), "delete_at": r.at + HISTORY_RETENTION},
+            )
+            for i, r in enumerate(records)
+        ]
+        self._write_batches(writes, "append history")
+
+    def list_history(self, pool: str, since: datetime) -> list[HistoryRecord]:
+        query = (
+            self._collection("history")
+            .where(filter=firestore.FieldFilter("pool", "==", pool))
+            .where(filter=firestore.FieldFilter("at", ">=", format_time(since)))
+        )
+        with _translated("list history"):
+            snaps = list(query.stream(**self._call))
+        # Sorted here rather than by the query: ordering on ``at`` and the id needs no composite index.
+        ordered = sorted(snaps, key=lambda d: (d.to_dict()["at"], d.id))
+        return [from_document(HistoryRecord, d.to_dict()) for d in ordered]
 
     # per-key usage and shared rate
     def record_usage(self, usage: Sequence[KeyUsage]) -> None:

@@ -41,7 +41,17 @@ from spotgate.adapters.codec import format_time, from_document, parse_time, to_d
 from spotgate.adapters.key_bucket import refill_and_take
 from spotgate.adapters.sqlite_feed import SqliteFeed, read_snapshot
 from spotgate.adapters.sqlite_file import connect, translated
-from spotgate.domain import Activity, ApiKey, DecisionRecord, GatewayActivity, KeyUsage, PoolState, Route
+from spotgate.domain import (
+    HISTORY_RETENTION,
+    Activity,
+    ApiKey,
+    DecisionRecord,
+    GatewayActivity,
+    HistoryRecord,
+    KeyUsage,
+    PoolState,
+    Route,
+)
 from spotgate.errors import ConflictError, PermanentError
 from spotgate.ports import Snapshot, Subscription
 
@@ -166,6 +176,26 @@ class SqliteStore:
         with self._read() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [from_document(DecisionRecord, json.loads(doc)) for (doc,) in rows]
+
+    # history
+    def append_history(self, records: Sequence[HistoryRecord]) -> None:
+        if not records:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO history (pool, at, doc) VALUES (?, ?, ?)",
+                [(r.pool, format_time(r.at), _dump(r)) for r in records],
+            )
+            # The writer prunes what is past retention (Firestore does this with a TTL policy on ``delete_at``).
+            newest = max(r.at for r in records)
+            db.execute("DELETE FROM history WHERE at < ?", (format_time(newest - HISTORY_RETENTION),))
+
+    def list_history(self, pool: str, since: datetime) -> list[HistoryRecord]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT doc FROM history WHERE pool = ? AND at >= ? ORDER BY at, id", (pool, format_time(since))
+            ).fetchall()
+        return [from_document(HistoryRecord, json.loads(doc)) for (doc,) in rows]
 
     # per-key usage and shared rate
     def record_usage(self, usage: Sequence[KeyUsage]) -> None:

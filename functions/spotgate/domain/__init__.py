@@ -20,6 +20,7 @@ from spotgate.domain.events import (
     Ignored,
     InboundEvent,
 )
+from spotgate.domain.history import HISTORY_RETENTION, HistoryKind, HistoryRecord
 from spotgate.domain.instance import Instance, InstanceStatus, ProvisioningModel
 from spotgate.domain.keys import ApiKey, KeyUsage
 from spotgate.domain.observed import Observed
@@ -37,6 +38,7 @@ from spotgate.domain.pool_state import (
 from spotgate.domain.route import BackendKind, Route, RouteState
 
 __all__ = [
+    "HISTORY_RETENTION",
     "Action",
     "Activity",
     "ApiKey",
@@ -50,6 +52,8 @@ __all__ = [
     "Envelope",
     "FailureKind",
     "GatewayActivity",
+    "HistoryKind",
+    "HistoryRecord",
     "Ignored",
     "InboundEvent",
     "Instance",

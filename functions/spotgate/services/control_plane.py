@@ -49,6 +49,7 @@ from spotgate.errors import CapacityError, ConflictError, QuotaError, SpotgateEr
 from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.ports import CapacityAdvisor, Clock, Compute, Overflow, PendingOperation, RouteStore, WakeScheduler
 from spotgate.services.audit import decision_record, describe_action, describe_event, error_reason, log_plan
+from spotgate.services.history_recorder import HistoryRecorder
 from spotgate.services.issuing import RATE_LIMIT_ATTEMPTS, ActionIssuer, Round
 from spotgate.services.lease import PoolLease
 
@@ -96,6 +97,7 @@ class ControlPlane:
         self._lease_ttl = lease_ttl
         self._issuer = ActionIssuer(store, compute, overflow, sleep=sleep, rng=rng)
         self._scheduler = scheduler
+        self._history = HistoryRecorder(store)
 
     def handle(self, event: InboundEvent) -> Outcome:
         """Fold ``event`` into state and reconcile the pools it concerns.
@@ -210,6 +212,10 @@ class ControlPlane:
             lease.check()
             committed = self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             self._store.append_events([replace(r, generation=committed.generation) for r in done.records])
+        stockouts = [a for a, e in failures if isinstance(e, CapacityError)]
+        self._history.record_round(
+            spec.name, now, event=event, observed=done.observed, applied=done.actions, stockouts=stockouts
+        )
         self._schedule_wake(spec, done.wake_at)
         return done
 
@@ -239,6 +245,7 @@ class ControlPlane:
         except SpotgateError:
             self._store.commit_pool_state(replace(state, updated_at=self._clock.now()), stored.generation)
             raise
+        done.observed = observed
         decided = plan(spec, observed, state, now)
         log_plan(spec, decided, pool_health(spec, observed, state, now))
         if decided.requeue_after is not None:

@@ -19,6 +19,7 @@ from spotgate.core.state_updates import record_start_failure
 from spotgate.domain import (
     Action,
     DecisionRecord,
+    Observed,
     Plan,
     PoolState,
     ProvisioningModel,
@@ -48,6 +49,7 @@ class Round:
     actions: list[Action] = field(default_factory=list)
     pending: list[tuple[StartInstance, PendingOperation]] = field(default_factory=list)
     records: list[DecisionRecord] = field(default_factory=list)
+    observed: Observed | None = None  # what the round saw of the pool, for its history
 
 
 class ActionIssuer:

@@ -46,3 +46,31 @@ resource "google_firestore_field" "gateway_activity_ttl" {
   index_config {}
   ttl_config {}
 }
+
+# `spotgate report` lists one pool's history since a time: where pool == X and at >= T (an equality filter
+# with a range on another field needs a composite index).
+resource "google_firestore_index" "history_by_pool" {
+  project    = var.project
+  database   = google_firestore_database.store.name
+  collection = "${var.collection_prefix}_history"
+
+  fields {
+    field_path = "pool"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "at"
+    order      = "ASCENDING"
+  }
+}
+
+# History records carry `delete_at` (their time plus the retention, 35 days); Firestore deletes them after.
+resource "google_firestore_field" "history_ttl" {
+  project    = var.project
+  database   = google_firestore_database.store.name
+  collection = "${var.collection_prefix}_history"
+  field      = "delete_at"
+
+  index_config {}
+  ttl_config {}
+}
