@@ -34,7 +34,7 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -46,7 +46,7 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout} s")
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -64,10 +64,10 @@ def engine(host: str, model: str, *, ttft: float, tokens_per_second: float) -> I
     argv += ["--name", model, "--ttft", str(ttft), "--tokens-per-second", str(tokens_per_second)]
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_http(f"http://{host}:{port}/health", 20)
+        wait_http(f"http://{host}:{port}/health", 20)
         yield f"http://{host}:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextmanager
@@ -102,10 +102,10 @@ def gateway(
         argv += ["--threads", str(threads), "gateway.wsgi:create_production_app()"]
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+            wait_http(f"http://127.0.0.1:{port}/healthz", 30)
             yield f"http://127.0.0.1:{port}", new.secret, _only_child(process.pid)
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _only_child(pid: int) -> int:
