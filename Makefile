@@ -14,9 +14,9 @@ PROVIDER_SCHEMA := tests/infra/provider-schema/node_modules/@cdktf/provider-goog
 CHECKOV := .venv-checkov/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: install dev test check lint typecheck imports unit requirements clean
+.PHONY: install dev test check lint typecheck imports unit requirements clean chromium
 
-install: $(VENV)/.installed $(EMULATOR) $(PROVIDER_SCHEMA) $(CHECKOV)
+install: $(VENV)/.installed $(EMULATOR) $(PROVIDER_SCHEMA) $(CHECKOV) chromium
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -40,6 +40,14 @@ $(CHECKOV): .ci/checkov-requirements.txt
 	$(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r .ci/checkov-requirements.txt
 	touch $@
+
+# Headless Chromium for the report page's browser test (tests/e2e/test_report_page.py): the Debian package,
+# installed only when missing (CI runs as root on a fresh clone with apt access; elsewhere sudo is used).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; \
+	fi
 
 dev: $(VENV)/.installed  # the local stack needs neither the Firestore emulator nor checkov
 	$(BIN)/spotgate dev --config examples/fleet.yaml

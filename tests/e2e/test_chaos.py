@@ -3,15 +3,21 @@
 One run of ``examples/chaos-fleet.yaml`` (speedup 30: a boot and model load take 3 s) with four OpenAI-SDK
 clients, preemptions, stockouts, host maintenance, and Pub/Sub push failures and duplicates. The run judges
 itself (``chaos_report``); this test asserts the verdict and that the chaos really happened, so a run that
-passes because nothing was injected cannot pass here.
+passes because nothing was injected cannot pass here. ``spotgate report`` is then run against the stack's
+store and must agree with the run's own figures (issue 12: one report for simulated and real history).
 """
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from spotgate.adapters.sqlite_store import SqliteStore
+from spotgate.cli import main
 from spotgate.fleet import load_fleet
 from spotgate.sandbox.chaos import ChaosOptions, ChaosResult, run_chaos
 
@@ -20,8 +26,12 @@ FLEET = Path(__file__).resolve().parents[2] / "examples" / "chaos-fleet.yaml"
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> ChaosResult:
-    state = tmp_path_factory.mktemp("chaos")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chaos")
+
+
+@pytest.fixture(scope="module")
+def result(state: Path) -> ChaosResult:
     return run_chaos(load_fleet(FLEET), state, ChaosOptions(seconds=50, seed=7, clients=4))
 
 
@@ -60,3 +70,47 @@ def test_no_answer_was_cut_mid_stream(result: ChaosResult) -> None:
     """The chaos fleet gives SPOT VMs an early preemption notice and continues streams whose VM died anyway."""
     requests = result.report.requests
     assert {pool: c.cut_mid_stream for pool, c in requests.items()} == dict.fromkeys(requests, 0)
+
+
+class _At:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_spotgate_report_from_the_stores_history_agrees_with_the_run(result: ChaosResult, state: Path) -> None:
+    """Over the chaos window, GPU-seconds by provisioning model, cost and requests within 5% of the run's own.
+
+    The run's figures are in simulated time (wall seconds times the speedup); the control plane records wall
+    time, so the report's are scaled the same way before comparing.
+    """
+    obs = result.observations
+    store = SqliteStore(state / "dev.db")
+    try:
+        obj = {"store": store, "fleet": load_fleet(FLEET), "clock": _At(datetime.fromtimestamp(obs.window.end, UTC))}
+        since = f"{obs.window.length:.3f}"
+        out = CliRunner().invoke(main, ["report", "--since", since, "--as-json"], obj=obj, catch_exceptions=False)
+    finally:
+        store.close()
+    assert out.exit_code == 0, out.output
+    reports = json.loads(out.output)
+    scale = 3600.0 * obs.speedup
+    ours = {
+        "spot_seconds": sum(r["gpu_hours"]["spot"] for r in reports) * scale,
+        "standard_seconds": sum(r["gpu_hours"]["standard"] for r in reports) * scale,
+        "cost": sum(r["cost"] for r in reports) * obs.speedup,
+        "requests": sum(r["requests"]["served"] for r in reports),
+    }
+    run = result.report
+    theirs = {
+        "spot_seconds": sum(c.spot_seconds for c in run.costs),
+        "standard_seconds": sum(c.standard_seconds for c in run.costs),
+        "cost": sum(c.cost for c in run.costs),
+        "requests": sum(c.total for c in run.requests.values()),
+    }
+    assert theirs["spot_seconds"] > 0, theirs  # a run with nothing to compare cannot pass
+    assert theirs["requests"] > 0, theirs
+    print(f"report {ours}\nrun    {theirs}")  # the numbers compared, shown with -s
+    assert ours == pytest.approx(theirs, rel=0.05), (ours, theirs)

@@ -87,7 +87,7 @@ def _ready_chart(pool: str, series: Series) -> str:
             f'y2="{HEIGHT - PAD}" stroke="{PREEMPT_COLOUR}" stroke-width="3"/>'
             for t in series.preemptions
         ),
-        f'<text x="4" y="14" font-size="12">{top - 0.5:.0f}</text>',
+        f'<text x="4" y="{_y(top - 0.5, top) + 4:.1f}" font-size="12">{top - 0.5:.0f}</text>',
         f'<text x="4" y="{HEIGHT - PAD}" font-size="12">0</text>',
     ]
     return _svg(f"ready-{pool}", inner)
