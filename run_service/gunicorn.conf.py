@@ -40,7 +40,7 @@ def worker_count(env: Mapping[str, str], cgroup: str = "/sys/fs/cgroup") -> int:
 
 
 workers = worker_count(os.environ)
-worker_class = "gevent"
+worker_class = "gateway.worker.HeaderTimeoutWorker"  # gevent, plus a header-read timeout
 worker_connections = 2000  # concurrent requests per worker: Cloud Run allows up to 1,000 per instance
 timeout = 30
 graceful_timeout = 8
@@ -70,7 +70,11 @@ limit_request_fields = 100
 
 def post_fork(server: Any, worker: Any) -> None:
     """Make gRPC (Firestore listeners, Pub/Sub) cooperate with gevent before the app is loaded."""
-    if server.cfg.worker_class_str == "gevent":
+    if hasattr(worker, "header_timeout"):
+        from spotgate.settings import read_gateway_settings
+
+        worker.header_timeout = read_gateway_settings().header_timeout.total_seconds()
+    if server.cfg.worker_class_str in ("gevent", "gateway.worker.HeaderTimeoutWorker"):
         from gevent import monkey
 
         monkey.patch_all()  # gunicorn patches again just after this; patching twice is a no-op

@@ -78,6 +78,7 @@ class GatewaySettings(BaseSettings):
     max_body_bytes_in_flight: int = Field(default=32 * 1024 * 1024, ge=1024)  # all bodies held by one worker
     max_uploads_per_key: int = Field(default=4, ge=1)  # bodies of one key being received at once, per worker
     body_timeout: Duration = timedelta(seconds=60)  # the whole request body must arrive within this
+    header_timeout: Duration = timedelta(seconds=15)  # a request's head, from its first byte (gunicorn worker)
     max_json_depth: int = Field(default=32, ge=2)
     max_json_elements: int = Field(default=200_000, ge=16)  # array items and object members, all levels
 

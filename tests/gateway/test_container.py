@@ -48,7 +48,7 @@ def test_gunicorn_binds_the_port_cloud_run_gives(monkeypatch, port: str, bind: s
     monkeypatch.setenv("PORT", port)
     config = runpy.run_path(str(ROOT / "run_service" / "gunicorn.conf.py"))
     assert config["bind"] == [bind]
-    assert config["worker_class"] == "gevent"
+    assert config["worker_class"] == "gateway.worker.HeaderTimeoutWorker"  # gevent plus a header timeout
     assert config["worker_connections"] >= 1000
     assert config["graceful_timeout"] < 10  # Cloud Run kills 10 s after SIGTERM
 

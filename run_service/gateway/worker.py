@@ -1,0 +1,86 @@
+"""gunicorn's gevent worker plus a header-read timeout (gunicorn has none of its own).
+
+Why: gunicorn bounds the wait for a request's headers only by ``keepalive`` (620 s here, above the Google
+front end's idle timeout), so a client that sends a request line and then trickles or withholds its headers
+holds a connection for ten minutes. This worker starts a ``header_timeout`` clock at the first byte of each
+request's head and closes the connection when the head is not complete by then; an idle keep-alive
+connection (no byte yet) still waits up to ``keepalive``.
+
+How: gunicorn enters ``timeout_ctx()`` around exactly the parse of each request's head, so that context
+marks the header phase of the connection served by the current greenlet; the connection's socket is wrapped
+so that, in that phase and after a first byte, every ``recv`` is bounded by what is left of the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gevent
+from gevent.local import local
+from gunicorn.workers.ggevent import GeventWorker
+
+
+class _HeadTimed:
+    """A client socket whose ``recv`` is bounded by a deadline during a request's head."""
+
+    def __init__(self, sock: Any, limit: float) -> None:
+        self._sock = sock
+        self._limit = limit
+        self._in_head = False
+        self._deadline: float | None = None
+
+    def start_head(self) -> None:
+        self._in_head, self._deadline = True, None
+
+    def end_head(self) -> None:
+        self._in_head, self._deadline = False, None
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if not self._in_head or self._deadline is None:
+            data: bytes = self._sock.recv(size, *flags)
+            if self._in_head and data:
+                self._deadline = time.monotonic() + self._limit  # the head has begun
+            return data
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request headers not received in time")
+        previous = self._sock.gettimeout()
+        self._sock.settimeout(left)
+        try:
+            chunk: bytes = self._sock.recv(size, *flags)
+            return chunk
+        except TimeoutError as e:
+            raise TimeoutError("request headers not received in time") from e
+        finally:
+            self._sock.settimeout(previous)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class HeaderTimeoutWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type information
+    header_timeout = 15.0  # seconds; gunicorn.conf.py sets it from SPOTGATE_GATEWAY_HEADER_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connection = local()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        timed = _HeadTimed(client, self.header_timeout)
+        self._connection.socket = timed
+        super().handle(listener, timed, addr)
+
+    @contextmanager
+    def timeout_ctx(self) -> Iterator[None]:
+        timed: _HeadTimed | None = getattr(self._connection, "socket", None)
+        if timed is not None:
+            timed.start_head()
+        try:
+            with gevent.Timeout(self.cfg.keepalive, False):
+                yield
+        finally:
+            if timed is not None:
+                timed.end_head()
