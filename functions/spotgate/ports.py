@@ -22,6 +22,7 @@ from spotgate.domain import (
     KeyUsage,
     PoolState,
     Route,
+    ServedCount,
     ZoneAdvice,
 )
 
@@ -139,10 +140,11 @@ class Subscription(Protocol):
 
 
 class RouteStore(Protocol):
-    """Routing table, pool state, activity, the audit trail and API keys.
+    """Routing table, pool state, activity, the audit trail, pool history and API keys.
 
-    Writers (decision in DESIGN §2.1): the control plane writes routes, pool state and events; the gateway
-    writes only activity; the CLI writes only keys.
+    Writers (decision in DESIGN §2.1): the control plane writes routes, pool state, events and history; the
+    gateway writes only activity and its counts (per-key usage, where requests were served, added up as
+    deltas); the CLI writes only keys.
     """
 
     # routes (control plane writes, gateway reads)
@@ -192,6 +194,15 @@ class RouteStore(Protocol):
     def append_history(self, records: Sequence[HistoryRecord]) -> None: ...
     def list_history(self, pool: str, since: datetime) -> list[HistoryRecord]:
         """The pool's records from ``since`` on, oldest first (equal times in the order appended)."""
+        ...
+
+    # where requests were served (gateway writes, ``spotgate report`` reads)
+    def record_served(self, counts: Sequence[ServedCount]) -> None:
+        """Add these counts to the stored ones (same pool, minute and kind add up)."""
+        ...
+
+    def list_served(self, pool: str, since: datetime) -> list[ServedCount]:
+        """The pool's counts from the minute ``since`` falls in on, sorted by minute and kind."""
         ...
 
     # keys (CLI writes, gateway reads)

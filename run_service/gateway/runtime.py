@@ -22,6 +22,7 @@ from gateway.intake import BodyBudget, BodyReader
 from gateway.limits import Admission, KeyLimiter
 from gateway.proxy import Call, Forwarder
 from gateway.selection import Balancer
+from gateway.served import ServedRecorder
 from gateway.shared_rate import SharedRate
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
@@ -65,6 +66,7 @@ class Gateway:
             deps.store, deps.clock, s.activity_flush, lambda ok: self.table.report_store(ok=ok)
         )
         self.usage = UsageRecorder(deps.store, deps.clock, s.activity_flush)
+        self.served = ServedRecorder(deps.store, deps.clock, s.activity_flush)
         self.wake = WakeNotifier(deps.publisher, deps.control_topic, deps.clock, s.wake_debounce)
         self.upstreams = Upstreams(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
         self.balancer = Balancer(
@@ -85,20 +87,23 @@ class Gateway:
         self.wake.start()
         self.activity.start()
         self.usage.start()
+        self.served.start()
         self.table.start()
 
     def close(self) -> None:
         self.table.close()
         self.activity.close()
         self.usage.close()
+        self.served.close()
         self.wake.close(timeout=1.0)  # a wake still queued at shutdown is not worth delaying the exit
         self.upstreams.close()
 
     def finish(self, exchange: Exchange, status: int) -> None:
-        """The request's response is closed: log its access line and count its usage."""
+        """The request's response is closed: log its access line, count its usage and where it was served."""
         if not exchange.logged:
             exchange.finish(status, self.monotonic())
             self.usage.add(exchange)
+            self.served.add(exchange, status)
 
     def admit(self, principal: Principal) -> Admission:
         """Take the key's rate token and concurrency slot (ApiError 429), before any body byte is read."""

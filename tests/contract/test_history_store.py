@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from spotgate.domain import HISTORY_RETENTION, HistoryKind, HistoryRecord
+from spotgate.domain import HISTORY_RETENTION, HistoryKind, HistoryRecord, ServedCount
 from spotgate.ports import RouteStore
 
 T = datetime(2026, 11, 28, 20, tzinfo=UTC)
@@ -36,3 +36,20 @@ def test_history_keeps_what_is_within_retention(store: RouteStore) -> None:
     # SQLite prunes on write; Firestore's TTL policy deletes later (the emulator does not sweep), so only
     # what is within retention is promised to be there.
     assert _vm("chat-a-1", T, "STOPPED") in store.list_history("chat", T - HISTORY_RETENTION)
+
+
+def test_served_counts_add_up_per_pool_minute_and_kind(store: RouteStore) -> None:
+    store.record_served(
+        [ServedCount("chat", T + timedelta(seconds=10), "vm", 2), ServedCount("chat", T, "refused_503", 1)]
+    )
+    store.record_served([ServedCount("chat", T + timedelta(seconds=50), "vm", 3), ServedCount("embed", T, "vm", 7)])
+    store.record_served([ServedCount("chat", T + timedelta(minutes=1, seconds=5), "overflow", 1)])
+    assert store.list_served("chat", T + timedelta(seconds=30)) == [
+        ServedCount("chat", T, "refused_503", 1),
+        ServedCount("chat", T, "vm", 5),
+        ServedCount("chat", T + timedelta(minutes=1), "overflow", 1),
+    ]
+    assert store.list_served("chat", T + timedelta(minutes=1)) == [
+        ServedCount("chat", T + timedelta(minutes=1), "overflow", 1)
+    ]
+    assert store.list_served("embed", T) == [ServedCount("embed", T, "vm", 7)]

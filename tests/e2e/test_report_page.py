@@ -2,7 +2,7 @@
 
 The page is built from a history with a preemption, days of cost and requests (the same pure replay the
 command uses); the screenshot must hold each chart's colour, in quantity: steps of ready VMs (blue),
-preemption marks (red), cost and on-demand bars (green, orange) and requests per day (purple).
+preemption marks (red), cost and on-demand bars (green, orange) and requests per day by where served.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spotgate.domain import HistoryKind, HistoryRecord
+from spotgate.domain import HistoryKind, HistoryRecord, ServedCount
 from spotgate.fleet import Prices
 from spotgate.history import page
 from spotgate.history.page import render_page
@@ -47,7 +47,11 @@ def _history() -> list[HistoryRecord]:
 
 def test_the_report_page_renders_every_chart_in_headless_chromium(tmp_path: Path) -> None:
     since, until = T0, T0 + timedelta(days=3)
-    result = replay_history(_history(), pool="chat", since=since, until=until, min_ready=1, prices=Prices())
+    served = [
+        ServedCount("chat", T0 + timedelta(hours=h), kind, n)
+        for h, kind, n in ((1, "vm", 400), (2, "overflow", 90), (30, "held_then_vm", 60), (31, "refused_503", 30))
+    ]
+    result = replay_history(_history(), served, pool="chat", since=since, until=until, min_ready=1, prices=Prices())
     html_file = tmp_path / "report.html"
     html_file.write_text(render_page([result], since, until), encoding="utf-8")
     png = tmp_path / "report.png"
@@ -60,7 +64,10 @@ def test_the_report_page_renders_every_chart_in_headless_chromium(tmp_path: Path
         "preemption marks": page.PREEMPT_COLOUR,
         "cost bars": page.COST_COLOUR,
         "on-demand bars": page.BASELINE_COLOUR,
-        "requests bars": page.SERVED_COLOUR,
+        **{
+            f"{kind} bars": colour
+            for kind, colour in zip(("vm", "overflow", "held", "refused"), page.SERVED_COLOURS, strict=True)
+        },
     }
     drawn = {name: counts[_rgb(colour)] for name, colour in charts.items()}
     assert all(n >= 300 for n in drawn.values()), drawn  # a line of 3+ px by 100+ px at least, bars far more

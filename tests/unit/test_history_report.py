@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from spotgate.domain import HistoryKind, HistoryRecord
+from spotgate.domain import HistoryKind, HistoryRecord, ServedCount
 from spotgate.fleet import Prices
 from spotgate.history.replay import replay_history
 
@@ -35,6 +35,10 @@ def requests(hours: float, total: int, busy: int = 0) -> HistoryRecord:
     return HistoryRecord("chat", at(hours), HistoryKind.REQUESTS, "gateway", str(total), count=busy)
 
 
+def served(hours: float, kind: str, n: int, pool: str = "chat") -> ServedCount:
+    return ServedCount(pool, at(hours), kind, n)
+
+
 def overflow(hours: float, n: int) -> HistoryRecord:
     return HistoryRecord("chat", at(hours), HistoryKind.OVERFLOW, "chat-overflow", str(n))
 
@@ -54,18 +58,21 @@ ONE_SPOT_PREEMPTED = [
     requests(7, 160, busy=0),
     HistoryRecord("chat", at(5), HistoryKind.STOCKOUT, "a", zone="z-a"),
 ]
+SERVED = [served(1, "vm", 50), served(4.5, "overflow", 8), served(5.5, "refused_503", 2), served(9, "held_then_vm", 10)]
 
 
 @pytest.mark.parametrize(
-    ("records", "figures"),
+    ("records", "counts", "figures"),
     [
         pytest.param(
             [vm(-1, "a", "RUNNING"), route(-1, "a", "ready")],
-            {"availability": 1.0, "spot": 10.0, "standard": 0.0, "cost": 10.0, "baseline": 30.0, "served": 0},
+            [],
+            {"availability": 1.0, "spot": 10.0, "standard": 0.0, "cost": 10.0, "baseline": 30.0, "served vm": 0},
             id="levels-before-the-period-hold-from-its-start",
         ),
         pytest.param(
             ONE_SPOT_PREEMPTED,
+            SERVED,
             {
                 "availability": 0.8,  # 2 of 10 hours without a ready VM
                 "spot": 4.0,
@@ -73,7 +80,11 @@ ONE_SPOT_PREEMPTED = [
                 "overflow": 2.0,
                 "cost": 4.0 + 12.0 + 4.0,
                 "baseline": 30.0,  # one VM at most, on-demand, for 10 h
-                "served": 60,
+                "served vm": 50,
+                "served overflow": 8,
+                "served held_then_vm": 10,
+                "served refused_503": 2,
+                "at_once": 58 / 70,
                 "preemptions": {"z-a": 1},
                 "stockouts": {"z-a": 1},
                 "recovery_p50": 2 * H,
@@ -81,19 +92,23 @@ ONE_SPOT_PREEMPTED = [
             id="preempted-spot-replaced-by-standard-with-overflow-between",
         ),
         pytest.param(
-            [requests(0, 50), requests(1, 20), requests(2, 30)],
-            {"served": 10, "availability": 0.0},
-            id="a-request-count-that-drops-counts-only-its-increases",
+            [],
+            [served(0, "vm", 3), served(-1 / 60, "vm", 100), served(10, "vm", 100), served(2, "vm", 5, pool="embed")],
+            {"served vm": 3, "availability": 0.0},
+            id="served-counts-of-the-periods-minutes-only-and-of-this-pool",
         ),
         pytest.param(
             [vm(0, "a", "RUNNING"), preempted(-1, "a"), HistoryRecord("embed", at(1), HistoryKind.PREEMPTED, "e")],
+            [],
             {"preemptions": {}, "spot": 10.0},
             id="preemptions-before-the-period-or-of-other-pools-do-not-count",
         ),
     ],
 )
-def test_history_replays_into_the_simulators_figures(records: list[HistoryRecord], figures: dict[str, object]) -> None:
-    report, _ = replay_history(records, pool="chat", since=T0, until=at(10), min_ready=1, prices=PRICES)
+def test_history_replays_into_the_simulators_figures(
+    records: list[HistoryRecord], counts: list[ServedCount], figures: dict[str, object]
+) -> None:
+    report, _ = replay_history(records, counts, pool="chat", since=T0, until=at(10), min_ready=1, prices=PRICES)
     got = {
         "availability": report.availability,
         "spot": report.gpu_hours.spot,
@@ -101,7 +116,8 @@ def test_history_replays_into_the_simulators_figures(records: list[HistoryRecord
         "overflow": report.gpu_hours.overflow,
         "cost": report.cost,
         "baseline": report.baseline_cost,
-        "served": report.requests["served"],
+        **{f"served {kind}": n for kind, n in report.requests.items()},
+        "at_once": report.served_without_wait,
         "preemptions": report.preemptions,
         "stockouts": report.stockouts,
         "recovery_p50": report.recovery_p50,
@@ -114,11 +130,14 @@ def test_history_replays_into_the_simulators_figures(records: list[HistoryRecord
 
 
 def test_days_split_cost_and_requests_at_midnight() -> None:
-    records = [vm(0, "a", "RUNNING"), requests(0, 0), requests(30, 40)]
-    _, series = replay_history(records, pool="chat", since=T0, until=at(36), min_ready=1, prices=PRICES)
-    assert [(d.seconds / H, d.cost, d.baseline_cost, d.requests) for d in series.days] == [
-        (24.0, 24.0, 72.0, 0),
-        (12.0, 12.0, 36.0, 40),
+    records = [vm(0, "a", "RUNNING")]
+    counts = [served(1, "vm", 4), served(30, "vm", 40), served(31, "overflow", 2)]
+    _, series = replay_history(records, counts, pool="chat", since=T0, until=at(36), min_ready=1, prices=PRICES)
+    assert [
+        (d.seconds / H, d.cost, d.baseline_cost, d.requests["vm"], d.requests["overflow"]) for d in series.days
+    ] == [
+        (24.0, 24.0, 72.0, 4, 0),
+        (12.0, 12.0, 36.0, 40, 2),
     ]
 
 

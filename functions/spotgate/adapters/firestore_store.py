@@ -17,6 +17,8 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
 - ``{prefix}_history``  what each pool was (``HistoryRecord``), for ``spotgate report``; ``delete_at`` (the
   record's time plus ``HISTORY_RETENTION``) is its TTL field. Listing a pool since a time needs the composite
   index (``pool`` ASC, ``at`` ASC)
+- ``{prefix}_served``   one per pool, UTC minute and kind of serving (id ``pool.YYYYMMDDHHMM.kind``), counts
+  added with ``Increment`` like key usage; ``delete_at`` is its TTL field; listing needs (``pool``, ``minute``)
 - ``{prefix}_keys``     one per API key, id ``key_id``
 - ``{prefix}_key_usage`` one per key, pool and UTC hour (id ``key.pool.YYYYMMDDHH``), counts added with
   ``Increment`` transforms, so every gateway instance writes its deltas without a transaction
@@ -69,6 +71,7 @@ from spotgate.domain import (
     KeyUsage,
     PoolState,
     Route,
+    ServedCount,
 )
 from spotgate.errors import (
     ConflictError,
@@ -234,6 +237,34 @@ class FirestoreStore:
         # Sorted here rather than by the query: ordering on ``at`` and the id needs no composite index.
         ordered = sorted(snaps, key=lambda d: (d.to_dict()["at"], d.id))
         return [from_document(HistoryRecord, d.to_dict()) for d in ordered]
+
+    def record_served(self, counts: Sequence[ServedCount]) -> None:
+        collection = self._collection("served")
+        writes = []
+        for c in counts:
+            minute = c.minute.replace(second=0, microsecond=0)
+            ref = collection.document(f"{c.pool}.{minute.strftime('%Y%m%d%H%M')}.{c.kind}")
+            fields = {"pool": c.pool, "minute": format_time(minute), "kind": c.kind,
+                      "delete_at": minute + HISTORY_RETENTION}  # fmt: skip
+            writes.append((ref, {**fields, "requests": firestore.Increment(c.requests)}))
+        for start in range(0, len(writes), BATCH_LIMIT):
+            batch = self._client.batch()
+            for ref, document in writes[start : start + BATCH_LIMIT]:
+                batch.set(ref, document, merge=True)
+            with _translated("record served"):
+                batch.commit(**self._call)
+
+    def list_served(self, pool: str, since: datetime) -> list[ServedCount]:
+        minute = format_time(since.replace(second=0, microsecond=0))
+        query = (
+            self._collection("served")
+            .where(filter=firestore.FieldFilter("pool", "==", pool))
+            .where(filter=firestore.FieldFilter("minute", ">=", minute))
+        )
+        with _translated("list served"):
+            docs = [d.to_dict() for d in query.stream(**self._call)]
+        counts = [ServedCount(pool, parse_time(d["minute"]), d["kind"], int(d.get("requests", 0))) for d in docs]
+        return sorted(counts, key=lambda c: (c.minute, c.kind))
 
     # per-key usage and shared rate
     def record_usage(self, usage: Sequence[KeyUsage]) -> None:

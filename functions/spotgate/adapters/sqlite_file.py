@@ -33,6 +33,9 @@ CREATE INDEX IF NOT EXISTS events_by_pool_time ON events (pool, at);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS history_by_pool_time ON history (pool, at);
+CREATE TABLE IF NOT EXISTS served (
+    pool TEXT NOT NULL, minute TEXT NOT NULL, kind TEXT NOT NULL, requests INTEGER NOT NULL,
+    PRIMARY KEY (pool, minute, kind));
 CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS key_usage (
     key_id TEXT NOT NULL, pool TEXT NOT NULL, hour TEXT NOT NULL, requests INTEGER NOT NULL,

@@ -51,6 +51,7 @@ from spotgate.domain import (
     KeyUsage,
     PoolState,
     Route,
+    ServedCount,
 )
 from spotgate.errors import ConflictError, PermanentError
 from spotgate.ports import Snapshot, Subscription
@@ -197,6 +198,25 @@ class SqliteStore:
             ).fetchall()
         return [from_document(HistoryRecord, json.loads(doc)) for (doc,) in rows]
 
+    def record_served(self, counts: Sequence[ServedCount]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO served VALUES (?, ?, ?, ?) ON CONFLICT (pool, minute, kind) DO UPDATE SET"
+                " requests = requests + excluded.requests",
+                [(c.pool, format_time(_minute(c.minute)), c.kind, c.requests) for c in counts],
+            )
+            if counts:
+                newest = max(c.minute for c in counts)
+                db.execute("DELETE FROM served WHERE minute < ?", (format_time(newest - HISTORY_RETENTION),))
+
+    def list_served(self, pool: str, since: datetime) -> list[ServedCount]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT minute, kind, requests FROM served WHERE pool = ? AND minute >= ? ORDER BY minute, kind",
+                (pool, format_time(_minute(since))),
+            ).fetchall()
+        return [ServedCount(pool, parse_time(m), k, r) for m, k, r in rows]
+
     # per-key usage and shared rate
     def record_usage(self, usage: Sequence[KeyUsage]) -> None:
         with self._write() as db:
@@ -299,3 +319,7 @@ def _epoch(at: datetime) -> float:
 
 def _dump(value: Any) -> str:
     return json.dumps(to_document(value), separators=(",", ":"), sort_keys=True)
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)

@@ -20,7 +20,7 @@ from spotgate.domain.events import (
     Ignored,
     InboundEvent,
 )
-from spotgate.domain.history import HISTORY_RETENTION, HistoryKind, HistoryRecord
+from spotgate.domain.history import HISTORY_RETENTION, SERVED_KINDS, HistoryKind, HistoryRecord, ServedCount
 from spotgate.domain.instance import Instance, InstanceStatus, ProvisioningModel
 from spotgate.domain.keys import ApiKey, KeyUsage
 from spotgate.domain.observed import Observed
@@ -39,6 +39,7 @@ from spotgate.domain.route import BackendKind, Route, RouteState
 
 __all__ = [
     "HISTORY_RETENTION",
+    "SERVED_KINDS",
     "Action",
     "Activity",
     "ApiKey",
@@ -71,6 +72,7 @@ __all__ = [
     "ProvisioningModel",
     "Route",
     "RouteState",
+    "ServedCount",
     "SetOverflow",
     "SetRoute",
     "StartFailure",

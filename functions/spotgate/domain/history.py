@@ -36,3 +36,20 @@ class HistoryRecord:
     backend_kind: str = ""
     cause: str = ""
     count: int = 0
+
+
+SERVED_KINDS = ("vm", "overflow", "overflow_cold_start", "held_then_vm", "refused_503")  # simulate's ``Served``
+
+
+@dataclass(frozen=True, slots=True)
+class ServedCount:
+    """Requests of a pool that ended in one UTC minute, by where they were served (``SERVED_KINDS``).
+
+    The gateway adds its counts up (every instance its own deltas), like per-key usage; a minute is fine
+    enough for a report over days and small enough to keep a month of it.
+    """
+
+    pool: str
+    minute: datetime
+    kind: str
+    requests: int

@@ -1,8 +1,9 @@
 """``spotgate report``: the simulator's figures for a deployed fleet, from the store's history (DESIGN §2.5).
 
 The control plane writes what each pool *was* (``domain.HistoryRecord``: VM state changes with their cause,
-preemptions, stockouts, route and overflow scale changes, the gateway's request count) and ``spotgate report``
-replays those records through the simulator's own ledger and report (``spotgate.simulation.ledger`` and
+preemptions, stockouts, route and overflow scale changes, VMs with requests in flight), the gateway counts
+where each request was served per minute (``domain.ServedCount``, ``gateway.served``), and ``spotgate report``
+replays both through the simulator's own ledger and report (``spotgate.simulation.ledger`` and
 ``report``), so a simulated and a real week read the same way.
 
 Where things live:

@@ -43,9 +43,12 @@ def report(ctx: click.Context, since_text: str, pool_name: str | None, html_file
         # Every VM and route is written whole at least every SNAPSHOT_EVERY: reading that much earlier gives
         # the levels the period starts with.
         records = store.list_history(pool.name, since - SNAPSHOT_EVERY)
+        served = store.list_served(pool.name, since)
         results.append(
             replay_history(
-                records, pool=pool.name, since=since, until=until, min_ready=pool.min_ready, prices=fleet.prices
+                records,
+                served,
+                pool=pool.name, since=since, until=until, min_ready=pool.min_ready, prices=fleet.prices
             )
         )
     if as_json:

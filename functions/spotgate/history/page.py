@@ -2,8 +2,8 @@
 
 Three charts per pool, each an ``<svg>`` with an ``id`` a test (or a reader's tooling) can find: ready VMs over
 time as steps with preemptions marked in red (``ready-<pool>``), cost per day against always-on on-demand
-(``cost-<pool>``), and requests served per day (``served-<pool>``: where each request was served is not in
-the history, see ``replay``). Colours are fixed so a screenshot can be checked for them.
+(``cost-<pool>``), and requests per day by where they were served (``served-<pool>``). Colours are fixed
+so a screenshot can be checked for them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ READY_COLOUR = "#1f77b4"  # blue steps
 PREEMPT_COLOUR = "#d62728"  # red marks
 COST_COLOUR = "#2ca02c"  # green bars
 BASELINE_COLOUR = "#ff7f0e"  # orange bars
-SERVED_COLOUR = "#9467bd"  # purple bars
+SERVED_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f")  # VM, overflow, held then VM, refused
+_SERVED_ORDER = (("vm",), ("overflow", "overflow_cold_start"), ("held_then_vm",), ("refused_503",))
 
 
 def render_page(pools: Sequence[tuple[Report, Series]], since: datetime, until: datetime) -> str:
@@ -48,8 +49,8 @@ def _pool_section(report: Report, series: Series, since: datetime) -> str:
                 f"cost-{report.pool}", [(d.cost, d.baseline_cost) for d in series.days], (COST_COLOUR, BASELINE_COLOUR)
             ),
             _day_labels(series, since),
-            "<h3>requests served per day</h3>",
-            _bars(f"served-{report.pool}", [(float(d.requests),) for d in series.days], (SERVED_COLOUR,)),
+            "<h3>requests per day: ready VM (purple), overflow (brown), held then VM (pink), refused (grey)</h3>",
+            _bars(f"served-{report.pool}", [_served(d.requests) for d in series.days], SERVED_COLOURS),
             "</section>",
         ]
     )
@@ -108,6 +109,10 @@ def _bars(chart_id: str, values: Sequence[tuple[float, ...]], colours: Sequence[
             )
     inner.append(f'<text x="4" y="14" font-size="12">{top:,.2f}</text>')
     return _svg(chart_id, inner)
+
+
+def _served(requests: dict[str, int]) -> tuple[float, ...]:
+    return tuple(float(sum(requests.get(k, 0) for k in kinds)) for kinds in _SERVED_ORDER)
 
 
 def _day_labels(series: Series, since: datetime) -> str:

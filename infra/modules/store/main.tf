@@ -74,3 +74,29 @@ resource "google_firestore_field" "history_ttl" {
   index_config {}
   ttl_config {}
 }
+
+# The gateway's counts of where requests were served, per pool and minute: listed per pool since a time.
+resource "google_firestore_index" "served_by_pool" {
+  project    = var.project
+  database   = google_firestore_database.store.name
+  collection = "${var.collection_prefix}_served"
+
+  fields {
+    field_path = "pool"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "minute"
+    order      = "ASCENDING"
+  }
+}
+
+resource "google_firestore_field" "served_ttl" {
+  project    = var.project
+  database   = google_firestore_database.store.name
+  collection = "${var.collection_prefix}_served"
+  field      = "delete_at"
+
+  index_config {}
+  ttl_config {}
+}
