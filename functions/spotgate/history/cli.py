@@ -46,9 +46,7 @@ def report(ctx: click.Context, since_text: str, pool_name: str | None, html_file
         served = store.list_served(pool.name, since)
         results.append(
             replay_history(
-                records,
-                served,
-                pool=pool.name, since=since, until=until, min_ready=pool.min_ready, prices=fleet.prices
+                records, served, pool=pool.name, since=since, until=until, min_ready=pool.min_ready, prices=fleet.prices
             )
         )
     if as_json:
