@@ -223,6 +223,14 @@ class RouteStore(Protocol):
         ``burst``) in one transaction; the number taken (0 when empty)."""
         ...
 
+    def put_key_inflight(self, instance: str, counts: Mapping[str, int], expires_at: datetime) -> None:
+        """Replace gateway ``instance``'s in-flight requests per key (valid until ``expires_at``)."""
+        ...
+
+    def key_inflight(self, now: datetime, exclude: str) -> dict[str, int]:
+        """In-flight requests per key summed over the records of other instances still valid at ``now``."""
+        ...
+
     # change feed for the gateway
     def snapshot(self) -> Snapshot: ...
     def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:

@@ -3,8 +3,8 @@
 The rate (``rpm``) is shared by every worker and instance through the store when ``shared`` is given
 (``gateway.shared_rate``: leased tokens of one bucket per key); otherwise, and whenever the store cannot be
 reached, each worker enforces it alone with the same bucket shape (a burst of ``rpm``/5, refilled at
-``rpm``/60 per second). ``max_concurrent`` is enforced per worker: with N workers or instances a key can
-have up to N times that many requests in flight.
+``rpm``/60 per second). ``max_concurrent`` counts this worker's requests plus the other workers' and
+instances' as last shared through the store (``gateway.shared_slots``, one flush interval old).
 """
 
 from __future__ import annotations
@@ -71,12 +71,13 @@ class KeyLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
         self._inflight: dict[str, int] = {}
+        self._elsewhere: dict[str, int] = {}  # other workers' and instances' in flight (gateway.shared_slots)
 
     def acquire(self, key: ApiKey) -> Release:
         """Take a concurrency slot and a rate token for ``key``; the Release gives the slot back."""
         with self._lock:
             running = self._inflight.get(key.key_id, 0)
-            if key.max_concurrent and running >= key.max_concurrent:
+            if key.max_concurrent and running + self._elsewhere.get(key.key_id, 0) >= key.max_concurrent:
                 raise rate_limited(f"This key allows {key.max_concurrent} concurrent requests.", 1)
             self._inflight[key.key_id] = running + 1
         release = Release(lambda: self._return_slot(key.key_id))
@@ -106,6 +107,15 @@ class KeyLimiter:
             wait = math.ceil((1.0 - bucket.tokens) / rate)
             raise rate_limited(f"This key allows {key.rpm} requests per minute.", min(60, max(1, wait)))
         bucket.tokens -= 1.0
+
+    def inflight_counts(self) -> dict[str, int]:
+        """This worker's requests in flight per key."""
+        with self._lock:
+            return dict(self._inflight)
+
+    def set_elsewhere(self, counts: dict[str, int]) -> None:
+        """The other workers' and instances' requests in flight per key, as last read from the store."""
+        self._elsewhere = counts
 
     def _return_slot(self, key_id: str) -> None:
         with self._lock:

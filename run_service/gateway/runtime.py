@@ -24,6 +24,7 @@ from gateway.proxy import Call, Forwarder
 from gateway.selection import Balancer
 from gateway.served import ServedRecorder
 from gateway.shared_rate import SharedRate
+from gateway.shared_slots import SlotSharing
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
 from gateway.upstream import Upstreams
@@ -67,6 +68,7 @@ class Gateway:
         )
         self.usage = UsageRecorder(deps.store, deps.clock, s.activity_flush)
         self.served = ServedRecorder(deps.store, deps.clock, s.activity_flush)
+        self.slots = SlotSharing(deps.store, deps.clock, self.limiter, s.activity_flush)
         self.wake = WakeNotifier(deps.publisher, deps.control_topic, deps.clock, s.wake_debounce)
         self.upstreams = Upstreams(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
         self.balancer = Balancer(
@@ -88,6 +90,7 @@ class Gateway:
         self.activity.start()
         self.usage.start()
         self.served.start()
+        self.slots.start()
         self.table.start()
 
     def close(self) -> None:
@@ -95,6 +98,7 @@ class Gateway:
         self.activity.close()
         self.usage.close()
         self.served.close()
+        self.slots.close()
         self.wake.close(timeout=1.0)  # a wake still queued at shutdown is not worth delaying the exit
         self.upstreams.close()
 

@@ -30,3 +30,14 @@ def test_the_shared_bucket_hands_out_each_token_once_and_refills_at_its_rate(sto
     assert store.take_key_tokens("k-1", rate=1.0, burst=3.0, want=5, now=t0 + timedelta(seconds=2)) == 2
     assert store.take_key_tokens("k-1", rate=1.0, burst=3.0, want=5, now=t0 + timedelta(seconds=60)) == 3  # burst caps
     assert store.take_key_tokens("k-2", rate=1.0, burst=3.0, want=1, now=t0) == 1  # buckets are per key
+
+
+def test_key_inflight_sums_other_live_instances(store: RouteStore) -> None:
+    live, dead = HOUR + timedelta(seconds=30), HOUR - timedelta(seconds=1)
+    store.put_key_inflight("gw-a", {"k-1": 2, "k-2": 1}, live)
+    store.put_key_inflight("gw-b", {"k-1": 3}, live)
+    store.put_key_inflight("gw-c", {"k-1": 5}, dead)  # an instance that stopped flushing
+    assert store.key_inflight(HOUR, exclude="gw-a") == {"k-1": 3}
+    assert store.key_inflight(HOUR, exclude="gw-b") == {"k-1": 2, "k-2": 1}
+    store.put_key_inflight("gw-b", {"k-1": 0}, live)  # replaced whole
+    assert store.key_inflight(HOUR, exclude="gw-a") == {}

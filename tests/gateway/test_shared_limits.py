@@ -54,3 +54,34 @@ def test_two_gateways_sharing_a_store_admit_at_most_1_2_times_the_rpm_in_a_minut
     assert all(set(s) <= {200, 429} for s in statuses)
     assert all(admitted), "both gateways admitted some requests"
     assert RPM <= sum(admitted) <= 1.2 * RPM, f"admitted {admitted} of {[len(s) for s in statuses]}"
+
+
+def test_a_keys_concurrency_counts_requests_in_flight_on_other_gateways(store, make_gateway, hosts) -> None:
+    from datetime import UTC, datetime
+
+    from tests.gateway.stack import wait_until
+
+    slow, fast = Script(delay=3.0), Script(body=b'{"object":"list","data":[]}')
+    with ScriptedServer(next(hosts), slow) as chat, ScriptedServer(next(hosts), fast) as embed:
+        store.put_routes([a_route("chat", "chat-vm", chat.url), a_route("embed", "embed-vm", embed.url)])
+        secret, key = a_key(store, max_concurrent=1)
+        a, b = make_gateway(activity_flush="0.1s"), make_gateway(activity_flush="0.1s")
+        headers = {"Authorization": f"Bearer {secret}"}
+        first = threading.Thread(
+            target=requests.post, args=(f"{a.url}/v1/chat/completions",), kwargs={"json": CHAT, "headers": headers}
+        )
+        first.start()
+
+        def seen_by_b() -> int | None:
+            return store.key_inflight(datetime.now(UTC), exclude=b.gateway.slots.instance).get(key.key_id)
+
+        assert wait_until(lambda: seen_by_b() == 1)
+        time.sleep(0.3)  # a few of b's flushes: it has read a's count
+        embed_body = {"model": "embed-model", "input": "x"}
+        assert requests.post(f"{b.url}/v1/embeddings", json=embed_body, headers=headers, timeout=10).status_code == 429
+        first.join(10)
+        assert wait_until(
+            lambda: (
+                requests.post(f"{b.url}/v1/embeddings", json=embed_body, headers=headers, timeout=10).status_code == 200
+            )
+        )

@@ -22,6 +22,8 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
 - ``{prefix}_keys``     one per API key, id ``key_id``
 - ``{prefix}_key_usage`` one per key, pool and UTC hour (id ``key.pool.YYYYMMDDHH``), counts added with
   ``Increment`` transforms, so every gateway instance writes its deltas without a transaction
+- ``{prefix}_key_inflight`` one per gateway instance: its requests in flight per key (``counts``) and
+  ``expires_at``; summed over the other live instances to share ``max_concurrent``
 - ``{prefix}_key_buckets`` one per rate-limited key: its shared token bucket (``tokens``, ``updated``),
   taken from in transactions
 
@@ -47,7 +49,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -309,6 +311,25 @@ class FirestoreStore:
         with _translated("take key tokens"):
             taken: int = take(self._client.transaction())
         return taken
+
+    def put_key_inflight(self, instance: str, counts: Mapping[str, int], expires_at: datetime) -> None:
+        document = {"counts": {k: n for k, n in counts.items() if n > 0}, "expires_at": format_time(expires_at),
+                    "delete_at": expires_at + RETENTION}  # fmt: skip
+        with _translated("put key inflight"):
+            self._collection("key_inflight").document(instance).set(document, **self._call)
+
+    def key_inflight(self, now: datetime, exclude: str) -> dict[str, int]:
+        query = self._collection("key_inflight").where(
+            filter=firestore.FieldFilter("expires_at", ">", format_time(now))
+        )
+        totals: dict[str, int] = {}
+        with _translated("key inflight"):
+            for snap in query.stream(**self._call):
+                if snap.id == exclude:
+                    continue
+                for key, n in (snap.to_dict() or {}).get("counts", {}).items():
+                    totals[key] = totals.get(key, 0) + int(n)
+        return totals
 
     # keys
     def put_key(self, key: ApiKey) -> None:

@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS key_usage (
     key_id TEXT NOT NULL, pool TEXT NOT NULL, hour TEXT NOT NULL, requests INTEGER NOT NULL,
     tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, gpu_seconds REAL NOT NULL,
     PRIMARY KEY (key_id, pool, hour));
+CREATE TABLE IF NOT EXISTS key_inflight (
+    instance TEXT NOT NULL, key_id TEXT NOT NULL, count INTEGER NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (instance, key_id));
 CREATE TABLE IF NOT EXISTS key_buckets (key_id TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL);
 COMMIT;
 """

@@ -29,7 +29,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -245,6 +245,23 @@ class SqliteStore:
                 (key_id, tokens, _epoch(now)),
             )
         return taken
+
+    def put_key_inflight(self, instance: str, counts: Mapping[str, int], expires_at: datetime) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM key_inflight WHERE instance = ? OR expires_at < ?",
+                       (instance, _epoch(expires_at) - 86400))  # fmt: skip
+            db.executemany(
+                "INSERT INTO key_inflight VALUES (?, ?, ?, ?)",
+                [(instance, key, n, _epoch(expires_at)) for key, n in counts.items() if n > 0],
+            )
+
+    def key_inflight(self, now: datetime, exclude: str) -> dict[str, int]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT key_id, SUM(count) FROM key_inflight WHERE instance != ? AND expires_at > ? GROUP BY key_id",
+                (exclude, _epoch(now)),
+            ).fetchall()
+        return {key: int(n) for key, n in rows}
 
     # keys
     def put_key(self, key: ApiKey) -> None:
