@@ -34,14 +34,13 @@ def _history() -> list[HistoryRecord]:
     return [
         HistoryRecord("chat", at(0), HistoryKind.VM, "chat-a-1", "RUNNING", "us-central1-a", "SPOT"),
         HistoryRecord("chat", at(0), HistoryKind.ROUTE, "chat-a-1", "ready", backend_kind="vm"),
-        HistoryRecord("chat", at(0), HistoryKind.REQUESTS, "gateway", "0"),
-        HistoryRecord("chat", at(20), HistoryKind.REQUESTS, "gateway", "500"),
+        HistoryRecord("chat", at(0), HistoryKind.BUSY, "gateway", count=1),
+        HistoryRecord("chat", at(20), HistoryKind.BUSY, "gateway", count=0),
         HistoryRecord("chat", at(30), HistoryKind.PREEMPTED, "chat-a-1", zone="us-central1-a"),
         HistoryRecord("chat", at(30), HistoryKind.ROUTE, "chat-a-1", "draining", backend_kind="vm"),
         HistoryRecord("chat", at(30), HistoryKind.VM, "chat-a-1", "TERMINATED", "us-central1-a", "SPOT"),
         HistoryRecord("chat", at(31), HistoryKind.VM, "chat-b-1", "RUNNING", "us-central1-b", "STANDARD"),
         HistoryRecord("chat", at(31), HistoryKind.ROUTE, "chat-b-1", "ready", backend_kind="vm"),
-        HistoryRecord("chat", at(50), HistoryKind.REQUESTS, "gateway", "900"),
     ]
 
 

@@ -45,7 +45,7 @@ def seen(*vms: Instance, routes: tuple[Route, ...] = (), total: int = 0, busy: i
 
 
 def kinds(records: list[HistoryRecord]) -> list[tuple[str, str, str]]:
-    return [(r.kind.value, r.subject, r.state) for r in records]
+    return [(r.kind.value, r.subject, str(r.count) if r.kind is HistoryKind.BUSY else r.state) for r in records]
 
 
 def after_one_round(observed: Observed) -> Written:
@@ -59,7 +59,7 @@ def after_one_round(observed: Observed) -> Written:
         pytest.param(
             Written(),
             {"observed": seen(VM, routes=(READY,), total=3)},
-            [("vm", "chat-a-1", "RUNNING"), ("route", "chat-a-1", "ready"), ("requests", "gateway", "3")],
+            [("vm", "chat-a-1", "RUNNING"), ("route", "chat-a-1", "ready"), ("busy", "gateway", "0")],
             id="a-first-round-writes-the-pool-whole",
         ),
         pytest.param(
@@ -70,8 +70,14 @@ def after_one_round(observed: Observed) -> Written:
         ),
         pytest.param(
             after_one_round(seen(VM, routes=(READY,), total=3)),
+            {"observed": seen(VM, routes=(READY,), total=9)},
+            [],
+            id="a-request-count-alone-writes-nothing-the-gateway-counts-requests",
+        ),
+        pytest.param(
+            after_one_round(seen(VM, routes=(READY,), total=3)),
             {"observed": seen(replace(VM, status=InstanceStatus.STOPPING), routes=(READY,), total=5, busy=1)},
-            [("vm", "chat-a-1", "STOPPING"), ("requests", "gateway", "5")],
+            [("vm", "chat-a-1", "STOPPING"), ("busy", "gateway", "1")],
             id="only-changes-are-written",
         ),
         pytest.param(
@@ -96,7 +102,7 @@ def after_one_round(observed: Observed) -> Written:
         pytest.param(
             replace(after_one_round(seen(VM)), at=NOW - timedelta(hours=1)),
             {"observed": seen(VM)},
-            [("vm", "chat-a-1", "RUNNING"), ("requests", "gateway", "0")],
+            [("vm", "chat-a-1", "RUNNING"), ("busy", "gateway", "0")],
             id="an-hour-after-the-last-whole-write-the-pool-is-written-whole-again",
         ),
     ],

@@ -31,8 +31,8 @@ def preempted(hours: float, name: str, zone: str = "z-a") -> HistoryRecord:
     return HistoryRecord("chat", at(hours), HistoryKind.PREEMPTED, name, zone=zone)
 
 
-def requests(hours: float, total: int, busy: int = 0) -> HistoryRecord:
-    return HistoryRecord("chat", at(hours), HistoryKind.REQUESTS, "gateway", str(total), count=busy)
+def busy(hours: float, n: int) -> HistoryRecord:
+    return HistoryRecord("chat", at(hours), HistoryKind.BUSY, "gateway", count=n)
 
 
 def served(hours: float, kind: str, n: int, pool: str = "chat") -> ServedCount:
@@ -46,7 +46,7 @@ def overflow(hours: float, n: int) -> HistoryRecord:
 ONE_SPOT_PREEMPTED = [
     vm(0, "a", "RUNNING"),
     route(0, "a", "ready"),
-    requests(0, 100, busy=1),
+    busy(0, 1),
     preempted(4, "a"),
     route(4, "a", "draining"),
     vm(4, "a", "TERMINATED"),
@@ -55,7 +55,7 @@ ONE_SPOT_PREEMPTED = [
     vm(6, "b", "RUNNING", model="STANDARD", zone="z-b"),
     route(6, "b", "ready"),
     overflow(6, 0),
-    requests(7, 160, busy=0),
+    busy(7, 0),
     HistoryRecord("chat", at(5), HistoryKind.STOCKOUT, "a", zone="z-a"),
 ]
 SERVED = [served(1, "vm", 50), served(4.5, "overflow", 8), served(5.5, "refused_503", 2), served(9, "held_then_vm", 10)]

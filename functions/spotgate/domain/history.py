@@ -2,8 +2,8 @@
 
 The audit trail (``DecisionRecord``) is bounded per pool and says what the control plane *did*; a report over
 days needs what the pool *was*: every VM state change with its cause, every overflow scale change, every route
-change, every preemption and stockout, and the gateway's request count as the control plane saw it. Each is one
-``HistoryRecord``; the levels between two records are constant, so a report integrates them over time.
+change, every preemption and stockout, and how many VMs had requests in flight as the control plane saw it. Each
+is one ``HistoryRecord``; the levels between two records are constant, so a report integrates them over time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class HistoryKind(enum.StrEnum):
     STOCKOUT = "stockout"  # subject: instance a start failed for; zone set
     ROUTE = "route"  # subject: backend; state: route state; backend_kind: "vm" or "overflow"
     OVERFLOW = "overflow"  # subject: service; state: its min instances
-    REQUESTS = "requests"  # state: the gateway's cumulative request count for the pool; count: busy VMs
+    BUSY = "busy"  # count: VMs with requests in flight (as the gateway's activity said at a round)
 
 
 @dataclass(frozen=True, slots=True)

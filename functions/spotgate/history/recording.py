@@ -40,7 +40,7 @@ class Written:
     at: datetime | None = None  # when everything was last written whole
     vms: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
     routes: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # backend -> (kind, state)
-    requests: tuple[int, int] | None = None  # (cumulative requests, VMs with requests in flight)
+    busy: int | None = None  # VMs with requests in flight
     causes: Mapping[str, str] = field(default_factory=dict)  # instance -> the last start/stop and its reason
     overflow: int | None = None  # the overflow service's min instances
 
@@ -69,15 +69,15 @@ def round_records(
     causes = dict(written.causes)
     if isinstance(event, ComputeEvent):
         causes[event.instance] = event.kind.value
-    vms, routes, requests, overflow = dict(written.vms), dict(written.routes), written.requests, written.overflow
+    vms, routes, busy, overflow = dict(written.vms), dict(written.routes), written.busy, written.overflow
     if observed is not None:
         records += _vm_records(pool, now, vms, observed, causes=causes, whole=whole)
         routes_now = {r.backend: _route_view(r) for r in observed.routes}
         records += _route_records(pool, now, routes, routes_now, cause="observed", whole=whole)
-        records += _request_records(pool, now, observed, requests, whole)
+        records += _busy_records(pool, now, observed, busy, whole)
         vms = {i.name: (i.zone, i.provisioning_model.value, i.status.value) for i in observed.instances}
         routes = routes_now
-        requests = _requests_view(observed)
+        busy = _busy(observed)
         seen = observed.overflow_min_instances
         if seen is not None and (whole or seen != overflow):
             records.append(HistoryRecord(pool, now, HistoryKind.OVERFLOW, "overflow", str(seen), cause="observed"))
@@ -89,7 +89,7 @@ def round_records(
         if isinstance(action, StartInstance | StopInstance):
             causes[action.instance] = f"{'start' if isinstance(action, StartInstance) else 'stop'}: {action.reason}"
     refreshed = now if whole and observed is not None else written.at
-    return records, Written(refreshed, vms, routes, requests, causes, overflow)
+    return records, Written(refreshed, vms, routes, busy, causes, overflow)
 
 
 def _event_records(pool: str, now: datetime, event: InboundEvent | None) -> list[HistoryRecord]:
@@ -138,18 +138,15 @@ def _route_records(
     ]
 
 
-def _requests_view(observed: Observed) -> tuple[int, int]:
-    busy = sum(1 for n in observed.activity.backend_inflight.values() if n > 0)
-    return observed.activity.requests_total, busy
+def _busy(observed: Observed) -> int:
+    return sum(1 for n in observed.activity.backend_inflight.values() if n > 0)
 
 
-def _request_records(
-    pool: str, now: datetime, observed: Observed, before: tuple[int, int] | None, whole: bool
-) -> list[HistoryRecord]:
-    total, busy = _requests_view(observed)
-    if not whole and before == (total, busy):
+def _busy_records(pool: str, now: datetime, observed: Observed, before: int | None, whole: bool) -> list[HistoryRecord]:
+    busy = _busy(observed)
+    if not whole and before == busy:
         return []
-    return [HistoryRecord(pool, now, HistoryKind.REQUESTS, "gateway", str(total), count=busy)]
+    return [HistoryRecord(pool, now, HistoryKind.BUSY, "gateway", count=busy)]
 
 
 def _action_records(

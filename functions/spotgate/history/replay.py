@@ -147,7 +147,7 @@ def _apply(state: _Pool, record: HistoryRecord) -> None:
         state.routes[record.subject] = (record.backend_kind, record.state)
     elif record.kind is HistoryKind.OVERFLOW:
         state.overflow = int(record.state)
-    elif record.kind is HistoryKind.REQUESTS:
+    elif record.kind is HistoryKind.BUSY:
         state.busy = record.count
 
 
