@@ -9,7 +9,7 @@ import pytest
 from tests.sdk import close_sdk_clients
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _close_sdk_clients() -> Iterator[None]:
     yield
     close_sdk_clients()

@@ -1,4 +1,4 @@
-"""OpenAI SDK clients for tests, each closed when its test ends.
+"""OpenAI SDK clients for tests, each closed when its test module ends.
 
 An SDK client keeps its HTTP connections alive in a pool. Left to the garbage collector, a pooled socket can
 be finalised before the client that would close it (they sit in one reference cycle), which raises a
@@ -15,7 +15,8 @@ _open: list[OpenAI] = []
 
 
 def sdk_client(**options: Any) -> OpenAI:
-    """``OpenAI(**options)``, closed by the autouse fixture in ``tests/conftest.py`` after the test."""
+    """``OpenAI(**options)``, closed by the autouse fixture in ``tests/conftest.py`` when its test module ends
+    (a module-scoped fixture may hand one client to several tests)."""
     client = OpenAI(**options)
     _open.append(client)
     return client

@@ -45,16 +45,14 @@ def configure_logging(level: str = "INFO") -> None:
     reaching Python's plain-text last-resort handler.
     """
     root = logging.getLogger()
-    ours = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
-    if not ours:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
-    for kept in ours:
-        # Idempotent, but always to the stderr of now: a handler kept from an earlier call would otherwise
-        # go on writing to a stream that was since replaced (a closed capture, a redirected stderr).
-        if isinstance(kept, logging.StreamHandler):
-            kept.setStream(sys.stderr)
+    for kept in [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]:
+        # Idempotent, but always to the stderr of now: a handler kept from an earlier call would go on writing
+        # to a stream that was since replaced (a closed capture, a redirected stderr), so it is replaced, not
+        # flushed or closed (its stream may be closed already, and is not ours to close).
+        root.removeHandler(kept)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
     root.setLevel(logging.WARNING)
     for name in OWN_LOGGERS:
         logger = logging.getLogger(name)
