@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -79,3 +79,32 @@ def test_html_writes_a_self_contained_page_with_the_three_charts(store: SqliteSt
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "<script" not in text
     assert "<link" not in text
+
+
+def test_report_reads_the_store_and_fleet_an_env_file_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path a user takes next to the local stack: ``spotgate --env-file .spotgate/dev.env report``."""
+    for name in ("SPOTGATE_FLEET", "SPOTGATE_STORE", "SPOTGATE_SQLITE_PATH", "SPOTGATE_FLEET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(
+        "project: spotgate-unit\npools:\n  - name: chat\n    model: m\n    spot: {zones: [us-central1-a]}\n"
+    )
+    db = tmp_path / "store.db"
+    store = SqliteStore(db)
+    now = datetime.now(UTC)
+    store.append_history(
+        [
+            HistoryRecord(
+                "chat", now - timedelta(minutes=90), HistoryKind.VM, "chat-a-1", "RUNNING", "us-central1-a", "SPOT"
+            )
+        ]
+    )
+    store.close()
+    env = tmp_path / "dev.env"
+    env.write_text(
+        f"SPOTGATE_MODE=sandbox\nSPOTGATE_STORE=sqlite\nSPOTGATE_SQLITE_PATH={db}\nSPOTGATE_FLEET_FILE={fleet_file}\n"
+    )
+    result = CliRunner().invoke(main, ["--env-file", str(env), "report", "--since", "1h", "--as-json"])
+    assert result.exit_code == 0, result.output
+    [report] = json.loads(result.output)
+    assert report["gpu_hours"]["spot"] == pytest.approx(1.0, rel=0.01)
