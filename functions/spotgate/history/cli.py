@@ -25,7 +25,7 @@ from spotgate.simulation.report import Report, render_text
 @click.pass_context
 def report(ctx: click.Context, since_text: str, pool_name: str | None, html_file: Path | None, as_json: bool) -> None:
     """Availability, requests served, GPU-hours, cost against always-on on-demand, preemptions and recovery
-    of each pool over the last SINCE, computed from what the control plane recorded."""
+    of each pool over the last SINCE, from what the control plane and the gateway recorded in the store."""
     try:
         period = parse_duration(since_text)
     except ValueError as e:
