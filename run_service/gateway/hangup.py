@@ -2,9 +2,10 @@
 
 Why: a non-streaming request writes nothing to the caller until the backend answers, so a hang-up would go
 unnoticed until then: the engine keeps generating for nobody (up to ``read_timeout``) and the key's
-concurrency slot stays taken. ``watch`` starts a helper (a greenlet under gevent) that waits for the
-caller's socket to become readable; a readable socket whose peek returns nothing is a closed connection (a
-well-behaved HTTP/1.1 client sends nothing more before its answer; if it pipelines bytes, watching stops).
+concurrency slot stays taken. ``watch`` registers the caller's socket with the process's one watcher (a
+thread, a greenlet under gevent), which waits for any watched socket to become readable; a readable socket
+whose peek returns nothing is a closed connection (a well-behaved HTTP/1.1 client sends nothing more
+before its answer; if it pipelines bytes, watching stops).
 On a hang-up, the upstream connection opened for this request is shut down (``Cancel``), which ends the
 backend's request (engines abort a request whose connection closes), and the waiting request fails at once,
 so its admission is released.
@@ -36,6 +37,7 @@ class Cancel:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
+        self._finished = False
         self.gone = threading.Event()
 
     def attach(self, connection: HTTPConnection) -> None:
@@ -45,9 +47,17 @@ class Cancel:
                 raise ConnectionAbortedError("the caller hung up")
             self._connections.append(connection)
 
+    def finish(self) -> None:
+        """The request is over: its connections may be back in the pool, serving others; never shut them."""
+        with self._lock:
+            self._finished = True
+            self._connections.clear()
+
     def cancel(self) -> None:
         """The caller is gone: shut down every upstream connection this request opened."""
         with self._lock:
+            if self._finished:
+                return
             self.gone.set()
             connections = list(self._connections)
         for connection in connections:
@@ -86,50 +96,77 @@ class TrackedHTTPSConnection(_Tracked, HTTPSConnection):
     """The same for HTTPS (overflow services)."""
 
 
+class _Watcher:
+    """One helper per process watching every registered caller socket (one ``select`` for all of them).
+
+    A helper per request would cost a thread (a greenlet) and a ``select`` on every plain request; this one
+    costs a dictionary insert and removal. It polls every ``_POLL`` seconds for new registrations.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[int, tuple[Any, Cancel]] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, client: Any, cancel: Cancel) -> int:
+        token = id(cancel)
+        with self._lock:
+            self._watched[token] = (client, cancel)
+            if self._thread is None or self._pid != os.getpid():  # started lazily, in the worker after a fork
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="gateway-hangup", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return token
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._watched.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                watched = dict(self._watched)
+            if not watched:
+                self._wake.wait(_POLL)
+                self._wake.clear()
+                continue
+            try:
+                readable, _, _ = select.select([c for c, _ in watched.values()], [], [], _POLL)
+            except (OSError, ValueError):  # a socket closed meanwhile: look again
+                continue
+            for token, (client, cancel) in watched.items():
+                if client in readable:
+                    self._judge(token, client, cancel)
+
+    def _judge(self, token: int, client: Any, cancel: Cancel) -> None:
+        with self._lock:
+            if self._watched.pop(token, None) is None:
+                return  # the request ended meanwhile: its socket may carry the next request
+        # closed: cancel; data (pipelined): nothing more to learn by watching
+        try:
+            gone = client.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            gone = True
+        if gone:
+            cancel.cancel()
+
+
+_watcher = _Watcher()
+
+
 @contextlib.contextmanager
 def watch(client: Any) -> Iterator[Cancel]:
     """Watch ``client`` (the caller's socket, or None: nothing to watch) while the body of the block runs."""
     cancel = Cancel()
     token = _current.set(cancel)
-    done = threading.Event()
-    watched = _duplicate(client)
-    if watched is not None:
-        threading.Thread(target=_watch, args=(watched, cancel, done), name="gateway-hangup", daemon=True).start()
+    watched = _watcher.add(client, cancel) if client is not None and hasattr(client, "fileno") else None
     try:
         yield cancel
     finally:
-        done.set()
+        if watched is not None:
+            _watcher.remove(watched)
+        cancel.finish()
         _current.reset(token)
-
-
-def _duplicate(client: Any) -> socket.socket | None:
-    """A socket of its own on the caller's connection (a dup of its descriptor), or None.
-
-    The watcher must never wait on the server's own socket object: under gevent only one greenlet may wait on
-    a socket, and the watcher can still be waiting when the server reads the connection's next request
-    (keep-alive), which then fails (ConcurrentObjectUseError, a 500 before any byte). A duplicate descriptor
-    has its own waiter and sees the same connection, so peeking on it shows what the caller did.
-    """
-    if client is None or not hasattr(client, "fileno"):
-        return None
-    try:
-        return socket.socket(fileno=os.dup(client.fileno()))
-    except (OSError, ValueError):
-        return None
-
-
-def _watch(client: socket.socket, cancel: Cancel, done: threading.Event) -> None:
-    try:
-        while not done.is_set():
-            try:
-                readable, _, _ = select.select([client], [], [], _POLL)
-                if not readable:
-                    continue
-                if client.recv(1, socket.MSG_PEEK) == b"" and not done.is_set():
-                    cancel.cancel()
-            except (OSError, ValueError):  # closed under us: the request is over or the caller is gone
-                if not done.is_set():
-                    cancel.cancel()
-            return
-    finally:
-        client.close()
