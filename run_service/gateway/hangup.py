@@ -16,6 +16,7 @@ The upstream connection is found through a context variable set around the attem
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import contextvars
 import os
@@ -97,23 +98,33 @@ class TrackedHTTPSConnection(_Tracked, HTTPSConnection):
 
 
 class _Watcher:
-    """One helper per process watching every registered caller socket (one ``select`` for all of them).
+    """One helper per process watching every registered caller connection (one ``select`` for all).
 
     A helper per request would cost a thread (a greenlet) and a ``select`` on every plain request; this one
-    costs a dictionary insert and removal. It polls every ``_POLL`` seconds for new registrations.
+    costs a descriptor ``dup`` and two dictionary updates. It watches a duplicate of each caller's socket,
+    never the server's own socket object: under gevent only one greenlet may wait on a socket, and the server
+    reads the connection's next keep-alive request from it (a concurrent wait fails that read). Duplicates are
+    closed only by the watcher itself, between two ``select`` calls, so none is closed while it is waited on.
+    New registrations are picked up within ``_POLL`` seconds.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: dict[int, tuple[Any, Cancel]] = {}
+        self._watched: dict[int, tuple[_socket.socket, Cancel]] = {}
+        self._closing: list[_socket.socket] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, client: Any, cancel: Cancel) -> int:
+    def add(self, client: Any, cancel: Cancel) -> int | None:
+        """Watch the caller's connection for ``cancel``; the token for ``remove`` (None: cannot be watched)."""
+        try:
+            duplicate = _socket.socket(fileno=os.dup(client.fileno()))  # a plain socket: never waits in gevent
+        except (OSError, ValueError):
+            return None
         token = id(cancel)
         with self._lock:
-            self._watched[token] = (client, cancel)
+            self._watched[token] = (duplicate, cancel)
             if self._thread is None or self._pid != os.getpid():  # started lazily, in the worker after a fork
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="gateway-hangup", daemon=True)
@@ -123,35 +134,40 @@ class _Watcher:
 
     def remove(self, token: int) -> None:
         with self._lock:
-            self._watched.pop(token, None)
+            found = self._watched.pop(token, None)
+            if found is not None:
+                self._closing.append(found[0])
 
     def _run(self) -> None:
         while True:
             with self._lock:
+                closing, self._closing = self._closing, []
                 watched = dict(self._watched)
+            for duplicate in closing:
+                duplicate.close()
             if not watched:
                 self._wake.wait(_POLL)
                 self._wake.clear()
                 continue
             try:
-                readable, _, _ = select.select([c for c, _ in watched.values()], [], [], _POLL)
-            except (OSError, ValueError):  # a socket closed meanwhile: look again
+                readable, _, _ = select.select([d for d, _ in watched.values()], [], [], _POLL)
+            except (OSError, ValueError):  # look again
                 continue
-            for token, (client, cancel) in watched.items():
-                if client in readable:
-                    self._judge(token, client, cancel)
+            for token, (duplicate, cancel) in watched.items():
+                if duplicate in readable:
+                    self._judge(token, duplicate, cancel)
 
-    def _judge(self, token: int, client: Any, cancel: Cancel) -> None:
-        with self._lock:
-            if self._watched.pop(token, None) is None:
-                return  # the request ended meanwhile: its socket may carry the next request
-        # closed: cancel; data (pipelined): nothing more to learn by watching
+    def _judge(self, token: int, duplicate: _socket.socket, cancel: Cancel) -> None:
+        """Readable: closed (cancel) or pipelined bytes (nothing more to learn); either way, stop watching."""
         try:
-            gone = client.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
+            gone = duplicate.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return  # nothing after all: keep watching
+        except OSError:
             gone = True
+        self.remove(token)
         if gone:
-            cancel.cancel()
+            cancel.cancel()  # does nothing if the request has ended meanwhile (Cancel.finish)
 
 
 _watcher = _Watcher()
