@@ -64,6 +64,9 @@ locals {
         stockout_cooldown = p.stockout_cooldown
         preemption_notice = p.preemption_notice
         capacity_advice   = p.capacity_advice ? { machine_type = p.host.machine_type } : null
+        spare             = p.spare
+        replay_unanswered = p.replay_unanswered
+        passthrough       = p.passthrough
         continuation      = coalesce(p.continuation, p.serving.kind == "vllm") # needs continue_final_message
         active_hours      = p.active_hours
         fallback          = p.fallback

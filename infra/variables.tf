@@ -74,6 +74,17 @@ variable "pools" {
     # Rank zones for SPOT starts by GCE's advice.capacity for the pool's host.machine_type (the controller
     # needs read access to the advice API; without it the answer is "unknown" and placement is unchanged).
     capacity_advice = optional(bool, false)
+    # Extra SPOT VMs kept ready while requests are in flight (over-provisioning against preemptions).
+    spare = optional(number, 0)
+    # Send a non-streaming inference request again to another backend when the first read it and closed
+    # without answering (at-most-once otherwise; never for pass-through).
+    replay_unanswered = optional(bool, false)
+    # What /pools/<pool>/... may call on the pool's backends: nothing unless listed (engines expose
+    # administrative paths such as vLLM's /metrics, LoRA loading or /sleep). Keys also need --passthrough.
+    passthrough = optional(object({
+      methods       = optional(list(string), ["GET", "POST"])
+      path_prefixes = optional(list(string), [])
+    }), {})
     active_hours = optional(object({
       timezone = optional(string, "UTC")
       windows = list(object({

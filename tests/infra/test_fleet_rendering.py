@@ -241,3 +241,19 @@ def test_a_malformed_preemption_notice_is_rejected_at_plan_time(console: Console
     result = console.evaluate("local.fleet", variables)
     assert result.returncode != 0
     assert "durations must be" in " ".join(ANSI.sub("", result.stderr).split())
+
+
+def test_every_pool_setting_can_be_set_through_terraform(console: Console) -> None:
+    """Each PoolSpec field is rendered into the fleet (``spot`` is expanded into ``vms`` by Terraform), so no
+    pool setting is silently stuck at its default for fleets deployed with infra/."""
+    variables = example_variables()
+    chat = _chat(variables)
+    chat.update(spare=1, replay_unanswered=True, passthrough={"methods": ["GET"], "path_prefixes": ["/v1/models"]})
+
+    rendered = console.value("local.fleet", variables)["pools"][0]
+    pool = FleetConfig.model_validate(console.value("local.fleet", variables)).pools[0]
+
+    assert set(PoolSpec.model_fields) - {"spot"} <= set(rendered)
+    assert (pool.spare, pool.replay_unanswered) == (1, True)
+    assert pool.passthrough.allows("GET", "/v1/models/x")
+    assert not pool.passthrough.allows("POST", "/v1/models")
