@@ -3,8 +3,8 @@
     python -m bench.clients [--requests 2000] [--concurrency 1,20]
 
 Runs under gevent's monkey-patching, like the gateway's worker, against one sandbox engine (TCP_NODELAY, see
-``spotgate.sandbox.engine``). Each client keeps a pool of keep-alive connections and reads the whole body of a small
-non-streaming chat completion; CPU per request is this process's CPU time divided by requests, which is
+``spotgate.sandbox.engine.server``). Each client keeps a pool of keep-alive connections and reads the whole
+body of a small non-streaming chat completion; CPU per request is this process's CPU time divided by requests, which is
 what the client costs the gateway worker.
 """
 

@@ -60,7 +60,17 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
 def engine(host: str, model: str, *, ttft: float, tokens_per_second: float) -> Iterator[str]:
     """A sandbox engine on ``host`` serving ``model``; yields its base URL."""
     port = free_port(host)
-    argv = [sys.executable, "-m", "spotgate.sandbox.engine", "--host", host, "--port", str(port), "--model", model]
+    argv = [
+        sys.executable,
+        "-m",
+        "spotgate.sandbox.engine.server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--model",
+        model,
+    ]
     argv += ["--name", model, "--ttft", str(ttft), "--tokens-per-second", str(tokens_per_second)]
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -26,8 +26,8 @@ class _LazyGroup(click.Group):
     """A click group whose developer-only subcommands live in modules imported on first use."""
 
     lazy: dict[str, str] = {
-        "sandbox": "spotgate.sandbox.cli:sandbox",
-        "dev": "spotgate.sandbox.dev_cli:dev",
+        "sandbox": "spotgate.sandbox.devstack.cli:sandbox",
+        "dev": "spotgate.sandbox.devstack.dev_cli:dev",
         "keys": "spotgate.keys_cli:keys",
         "preflight": "spotgate.preflight.cli:preflight",
         "simulate": "spotgate.simulation.cli:simulate",

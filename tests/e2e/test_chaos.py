@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.cli import main
 from spotgate.fleet import load_fleet
-from spotgate.sandbox.chaos import ChaosOptions, ChaosResult, run_chaos
+from spotgate.sandbox.chaos.run import ChaosOptions, ChaosResult, run_chaos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 FLEET = Path(__file__).resolve().parents[2] / "examples" / "chaos-fleet.yaml"

@@ -19,7 +19,7 @@ from openai import OpenAI
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import InstanceStatus, ProvisioningModel, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
-from spotgate.sandbox.devstack import DevOptions, DevStack
+from spotgate.sandbox.devstack.stack import DevOptions, DevStack
 from tests.e2e.access_log import AccessCheck
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -18,7 +18,7 @@ from openai import OpenAI
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
-from spotgate.sandbox.devstack import DevOptions, DevStack
+from spotgate.sandbox.devstack.stack import DevOptions, DevStack
 from tests.e2e.test_recovery import eventually
 from tests.sdk import sdk_client
 

@@ -25,8 +25,8 @@ from spotgate.adapters.cloud_tasks_scheduler import wake_message
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import InstanceStatus, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
-from spotgate.sandbox.cloud import SandboxCloud
-from spotgate.sandbox.devstack import control_plane_env
+from spotgate.sandbox.devstack.cloud import SandboxCloud
+from spotgate.sandbox.devstack.stack import control_plane_env
 from tests.entrypoint.deliveries import PROJECT, audit_entry, binary, control, structured
 
 MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")

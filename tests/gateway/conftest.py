@@ -11,8 +11,8 @@ import pytest
 
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.fleet import FleetConfig
-from spotgate.sandbox.identity import Identity
-from spotgate.sandbox.metadata import MetadataServer
+from spotgate.sandbox.metadata.identity import Identity
+from spotgate.sandbox.metadata.server import MetadataServer
 from tests.gateway.stack import (
     EngineProcess,
     IdentityTokens,

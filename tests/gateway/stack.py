@@ -32,7 +32,7 @@ from spotgate.clock import SystemClock
 from spotgate.domain import ApiKey, BackendKind, Route, RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.ports import RouteStore
-from spotgate.sandbox.identity import Identity
+from spotgate.sandbox.metadata.identity import Identity
 from spotgate.settings import GatewaySettings
 
 ENGINE_START_SECONDS = 15.0
@@ -55,8 +55,8 @@ class EngineProcess:
 
 
 def start_engine(host: str, model: str, name: str, *extra: str) -> EngineProcess:
-    """Start ``python -m spotgate.sandbox.engine`` on ``host`` (a free port) and wait until it listens."""
-    argv = [sys.executable, "-m", "spotgate.sandbox.engine", "--host", host, "--port", "0"]
+    """Start ``python -m spotgate.sandbox.engine.server`` on ``host`` (a free port) and wait until it listens."""
+    argv = [sys.executable, "-m", "spotgate.sandbox.engine.server", "--host", host, "--port", "0"]
     argv += ["--model", model, "--name", name, *extra]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:

@@ -73,7 +73,7 @@ def test_a_token_for_another_audience_is_refused(gateway, identity, audience) ->
 
 
 def test_a_token_signed_by_an_unknown_key_is_refused(gateway) -> None:
-    from spotgate.sandbox.identity import Identity
+    from spotgate.sandbox.metadata.identity import Identity
 
     forged = Identity.generate().sign_id_token("https://gateway.test", "alice@example.com")
     with pytest.raises(openai.AuthenticationError):

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from spotgate.sandbox.cloud import SandboxCloud
-from spotgate.sandbox.identity import Identity
+from spotgate.sandbox.devstack.cloud import SandboxCloud
+from spotgate.sandbox.metadata.identity import Identity
 from tests.sandbox.sandbox_support import a_fleet, alive, engine_pids
 
 

@@ -15,7 +15,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from spotgate.fleet import FleetConfig, SandboxSpec, load_fleet
-from spotgate.sandbox.cloud import SandboxCloud
+from spotgate.sandbox.devstack.cloud import SandboxCloud
 
 EXAMPLE_FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
 # 1000x: a 60 s boot takes 60 ms. Tokens are paced at 200/s real so a long stream stays open long enough to cut.

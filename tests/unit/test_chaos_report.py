@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from spotgate.sandbox.chaos_cli import render
-from spotgate.sandbox.chaos_record import (
+from spotgate.sandbox.chaos.cli import render
+from spotgate.sandbox.chaos.record import (
     Injection,
     Observations,
     Outcome,
@@ -23,9 +23,9 @@ from spotgate.sandbox.chaos_record import (
     RouteSpan,
     VmRun,
 )
-from spotgate.sandbox.chaos_report import percentile, summarize
-from spotgate.sandbox.chaos_spans import Span, intersect, subtract, union
-from spotgate.sandbox.chaos_verdict import backend_gaps, no_backend_gaps, no_early_failures, no_idle_vms
+from spotgate.sandbox.chaos.report import percentile, summarize
+from spotgate.sandbox.chaos.spans import Span, intersect, subtract, union
+from spotgate.sandbox.chaos.verdict import backend_gaps, no_backend_gaps, no_early_failures, no_idle_vms
 
 ZONES = ("us-central1-a", "us-central1-b")
 CHAT = PoolRules("chat", min_ready=1, idle_timeout=10.0, boot=3.0, has_overflow=True, zones=ZONES)
@@ -302,7 +302,7 @@ def test_streams_continued_after_a_reclaim_are_counted_apart_from_those_cut() ->
 def test_a_chaos_caller_reads_tokens_finish_continuation_and_errors_from_sse_lines(
     lines: list[str], expected: tuple[Any, ...]
 ) -> None:
-    from spotgate.sandbox.chaos_traffic import _Stream
+    from spotgate.sandbox.chaos.traffic import _Stream
 
     seen = _Stream()
     for line in lines:
@@ -312,7 +312,7 @@ def test_a_chaos_caller_reads_tokens_finish_continuation_and_errors_from_sse_lin
 
 def test_the_baseline_fleet_has_no_notice_and_no_continuation() -> None:
     from spotgate.fleet import load_fleet
-    from spotgate.sandbox.chaos_cli import without_surviving_streams
+    from spotgate.sandbox.chaos.cli import without_surviving_streams
 
     fleet = load_fleet("examples/chaos-fleet.yaml")
     baseline = without_surviving_streams(fleet)
