@@ -22,6 +22,7 @@ from spotgate.simulation.replay import simulate
 from spotgate.simulation.report import Report
 from spotgate.simulation.scenario import Scenario, TraceCapacity, load_scenario
 
+NULL = object()  # an option set to null explicitly (None: the option left at its default)
 CHOSEN: dict[str, Any] = {"fallback": {"enabled": True, "after": "0s"}, "overflow": None}
 VARIANTS: dict[str, dict[str, Any]] = {
     "example pool (fallback after 2m, overflow, cooldown 5m)": {},
@@ -35,6 +36,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "chosen + spare 1 while busy": {**CHOSEN, "spare": 1},
     "chosen + capacity advice (modelled)": {**CHOSEN, "capacity_advice": {"machine_type": "g2-standard-8"}},
+    "chosen, preemption history: plain 6 h count": {**CHOSEN, "preemption_half_life": NULL},
+    "chosen, preemption history: half-life 5m": {**CHOSEN, "preemption_half_life": "5m"},
+    "chosen, preemption history: half-life 30m": {**CHOSEN, "preemption_half_life": "30m"},
+    "chosen, preemption history: half-life 1h": {**CHOSEN, "preemption_half_life": "1h"},
+    "chosen, preemption history: half-life 2h": {**CHOSEN, "preemption_half_life": "2h"},
     "**chosen: fallback after 0s, no overflow**": CHOSEN,
 }
 
@@ -65,7 +71,9 @@ def fleet_with(base: dict[str, Any], changes: dict[str, Any]) -> FleetConfig:
     data = copy.deepcopy(base)
     pool = data["pools"][0]
     for key, value in changes.items():
-        if value is None:
+        if value is NULL:
+            pool[key] = None
+        elif value is None:
             pool.pop(key, None)
         else:
             pool[key] = value

@@ -46,30 +46,31 @@ locals {
     prices  = var.prices
     pools = [
       for p in var.pools : {
-        name              = p.name
-        model             = p.model
-        aliases           = p.aliases
-        vms               = local.pool_vms[p.name]
-        engine            = p.engine
-        min_ready         = p.min_ready
-        max_ready         = p.max_ready
-        target_inflight   = p.target_inflight
-        scale_down_ratio  = p.scale_down_ratio
-        min_uptime        = p.min_uptime
-        idle_timeout      = p.idle_timeout
-        drain_grace       = p.drain_grace
-        drain_timeout     = p.drain_timeout
-        boot_timeout      = p.boot_timeout
-        wake_hold         = p.wake_hold
-        stockout_cooldown = p.stockout_cooldown
-        preemption_notice = p.preemption_notice
-        capacity_advice   = p.capacity_advice ? { machine_type = p.host.machine_type } : null
-        spare             = p.spare
-        replay_unanswered = p.replay_unanswered
-        passthrough       = p.passthrough
-        continuation      = coalesce(p.continuation, p.serving.kind == "vllm") # needs continue_final_message
-        active_hours      = p.active_hours
-        fallback          = p.fallback
+        name                 = p.name
+        model                = p.model
+        aliases              = p.aliases
+        vms                  = local.pool_vms[p.name]
+        engine               = p.engine
+        min_ready            = p.min_ready
+        max_ready            = p.max_ready
+        target_inflight      = p.target_inflight
+        scale_down_ratio     = p.scale_down_ratio
+        min_uptime           = p.min_uptime
+        idle_timeout         = p.idle_timeout
+        drain_grace          = p.drain_grace
+        drain_timeout        = p.drain_timeout
+        boot_timeout         = p.boot_timeout
+        wake_hold            = p.wake_hold
+        stockout_cooldown    = p.stockout_cooldown
+        preemption_notice    = p.preemption_notice
+        capacity_advice      = p.capacity_advice ? { machine_type = p.host.machine_type } : null
+        preemption_half_life = p.preemption_half_life
+        spare                = p.spare
+        replay_unanswered    = p.replay_unanswered
+        passthrough          = p.passthrough
+        continuation         = coalesce(p.continuation, p.serving.kind == "vllm") # needs continue_final_message
+        active_hours         = p.active_hours
+        fallback             = p.fallback
         overflow = p.overflow == null ? null : {
           service  = p.overflow.service
           url      = local.overflow_urls[p.name]

@@ -85,6 +85,8 @@ variable "pools" {
       methods       = optional(list(string), ["GET", "POST"])
       path_prefixes = optional(list(string), [])
     }), {})
+    # Half-life of a preemption in the zone ranking for SPOT starts (spotgate.fleet.HALF_LIFE_DEFAULT).
+    preemption_half_life = optional(string, "15m")
     active_hours = optional(object({
       timezone = optional(string, "UTC")
       windows = list(object({

@@ -86,6 +86,8 @@ def _iso_seconds(text: str) -> float:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# Default of ``pools[].preemption_half_life``, chosen by ``bench.simulation_options`` (README).
+HALF_LIFE_DEFAULT = timedelta(minutes=15)
 
 
 class _Strict(BaseModel):
@@ -254,6 +256,9 @@ class PoolSpec(_Strict):
     # Extra SPOT VMs kept live while requests are in flight (on top of D), so a preemption leaves a ready VM;
     # they go again by the usual scale-down rules once the pool is quiet. 0: none (measured: README).
     spare: int = Field(default=0, ge=0, le=16)
+    # Placement ranks zones for SPOT starts by their preemption history, each remembered preemption (last 6 h)
+    # weighing 0.5 ** (age / half-life). None: a plain count over the 6 h (measured: README).
+    preemption_half_life: Duration | None = HALF_LIFE_DEFAULT
     # None: no capacity advice; placement then ranks zones exactly as without this feature.
     capacity_advice: CapacityAdviceSpec | None = None
 
@@ -277,6 +282,13 @@ class PoolSpec(_Strict):
     def _whole_seconds(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and (value <= timedelta(0) or value.microseconds):
             raise ValueError("preemption_notice must be a positive whole number of seconds (GCE's Duration)")
+        return value
+
+    @field_validator("preemption_half_life")
+    @classmethod
+    def _positive_half_life(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("preemption_half_life must be positive (null: a plain count over the last 6 h)")
         return value
 
     @model_validator(mode="after")

@@ -119,6 +119,11 @@ INVALID = [
     ),
     pytest.param(lambda d: d["pools"][0].update(preemption_notice="0s"), "pools.0.preemption_notice", id="notice-zero"),
     pytest.param(
+        lambda d: d["pools"][0].update(preemption_half_life="0s"),
+        "preemption_half_life must be positive",
+        id="half-life-0",
+    ),
+    pytest.param(
         lambda d: d["pools"][0].update(preemption_notice="1.5s"), "whole number of seconds", id="notice-fraction"
     ),
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from spotgate.core.placement import choose_starts, recent_preemptions, stocked_out
+from spotgate.core.placement import choose_starts, preemption_weights, stocked_out
 from spotgate.domain import Instance, PoolState, Preemption
 from tests.unit.builders import NOW, a_state, ago, an_instance, later
 
@@ -126,7 +128,7 @@ def test_stocked_out_lists_only_running_cooldowns() -> None:
     assert stocked_out(state, NOW) == {A: later(seconds=1)}
 
 
-def test_recent_preemptions_count_per_zone() -> None:
+def test_plain_count_per_zone_without_half_life() -> None:
     state = a_state(
         preemptions=(
             Preemption("x", A, ago(hours=1)),
@@ -134,4 +136,62 @@ def test_recent_preemptions_count_per_zone() -> None:
             Preemption("z", B, ago(hours=6, seconds=1)),
         )
     )
-    assert recent_preemptions(state, NOW) == {A: 2}
+    assert preemption_weights(state, NOW, None) == {A: 2}
+
+
+HOUR = timedelta(hours=1)
+TWO_ZONES = [spot("pool-a-1", A), spot("pool-b-1", B)]
+# A: two reclaims five hours ago; B: one ten minutes ago. A plain count avoids A, a decayed history B.
+OLD_PAIR_NEW_ONE = a_state(
+    preemptions=(
+        Preemption("x", A, ago(hours=5)),
+        Preemption("y", A, ago(hours=5, minutes=10)),
+        Preemption("z", B, ago(minutes=10)),
+    )
+)
+
+DECAYED = [
+    pytest.param(OLD_PAIR_NEW_ONE, None, ["pool-b-1"], id="plain_count_avoids_the_zone_with_more"),
+    pytest.param(OLD_PAIR_NEW_ONE, HOUR, ["pool-a-1"], id="decay_avoids_the_zone_reclaimed_just_now"),
+    pytest.param(OLD_PAIR_NEW_ONE, 24 * HOUR, ["pool-b-1"], id="long_half_life_is_close_to_the_count"),
+    pytest.param(
+        a_state(preemptions=(Preemption("x", A, ago(hours=7)),)), HOUR, ["pool-a-1"], id="forgotten_after_the_memory"
+    ),
+    pytest.param(
+        a_state(preemptions=(Preemption("x", A, ago(hours=2)), Preemption("y", B, ago(hours=2)))),
+        HOUR,
+        ["pool-a-1"],
+        id="same_history_name_breaks_the_tie",
+    ),
+    pytest.param(
+        a_state(preemptions=(Preemption("x", A, later(minutes=1)),)),
+        HOUR,
+        ["pool-b-1"],
+        id="clock_skew_weighs_like_now",
+    ),
+]
+
+
+@pytest.mark.parametrize(("state", "half_life", "expected"), DECAYED)
+def test_decayed_history_ranks_zones(state: PoolState, half_life: timedelta | None, expected: list[str]) -> None:
+    chosen = choose_starts(TWO_ZONES, 1, live=[], state=state, now=NOW, half_life=half_life)
+    assert [p.instance.name for p in chosen] == expected
+
+
+def test_weights_halve_per_half_life() -> None:
+    state = a_state(
+        preemptions=(
+            Preemption("x", A, NOW),
+            Preemption("y", A, ago(hours=1)),
+            Preemption("z", B, ago(hours=2)),
+            Preemption("w", C, ago(hours=6, seconds=1)),
+        )
+    )
+    assert preemption_weights(state, NOW, HOUR) == {A: 1.5, B: 0.25}
+
+
+def test_decayed_choice_explains_itself() -> None:
+    [choice] = choose_starts(TWO_ZONES, 1, live=[], state=OLD_PAIR_NEW_ONE, now=NOW, half_life=HOUR)
+    assert choice.why == (
+        "0 other live VM(s) in us-central1-a, 2 preemption(s) there in the last 6h (weight 0.06 with half-life 1h)"
+    )

@@ -6,9 +6,11 @@ that just stocked out are skipped until their cooldown ends, because asking agai
 same error; for the same reason a VM whose own start just failed waits out its backoff. Among the rest,
 zones GCE itself named in its last ``zonesAvailable`` hint come first, then (for a pool with
 ``capacity_advice``) zones GCE's ``advice.capacity`` rates more obtainable, in steps of 0.1, and with a
-longer estimated uptime (zones it left out last), then zones that preempted less recently; the VM name
-breaks ties so the answer is deterministic. Without advice the advice terms are equal for every zone, so the
-order is the same as without the feature.
+longer estimated uptime (zones it left out last), then zones with less preemption history; the VM name
+breaks ties so the answer is deterministic. The history is decayed: each remembered preemption weighs
+``0.5 ** (age / half_life)``, so a zone that was reclaimed an hour ago counts against itself more than one
+reclaimed five hours ago (a plain count over ``PREEMPTION_MEMORY`` when the pool sets no half-life). Without
+advice the advice terms are equal for every zone, so the order is the same as without the feature.
 """
 
 from __future__ import annotations
@@ -39,9 +41,18 @@ def stocked_out(state: PoolState, now: datetime) -> dict[str, datetime]:
     return {zone: until for zone, until in state.stockouts.items() if until > now}
 
 
-def recent_preemptions(state: PoolState, now: datetime) -> Counter[str]:
-    """Preemptions per zone within ``PREEMPTION_MEMORY`` before ``now``."""
-    return Counter(p.zone for p in state.preemptions if now - p.at <= PREEMPTION_MEMORY)
+def preemption_weights(state: PoolState, now: datetime, half_life: timedelta | None) -> dict[str, float]:
+    """Per zone, the remembered preemptions within ``PREEMPTION_MEMORY`` before ``now``, each weighing
+    ``0.5 ** (age / half_life)`` (1 for every one when ``half_life`` is None: a plain count)."""
+    weights: dict[str, float] = {}
+    for p in state.preemptions:
+        age = now - p.at
+        if age > PREEMPTION_MEMORY:
+            continue
+        weight = 1.0 if half_life is None else 0.5 ** (max(age, timedelta(0)) / half_life)
+        weights[p.zone] = weights.get(p.zone, 0.0) + weight
+    # Rounded so float noise never decides between zones with the same history.
+    return {zone: round(weight, 6) for zone, weight in weights.items()}
 
 
 def choose_starts(
@@ -52,12 +63,14 @@ def choose_starts(
     state: PoolState,
     now: datetime,
     advice: Mapping[str, ZoneAdvice] | None = None,
+    half_life: timedelta | None = None,
 ) -> list[Placement]:
     """Up to ``count`` of ``candidates`` (stopped VMs) to start, best first; fewer if zones are stocked out
     or VMs back off after a failed start, none while a rate limit backs off.
 
     SPOT before STANDARD; then the zone with the fewest live VMs of the pool (counting earlier picks), the
-    ``zonesAvailable`` hint, fewer recent preemptions, and the VM name.
+    ``zonesAvailable`` hint, the advice, less (decayed, see ``preemption_weights``) preemption history, and the
+    VM name.
     """
     blocked = stocked_out(state, now)
     waiting = backing_off(state, now)
@@ -69,7 +82,8 @@ def choose_starts(
         if c.name not in waiting and (c.zone not in blocked or c.provisioning_model is ProvisioningModel.STANDARD)
     ]
     per_zone = Counter(vm.zone for vm in live)
-    preempted = recent_preemptions(state, now)
+    preempted = preemption_weights(state, now, half_life)
+    counted = preemption_weights(state, now, None) if half_life is not None else preempted
     # The hint describes the moment of the last stockout; once every cooldown has ended it is stale.
     hint = set(state.zones_available) if blocked else set()
     chosen: list[Placement] = []
@@ -77,19 +91,24 @@ def choose_starts(
         best = min(pool, key=lambda vm: _rank(vm, per_zone, hint, preempted, advice or {}))
         pool.remove(best)
         per_zone[best.zone] += 1
-        chosen.append(Placement(best, _explain(best, per_zone, hint, preempted, advice or {})))
+        chosen.append(Placement(best, _explain(best, per_zone, hint, (counted, preempted, half_life), advice or {})))
     return chosen
 
 
 def _rank(
-    vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str], advice: Mapping[str, ZoneAdvice]
-) -> tuple[int, int, int, int, int, float, int, str]:
+    vm: Instance,
+    per_zone: Counter[str],
+    hint: set[str],
+    preempted: Mapping[str, float],
+    advice: Mapping[str, ZoneAdvice],
+) -> tuple[int, int, int, int, int, float, float, str]:
     is_standard = int(vm.provisioning_model is ProvisioningModel.STANDARD)
     outside_hint = int(bool(hint) and vm.zone not in hint)
     unlikely, shorter = _advice_terms(vm, advice)
     region = _region(vm.zone)
     per_region = sum(n for zone, n in per_zone.items() if _region(zone) == region)
-    return (is_standard, per_region, per_zone[vm.zone], outside_hint, unlikely, shorter, preempted[vm.zone], vm.name)
+    history = preempted.get(vm.zone, 0.0)
+    return (is_standard, per_region, per_zone[vm.zone], outside_hint, unlikely, shorter, history, vm.name)
 
 
 def _region(zone: str) -> str:
@@ -109,7 +128,11 @@ def _advice_terms(vm: Instance, advice: Mapping[str, ZoneAdvice]) -> tuple[int, 
 
 
 def _explain(
-    vm: Instance, per_zone: Counter[str], hint: set[str], preempted: Counter[str], advice: Mapping[str, ZoneAdvice]
+    vm: Instance,
+    per_zone: Counter[str],
+    hint: set[str],
+    history: tuple[Mapping[str, float], Mapping[str, float], timedelta | None],
+    advice: Mapping[str, ZoneAdvice],
 ) -> str:
     parts = [f"{per_zone[vm.zone] - 1} other live VM(s) in {vm.zone}"]
     if vm.zone in hint:
@@ -118,7 +141,10 @@ def _explain(
     if zone is not None and vm.provisioning_model is ProvisioningModel.SPOT:
         uptime = f", estimated uptime {zone.estimated_uptime}" if zone.estimated_uptime is not None else ""
         parts.append(f"advice: obtainability {zone.obtainability:.2f}{uptime}")
-    parts.append(f"{preempted[vm.zone]} preemption(s) there in the last {_hours(PREEMPTION_MEMORY)}")
+    counted, weighted, half_life = history
+    parts.append(f"{counted.get(vm.zone, 0.0):g} preemption(s) there in the last {_hours(PREEMPTION_MEMORY)}")
+    if half_life is not None:
+        parts[-1] += f" (weight {weighted.get(vm.zone, 0.0):.2f} with half-life {_hours(half_life)})"
     return ", ".join(parts)
 
 

@@ -123,7 +123,13 @@ def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
     need = _member_target(p) - len(live)
     candidates = [vm.instance for vm in members if vm.phase is Phase.STOPPED]
     placements = choose_starts(
-        candidates, max(need, 0), live=[vm.instance for vm in live], state=p.state, now=p.now, advice=p.advice
+        candidates,
+        max(need, 0),
+        live=[vm.instance for vm in live],
+        state=p.state,
+        now=p.now,
+        advice=p.advice,
+        half_life=p.spec.preemption_half_life,
     )
     for_demand = max(p.demand.count - len(live), 0)
     spare = f"spare {p.spec.spare} while {p.activity.inflight} request(s) are in flight"
