@@ -10,6 +10,7 @@ store and must agree with the run's own figures (issue 12: one report for simula
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def result(state: Path) -> ChaosResult:
-    return run_chaos(load_fleet(FLEET), state, ChaosOptions(seconds=50, seed=7, clients=4))
+    return run_chaos(load_fleet(FLEET), state, ChaosOptions(seconds=50, seed=7, clients=4, log_level="INFO"))
 
 
 def test_the_system_passes_the_chaos_verdict(result: ChaosResult) -> None:
@@ -115,3 +116,18 @@ def test_spotgate_report_from_the_stores_history_agrees_with_the_run(result: Cha
     assert theirs["requests"] > 0, theirs
     print(f"report {ours}\nrun    {theirs}")  # the numbers compared, shown with -s
     assert ours == pytest.approx(theirs, rel=0.05), (ours, theirs)
+
+
+def test_every_request_has_one_access_line_and_no_log_holds_the_key(result: ChaosResult, state: Path) -> None:
+    """The chaos callers' requests each left one JSON access line in the gateway's log (the run logs at INFO,
+    where access lines are, and returns after every process stopped), and the API key appears in no log."""
+    logs = state / "logs"
+    entries = [json.loads(line) for line in (logs / "gateway.log").read_text().splitlines() if line.startswith("{")]
+    access = [entry for entry in entries if entry.get("access")]
+    per_pool = Counter(entry.get("pool") for entry in access)
+    secret = json.loads((state / "dev.json").read_text())["api_key"]
+
+    assert len({entry["request_id"] for entry in access}) == len(access)  # one line per request
+    for pool, counts in result.report.requests.items():  # the warm-up's requests add lines, never remove them
+        assert per_pool[pool] >= counts.total, (pool, per_pool[pool], counts)
+    assert [path.name for path in logs.glob("*.log") if secret in path.read_text(errors="replace")] == []

@@ -19,6 +19,7 @@ from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.domain import RouteState
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.sandbox.devstack.stack import DevOptions, DevStack
+from tests.e2e.access_log import AccessCheck
 from tests.e2e.test_recovery import eventually
 from tests.sdk import sdk_client
 
@@ -40,10 +41,16 @@ def fleet() -> FleetConfig:
     return parse_fleet({"project": "spotgate-e2e", "region": "us-central1", "pools": pools, "sandbox": sandbox})
 
 
+# Every request these tests send through the gateway must have its one JSON access line, and no log of the
+# stack may hold the API key (checked once the stack has stopped and every line is written).
+ACCESS = AccessCheck()
+
+
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with DevStack(fleet(), tmp_path_factory.mktemp("streams"), DevOptions(startup_timeout=120)) as stack:
         yield stack
+    ACCESS.verify(stack.state_dir / "logs", stack.api_key)
 
 
 def ready_vms(store: SqliteStore, pool: str) -> list[str]:
@@ -68,7 +75,9 @@ def two_ready(store: SqliteStore, pool: str) -> None:
 
 
 def client(dev: DevStack) -> OpenAI:
-    return sdk_client(base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60)
+    return sdk_client(
+        base_url=dev.gateway_url + "/v1", api_key=dev.api_key, max_retries=0, timeout=60, http_client=ACCESS.client()
+    )
 
 
 def stream_lines(dev: DevStack, model: str, max_tokens: int, *, preempt_after: int) -> tuple[str, list[str]]:
