@@ -34,6 +34,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "fallback": {"enabled": True, "after": "0s"},
         "overflow": {"service": "chat-overflow", "url": "https://chat-overflow-local.a.run.app", "cooldown": "0s"},
     },
+    "overflow warmed only with recent demand": {
+        "overflow": {
+            "service": "chat-overflow",
+            "url": "https://chat-overflow-local.a.run.app",
+            "cooldown": "5m",
+            "warm": "recent_demand",
+        }
+    },
     "chosen + spare 1 while busy": {**CHOSEN, "spare": 1},
     "chosen + capacity advice (modelled)": {**CHOSEN, "capacity_advice": {"machine_type": "g2-standard-8"}},
     "chosen, preemption history: plain 6 h count": {**CHOSEN, "preemption_half_life": NULL},

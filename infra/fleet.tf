@@ -75,6 +75,7 @@ locals {
           service  = p.overflow.service
           url      = local.overflow_urls[p.name]
           cooldown = p.overflow.cooldown
+          warm     = p.overflow.warm
           region   = var.region
         }
       }

@@ -108,6 +108,8 @@ variable "pools" {
       memory        = optional(string, "32Gi")
       max_instances = optional(number, 1)
       concurrency   = optional(number, 16)
+      # "always": every gap warms it; "recent_demand": only with a request within the pool's idle_timeout.
+      warm = optional(string, "always")
     }))
     serving = object({
       image      = string

@@ -181,6 +181,9 @@ class OverflowSpec(_Strict):
 
     cooldown: Duration = timedelta(minutes=10)
     region: str | None = Field(default=None, pattern=REGION)
+    # When a gap warms the service: "always", or "recent_demand": only if a request came within the pool's
+    # idle_timeout (or one is in flight), so a gap nobody would notice costs no warm instance (README).
+    warm: Literal["always", "recent_demand"] = "always"
 
 
 class CapacityAdviceSpec(_Strict):

@@ -83,7 +83,13 @@ def plan(spec: PoolSpec, observed: Observed, state: PoolState, now: datetime) ->
     )
     routes = route_changes(spec, picture.vms, observed.routes, retired.route_reasons(), now)
     overflow, after = overflow_actions(
-        spec, picture.state, observed.overflow_min_instances, ready=picture.ready, desired=picture.demand.count, now=now
+        spec,
+        picture.state,
+        observed.overflow_min_instances,
+        ready=picture.ready,
+        desired=picture.demand.count,
+        now=now,
+        activity=picture.activity,
     )
     next_state = pruned(after, spec, picture.vms, now)
     attempts = {**next_state.start_attempts, **{start.instance: now for start in starts}}
