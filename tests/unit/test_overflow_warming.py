@@ -66,7 +66,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("policy", "readiness", "state", "activity", "expected_min", "why"), CASES)
-def test_warming_policy(
+def test_warming_policy(  # noqa: PLR0917 - a table row reads best positionally
     policy: str,
     readiness: dict[str, int],
     state: PoolState,
