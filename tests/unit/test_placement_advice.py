@@ -27,6 +27,11 @@ def advice(*zones: tuple[str, float, float | None]) -> dict[str, ZoneAdvice]:
     return {z: ZoneAdvice(z, o, timedelta(hours=h) if h is not None else None) for z, o, h in zones}
 
 
+def rated(*zones: tuple[str, float, float, float | None]) -> dict[str, ZoneAdvice]:
+    """(zone, obtainability, uptime hours, capacityHistory preemption rate or None for unknown)."""
+    return {z: ZoneAdvice(z, o, timedelta(hours=h), r) for z, o, h, r in zones}
+
+
 CASES = [
     pytest.param({}, ["chat-a-1"], id="no_advice_name_breaks_ties"),
     pytest.param(advice((A, 0.2, 6), (B, 0.9, 6), (C, 0.5, 6)), ["chat-b-1"], id="most_obtainable_zone_first"),
@@ -34,6 +39,11 @@ CASES = [
     pytest.param(advice((A, 0.84, 6), (B, 0.91, 1), (C, 0.5, 9)), ["chat-b-1"], id="obtainability_in_tenths"),
     pytest.param(advice((A, 0.88, 6), (B, 0.91, 1), (C, 0.5, 9)), ["chat-a-1"], id="same_tenth_uptime_decides"),
     pytest.param(advice((B, 0.3, None)), ["chat-b-1"], id="zones_gce_left_out_rank_last"),
+    pytest.param(rated((A, 0.9, 6, 0.3), (B, 0.9, 6, 0.05), (C, 0.9, 6, 0.1)), ["chat-b-1"], id="tie_lower_rate"),
+    pytest.param(rated((A, 0.9, 6, 0.3), (B, 0.9, 6, None), (C, 0.9, 6, 0.4)), ["chat-a-1"], id="unknown_rate_last"),
+    pytest.param(rated((A, 0.9, 6, None), (B, 0.9, 6, None), (C, 0.9, 6, None)), ["chat-a-1"], id="all_unknown"),
+    pytest.param(rated((A, 0.9, 6, 0.5), (B, 0.5, 6, 0.0), (C, 0.9, 6, 0.6)), ["chat-a-1"], id="rate_after_obtain"),
+    pytest.param(rated((A, 0.9, 6, 0.5), (B, 0.9, 2, 0.0), (C, 0.9, 6, 0.6)), ["chat-a-1"], id="rate_after_uptime"),
 ]
 
 
@@ -69,3 +79,14 @@ def test_a_pool_over_regions_spreads_over_regions_before_zones() -> None:
     live = [an_instance("chat-c-9", zone=C, model="SPOT")]
     chosen = choose_starts(vms, 2, live=live, state=a_state(), now=NOW)
     assert [p.instance.name for p in chosen] == ["chat-e-1", "chat-a-1"]
+
+
+def test_the_reason_names_the_preemption_rate() -> None:
+    chosen = choose_starts(THREE, 1, live=[], state=a_state(), now=NOW, advice=rated((C, 0.95, 3, 0.125)))
+    assert "advice: obtainability 0.95, estimated uptime 3:00:00, preemption rate 0.125" in chosen[0].why
+
+
+def test_rates_change_nothing_without_advice() -> None:
+    """capacity_advice off means no advice at all: the order is the plain one."""
+    chosen = choose_starts(THREE, 1, live=[], state=a_state(), now=NOW, advice={})
+    assert [p.instance.name for p in chosen] == ["chat-a-1"]

@@ -6,7 +6,8 @@ that just stocked out are skipped until their cooldown ends, because asking agai
 same error; for the same reason a VM whose own start just failed waits out its backoff. Among the rest,
 zones GCE itself named in its last ``zonesAvailable`` hint come first, then (for a pool with
 ``capacity_advice``) zones GCE's ``advice.capacity`` rates more obtainable, in steps of 0.1, and with a
-longer estimated uptime (zones it left out last), then zones with less preemption history; the VM name
+longer estimated uptime (zones it left out last), then a lower recent preemption rate from
+``advice.capacityHistory`` (unknown after known), then zones with less preemption history; the VM name
 breaks ties so the answer is deterministic. The history is decayed: each remembered preemption weighs
 ``0.5 ** (age / half_life)``, so a zone that was reclaimed an hour ago counts against itself more than one
 reclaimed five hours ago (a plain count over ``PREEMPTION_MEMORY`` when the pool sets no half-life). Without
@@ -15,6 +16,7 @@ advice the advice terms are equal for every zone, so the order is the same as wi
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,30 +103,33 @@ def _rank(
     hint: set[str],
     preempted: Mapping[str, float],
     advice: Mapping[str, ZoneAdvice],
-) -> tuple[int, int, int, int, int, float, float, str]:
+) -> tuple[int, int, int, int, int, float, float, float, str]:
     is_standard = int(vm.provisioning_model is ProvisioningModel.STANDARD)
     outside_hint = int(bool(hint) and vm.zone not in hint)
-    unlikely, shorter = _advice_terms(vm, advice)
+    unlikely, shorter, rate = _advice_terms(vm, advice)
     region = _region(vm.zone)
     per_region = sum(n for zone, n in per_zone.items() if _region(zone) == region)
     history = preempted.get(vm.zone, 0.0)
-    return (is_standard, per_region, per_zone[vm.zone], outside_hint, unlikely, shorter, history, vm.name)
+    return (is_standard, per_region, per_zone[vm.zone], outside_hint, unlikely, shorter, rate, history, vm.name)
 
 
 def _region(zone: str) -> str:
     return zone.rsplit("-", 1)[0]
 
 
-def _advice_terms(vm: Instance, advice: Mapping[str, ZoneAdvice]) -> tuple[int, float]:
-    """(less obtainable, shorter uptime) for a SPOT VM's zone: (0, 0) without advice (off, or GCE did not
-    answer) and for STANDARD VMs (not what GCE advised on); a zone GCE left out of its answer ranks last."""
+def _advice_terms(vm: Instance, advice: Mapping[str, ZoneAdvice]) -> tuple[int, float, float]:
+    """(less obtainable, shorter uptime, higher preemption rate) for a SPOT VM's zone: all 0 without advice
+    (off, or GCE did not answer) and for STANDARD VMs (not what GCE advised on); a zone GCE left out of its
+    answer ranks last. The rate only breaks ties of the first two; an unknown rate (capacityHistory said
+    nothing or failed) ranks after every known one, so a measured low rate is preferred to no measure."""
     if not advice or vm.provisioning_model is not ProvisioningModel.SPOT:
-        return 0, 0.0
+        return 0, 0.0, 0.0
     zone = advice.get(vm.zone)
     if zone is None:
-        return 1, 0.0
+        return 1, 0.0, 0.0
     uptime = zone.estimated_uptime.total_seconds() if zone.estimated_uptime is not None else 0.0
-    return -round(zone.obtainability * 10), -uptime
+    rate = zone.preemption_rate if zone.preemption_rate is not None else math.inf
+    return -round(zone.obtainability * 10), -uptime, rate
 
 
 def _explain(
@@ -140,7 +145,8 @@ def _explain(
     zone = advice.get(vm.zone)
     if zone is not None and vm.provisioning_model is ProvisioningModel.SPOT:
         uptime = f", estimated uptime {zone.estimated_uptime}" if zone.estimated_uptime is not None else ""
-        parts.append(f"advice: obtainability {zone.obtainability:.2f}{uptime}")
+        rate = f", preemption rate {zone.preemption_rate:.3f}" if zone.preemption_rate is not None else ""
+        parts.append(f"advice: obtainability {zone.obtainability:.2f}{uptime}{rate}")
     counted, weighted, half_life = history
     parts.append(f"{counted.get(vm.zone, 0.0):g} preemption(s) there in the last {_hours(PREEMPTION_MEMORY)}")
     if half_life is not None:
