@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from gateway.periodic import PeriodicFlush
 from spotgate.domain import GatewayActivity
 from spotgate.errors import SpotgateError
 from spotgate.ports import Clock, RouteStore
@@ -56,26 +57,19 @@ class ActivityRecorder:
     ) -> None:
         self._store = store
         self._clock = clock
-        self._interval = interval.total_seconds()
+        self._periodic = PeriodicFlush("gateway-activity", interval, self.flush)
         self._expiry = max(3 * interval, MIN_EXPIRY)
         self._report = on_store_result
         self.gateway_id = gateway_id or uuid.uuid4().hex[:16]
         self._pools: dict[str, _Counts] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gateway-activity", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def close(self) -> None:
         """Stop the flusher and flush once more, so a shutting-down instance loses no counts."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self._interval + 5)
-            self._thread = None
-        self.flush()
+        self._periodic.close()
 
     def arrived(self, pool: str) -> None:
         """A request for ``pool`` arrived (served or not: demand is what keeps a pool awake)."""
@@ -165,7 +159,3 @@ class ActivityRecorder:
         with self._lock:
             for pool in pools:
                 self._pools[pool].dirty = True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.flush()

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from gateway.access import Exchange
+from gateway.periodic import PeriodicFlush
 from spotgate.domain import ServedCount
 from spotgate.errors import SpotgateError
 from spotgate.ports import Clock, RouteStore
@@ -37,23 +38,16 @@ class ServedRecorder:
     def __init__(self, store: RouteStore, clock: Clock, interval: timedelta) -> None:
         self._store = store
         self._clock = clock
-        self._interval = interval.total_seconds()
+        self._periodic = PeriodicFlush("gateway-served", interval, self.flush)
         self._pending: Counter[tuple[str, datetime, str]] = Counter()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gateway-served", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def close(self) -> None:
         """Stop the flusher and flush once more."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self._interval + 5)
-            self._thread = None
-        self.flush()
+        self._periodic.close()
 
     def add(self, exchange: Exchange, status: int) -> None:
         kind = served_kind(exchange, status)
@@ -74,7 +68,3 @@ class ServedRecorder:
             log.warning("served flush failed; kept for the next one", extra={"error": str(e), "records": len(taken)})
             with self._lock:
                 self._pending.update(taken)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.flush()

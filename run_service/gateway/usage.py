@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gateway.access import Exchange
+from gateway.periodic import PeriodicFlush
 from spotgate.domain import KeyUsage
 from spotgate.errors import SpotgateError
 from spotgate.ports import Clock, RouteStore
@@ -25,23 +26,16 @@ class UsageRecorder:
     def __init__(self, store: RouteStore, clock: Clock, interval: timedelta) -> None:
         self._store = store
         self._clock = clock
-        self._interval = interval.total_seconds()
+        self._periodic = PeriodicFlush("gateway-usage", interval, self.flush)
         self._pending: dict[tuple[str, str, datetime], KeyUsage] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gateway-usage", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def close(self) -> None:
         """Stop the flusher and flush once more."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self._interval + 5)
-            self._thread = None
-        self.flush()
+        self._periodic.close()
 
     def add(self, exchange: Exchange) -> None:
         """Count a finished request that reached a pool (callers refused before that are not usage)."""
@@ -69,10 +63,6 @@ class UsageRecorder:
             log.warning("usage flush failed; kept for the next one", extra={"error": str(e), "records": len(taken)})
             for delta in taken:
                 self._merge(delta)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.flush()
 
 
 def _sum(a: KeyUsage, b: KeyUsage) -> KeyUsage:
