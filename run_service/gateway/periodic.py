@@ -13,12 +13,16 @@ from datetime import timedelta
 
 
 class PeriodicFlush:
-    """Calls ``flush`` every ``interval`` on a daemon thread named ``name`` between ``start`` and ``close``."""
+    """Calls ``flush`` every ``interval`` on a daemon thread named ``name`` between ``start`` and ``close``;
+    ``close`` ends with ``last`` (``flush`` unless given: a recorder that withdraws instead of flushing)."""
 
-    def __init__(self, name: str, interval: timedelta, flush: Callable[[], None]) -> None:
+    def __init__(
+        self, name: str, interval: timedelta, flush: Callable[[], None], last: Callable[[], None] | None = None
+    ) -> None:
         self._name = name
         self._interval = interval.total_seconds()
         self._flush = flush
+        self._last = last or flush
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -27,12 +31,12 @@ class PeriodicFlush:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the timer, then flush once more."""
+        """Stop the timer, then call ``last`` once."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self._interval + 5)
             self._thread = None
-        self._flush()
+        self._last()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

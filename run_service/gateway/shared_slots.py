@@ -12,11 +12,11 @@ known counts.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from datetime import timedelta
 
 from gateway.limits import KeyLimiter
+from gateway.periodic import PeriodicFlush
 from spotgate.errors import SpotgateError
 from spotgate.ports import Clock, RouteStore
 
@@ -30,19 +30,16 @@ class SlotSharing:
         self._limiter = limiter
         self._interval = interval
         self.instance = f"gw-{uuid.uuid4().hex[:12]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = PeriodicFlush("gateway-slots", interval, self.flush, last=self._withdraw)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gateway-slots", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def close(self) -> None:
         """Stop, and withdraw this worker's counts so the others stop counting them at once."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self._interval.total_seconds() + 5)
-            self._thread = None
+        self._periodic.close()
+
+    def _withdraw(self) -> None:
         try:
             self._store.put_key_inflight(self.instance, {}, self._clock.now())
         except SpotgateError as e:
@@ -55,7 +52,3 @@ class SlotSharing:
             self._limiter.set_elsewhere(self._store.key_inflight(now, exclude=self.instance))
         except SpotgateError as e:
             log.warning("in-flight counts not shared this time", extra={"error": str(e)})
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval.total_seconds()):
-            self.flush()
