@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT = b": keepalive\n\n"
 _HELD_BODY_LIMIT = 1024 * 1024  # a non-SSE answer inside a held stream is buffered to be split into lines
 _JSON = [("Content-Type", "application/json")]
+# A ``"usage": null`` member, edited out of the bytes (no parse per event). Its first quote follows ``,`` or
+# ``{`` (and blanks), so it opens a string token outside any string (a quote inside one is escaped): a key.
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|(?<=\{)\s*"usage"\s*:\s*null\s*(?:,\s*|(?=\}))')
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +96,18 @@ def answer(
 
 
 def without_usage(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The SSE stream without its usage-only event (``"choices": []`` and a ``usage`` object)."""
+    """The SSE stream as the engine sends it without ``include_usage``: no usage-only event (``"choices": []``
+    and a ``usage`` object) and no ``"usage": null`` member in the other events (OpenAI's shape)."""
     for event in events(chunks):
-        if b'"usage"' in event.raw and b'"choices":[]' in event.raw.replace(b" ", b""):
+        if b'"usage"' not in event.raw:
+            yield event.raw
+            continue
+        raw, nulls = _NULL_USAGE.subn(b"", event.raw)
+        if not nulls and b'"choices":[]' in raw.replace(b" ", b""):
             document = event.json()
             if document is not None and document.get("choices") == [] and document.get("usage"):
                 continue
-        yield event.raw
+        yield raw
 
 
 def _metered(chunks: Iterator[bytes], exchange: Exchange | None) -> Iterator[bytes]:
