@@ -49,6 +49,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "chosen, preemption history: half-life 30m": {**CHOSEN, "preemption_half_life": "30m"},
     "chosen, preemption history: half-life 1h": {**CHOSEN, "preemption_half_life": "1h"},
     "chosen, preemption history: half-life 2h": {**CHOSEN, "preemption_half_life": "2h"},
+    "chosen, stockout history: weight 0.25": {**CHOSEN, "stockout_weight": 0.25},
+    "chosen, stockout history: weight 0.5": {**CHOSEN, "stockout_weight": 0.5},
+    "chosen, stockout history: weight 1": {**CHOSEN, "stockout_weight": 1},
+    "chosen, stockout history: weight 2": {**CHOSEN, "stockout_weight": 2},
+    "chosen, stockout history: weight 4": {**CHOSEN, "stockout_weight": 4},
     "**chosen: fallback after 0s, no overflow**": CHOSEN,
 }
 
@@ -98,6 +103,7 @@ def row(trace: str, name: str, report: Report) -> str:
         f"{100 * (report.cost_share or 0):.1f}%",
         f"{g.spot:,.0f} / {g.standard:,.0f} / {g.overflow:,.0f}",
         f"{sum(report.preemptions.values())}",
+        f"{sum(report.stockouts.values())}",
         f"{report.recovery_p50 or 0:.0f} / {report.recovery_p99 or 0:.0f}",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -114,8 +120,8 @@ def main() -> None:
     traces = [a for a in sys.argv[2:] if not a.startswith("--")] or ["AWS1", "AWS2", "AWS3"]
     base = yaml.safe_load(Path("examples/fleet.yaml").read_text(encoding="utf-8"))
     print("| trace | pool options | >= min_ready | served at once | cost vs on-demand | GPU-h SPOT / STD / overflow "
-          "| preemptions | to ready p50 / p99 s |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "| preemptions | stockouts | to ready p50 / p99 s |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for trace in traces:
         scenario = on_trace(load_scenario(Path(f"examples/simulation/{trace.lower()}-chat.yaml")), root / trace)
         only = [a.removeprefix("--only=") for a in sys.argv if a.startswith("--only=")]

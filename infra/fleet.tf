@@ -65,6 +65,7 @@ locals {
         preemption_notice    = p.preemption_notice
         capacity_advice      = p.capacity_advice ? { machine_type = p.host.machine_type } : null
         preemption_half_life = p.preemption_half_life
+        stockout_weight      = p.stockout_weight
         spare                = p.spare
         replay_unanswered    = p.replay_unanswered
         passthrough          = p.passthrough

@@ -87,6 +87,9 @@ variable "pools" {
     }), {})
     # Half-life of a preemption in the zone ranking for SPOT starts (spotgate.fleet.HALF_LIFE_DEFAULT).
     preemption_half_life = optional(string, "15m")
+    # What one remembered SPOT stockout counts against its zone in that ranking, in preemptions; 0: only the
+    # stockout_cooldown (spotgate.fleet.STOCKOUT_WEIGHT_DEFAULT).
+    stockout_weight = optional(number, 0)
     active_hours = optional(object({
       timezone = optional(string, "UTC")
       windows = list(object({

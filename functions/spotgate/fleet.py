@@ -88,6 +88,8 @@ def _iso_seconds(text: str) -> float:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # Default of ``pools[].preemption_half_life``, chosen by ``bench.simulation_options`` (README).
 HALF_LIFE_DEFAULT = timedelta(minutes=15)
+# Default of ``pools[].stockout_weight``, chosen by ``bench.simulation_options`` (README).
+STOCKOUT_WEIGHT_DEFAULT = 0.0
 
 
 class _Strict(BaseModel):
@@ -262,6 +264,9 @@ class PoolSpec(_Strict):
     # Placement ranks zones for SPOT starts by their preemption history, each remembered preemption (last 6 h)
     # weighing 0.5 ** (age / half-life). None: a plain count over the 6 h (measured: README).
     preemption_half_life: Duration | None = HALF_LIFE_DEFAULT
+    # What one remembered SPOT stockout in a zone counts against it in placement, in preemptions (decayed with
+    # the same half-life, last 6 h). 0: stockouts only block their zone for stockout_cooldown (README).
+    stockout_weight: float = Field(default=STOCKOUT_WEIGHT_DEFAULT, ge=0, le=100)
     # None: no capacity advice; placement then ranks zones exactly as without this feature.
     capacity_advice: CapacityAdviceSpec | None = None
 

@@ -6,8 +6,10 @@ plane, the gateway or the CLI relies on, whichever store a deployment uses.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import queue
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -32,6 +34,7 @@ from spotgate.domain import (
     Progress,
     RouteState,
     StartFailure,
+    Stockout,
 )
 from spotgate.errors import ConflictError, UnavailableError
 from spotgate.ports import RouteStore, Snapshot, Subscription
@@ -52,6 +55,7 @@ def a_full_pool_state(pool: str = "chat") -> PoolState:
         stockouts={"us-central1-b": T0 + timedelta(minutes=10)},
         zones_available=("us-central1-c", "us-central1-f"),
         preemptions=(Preemption("chat-b", "us-central1-b", T0),),
+        stockout_history=(Stockout("chat-a", "us-central1-a", T0), Stockout("chat-b", "us-central1-a", T0)),
         override=Override(OverrideKind.SLEEP, until=T0 + timedelta(hours=8), at=T0),
         last_wake_at=T0,
         start_attempts={"chat-a": T0},
@@ -114,6 +118,36 @@ def test_commit_with_a_wrong_generation_conflicts_and_keeps_the_stored_state(sto
     with pytest.raises(ConflictError):
         store.commit_pool_state(PoolState(pool="chat"), expected_generation=expected)
     assert store.get_pool_state("chat") == committed
+
+
+def _drop_stored_field(store: RouteStore, request: pytest.FixtureRequest, pool: str, field: str) -> None:
+    """Remove ``field`` from the stored PoolState document, as a writer from before the field would have left it."""
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(request.getfixturevalue("tmp_path") / "store.db") as db:
+            (doc,) = db.execute("SELECT doc FROM pool_state WHERE pool = ?", (pool,)).fetchone()
+            db.execute("UPDATE pool_state SET doc = ? WHERE pool = ?", (json.dumps(_without(doc, field)), pool))
+        return
+    prefix = request.getfixturevalue("firestore_prefix")
+    ref = request.getfixturevalue("firestore_client").collection(f"{prefix}_pools").document(pool)
+    state = {k: v for k, v in ref.get().to_dict()["state"].items() if k != field}
+    ref.update({"state": state})  # the whole map: DELETE_FIELD on a nested path left the field in the emulator
+
+
+def _without(doc: str, field: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(doc)
+    del document[field]
+    return document
+
+
+def test_a_pool_state_stored_before_stockout_history_still_loads(
+    store: RouteStore, request: pytest.FixtureRequest
+) -> None:
+    committed = store.commit_pool_state(a_full_pool_state(), expected_generation=0)
+    _drop_stored_field(store, request, "chat", "stockout_history")
+
+    loaded = store.get_pool_state("chat")
+    assert loaded == replace(committed, stockout_history=())
+    assert store.commit_pool_state(loaded, expected_generation=1).generation == 2
 
 
 # lease

@@ -126,6 +126,7 @@ INVALID = [
     pytest.param(
         lambda d: d["pools"][0].update(preemption_notice="1.5s"), "whole number of seconds", id="notice-fraction"
     ),
+    pytest.param(lambda d: d["pools"][0].update(stockout_weight=-1), "pools.0.stockout_weight", id="weight-negative"),
 ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spotgate.adapters.sqlite_store import SqliteStore
-from spotgate.domain import ControlKind, ControlMessage, Instance, InstanceStatus
+from spotgate.domain import ControlKind, ControlMessage, Instance, InstanceStatus, Stockout
 from spotgate.errors import CapacityError
 from spotgate.fleet import FleetConfig, parse_fleet
 from spotgate.services.control_plane import ControlPlane
@@ -111,6 +111,7 @@ def test_a_start_that_fails_on_capacity_moves_to_another_zone_in_the_same_call(s
     assert compute.started == ["chat-a-1", "chat-b-1"]
     state = store.get_pool_state("chat")
     assert state.stockouts["us-central1-a"] > NOW
+    assert state.stockout_history == (Stockout("chat-a-1", "us-central1-a", NOW),)
     actions = [(e.action, e.target) for e in reversed(store.recent_events("chat"))]
     assert ("error", "chat-a-1") in actions
     assert (

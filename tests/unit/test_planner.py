@@ -34,6 +34,7 @@ from spotgate.domain import (
     SetOverflow,
     SetRoute,
     StartInstance,
+    Stockout,
     StopInstance,
 )
 from spotgate.errors import CapacityError, ConflictError, QuotaError
@@ -952,6 +953,7 @@ FAILURE_CASES = [
             "stockouts": {"us-central1-a": later(minutes=5)},
             "zones_available": ("us-central1-c",),
             "spot_unavailable_since": NOW,
+            "stockout_history": (Stockout("chat-a-1", "us-central1-a", NOW),),
         },
         id="stockout_blocks_zone_and_keeps_last_hint",
     ),
@@ -973,6 +975,7 @@ FAILURE_CASES = [
         {
             "stockouts": dict.fromkeys(("us-central1-a", "us-central1-b", "us-central1-c"), later(minutes=5)),
             "spot_unavailable_since": NOW,
+            "stockout_history": (),
         },
         id="regional_quota_blocks_every_zone",
     ),
@@ -980,14 +983,14 @@ FAILURE_CASES = [
         STANDARD_START,
         STOCKOUT,
         a_state(),
-        {"stockouts": {}, "spot_unavailable_since": None},
+        {"stockouts": {}, "spot_unavailable_since": None, "stockout_history": ()},
         id="standard_failure_blocks_nothing",
     ),
     pytest.param(
         SPOT_START,
         ConflictError("still STOPPING"),
         a_state(),
-        {"stockouts": {}, "spot_unavailable_since": None},
+        {"stockouts": {}, "spot_unavailable_since": None, "stockout_history": ()},
         id="other_errors_only_forget_the_attempt",
     ),
 ]

@@ -136,6 +136,7 @@ def _member_starts(p: _Picture) -> tuple[list[StartInstance], datetime | None]:
         now=p.now,
         advice=p.advice,
         half_life=p.spec.preemption_half_life,
+        stockout_weight=p.spec.stockout_weight,
     )
     for_demand = max(p.demand.count - len(live), 0)
     spare = f"spare {p.spec.spare} while {p.activity.inflight} request(s) are in flight"

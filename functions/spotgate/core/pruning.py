@@ -1,9 +1,9 @@
 """What a pool's memory may forget after a reconcile, so ``PoolState`` stays small and never misleads.
 
-Notices and boot progress from a VM's previous boot, ended cooldowns and overrides, preemptions older than
-placement looks at, start attempts past their boot timeout, and failed starts of VMs since seen live (or
-long ago) carry no information any more; keeping them would only make the document grow and invite a stale
-fact to be read as a fresh one.
+Notices and boot progress from a VM's previous boot, ended cooldowns and overrides, preemptions and
+stockouts older than placement looks at, start attempts past their boot timeout, and failed starts of VMs
+since seen live (or long ago) carry no information any more; keeping them would only make the document grow
+and invite a stale fact to be read as a fresh one.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def pruned(state: PoolState, spec: PoolSpec, vms: Sequence[Vm], now: datetime) -
         stockouts=stockouts,
         zones_available=state.zones_available if stockouts else (),
         preemptions=tuple(p for p in state.preemptions if now - p.at <= PREEMPTION_MEMORY),
+        stockout_history=tuple(s for s in state.stockout_history if now - s.at <= PREEMPTION_MEMORY),
         override=override,
         start_attempts={name: at for name, at in state.start_attempts.items() if now - at <= spec.boot_timeout},
         progress={

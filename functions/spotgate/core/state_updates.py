@@ -9,11 +9,12 @@ is re-read by the next reconcile.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from spotgate.core.backoff import next_failure
-from spotgate.core.placement import PREEMPTION_MEMORY
+from spotgate.core.placement import PREEMPTION_MEMORY, STOCKOUTS_PER_ZONE
 from spotgate.domain import (
     ComputeEvent,
     ComputeEventKind,
@@ -29,6 +30,7 @@ from spotgate.domain import (
     Progress,
     ProvisioningModel,
     StartInstance,
+    Stockout,
 )
 from spotgate.errors import CapacityError, QuotaError
 from spotgate.fleet import PoolSpec
@@ -78,10 +80,11 @@ def record_start_failure(
     """``state`` after a failed start: the attempt is forgotten and the VM backs off (``core.backoff``).
 
     Every failure is remembered per VM with its class, so the VM is not tried again back to back. A SPOT
-    stockout (``CapacityError``) also blocks its zone for ``stockout_cooldown`` and keeps GCE's
-    ``zonesAvailable`` hint; a SPOT ``QuotaError`` blocks every zone of the pool in that VM's region (GPU
-    quotas are regional, and a pool may span regions). Either starts the fallback timer. A STANDARD failure
-    blocks only that VM (its quota is not SPOT's).
+    stockout (``CapacityError``) also blocks its zone for ``stockout_cooldown``, keeps GCE's
+    ``zonesAvailable`` hint and is remembered in ``stockout_history`` (placement weighs it against the
+    zone); a SPOT ``QuotaError`` blocks every zone of the pool in that VM's region (GPU quotas are regional,
+    and a pool may span regions; no stockout is remembered: the zone had no say). Either starts the fallback
+    timer. A STANDARD failure blocks only that VM (its quota is not SPOT's).
     """
     attempts = {name: at for name, at in state.start_attempts.items() if name != action.instance}
     failure = next_failure(state.start_failures.get(action.instance), error, now, spec)
@@ -90,9 +93,10 @@ def record_start_failure(
         return state
     until = now + spec.stockout_cooldown
     if isinstance(error, CapacityError):
+        zone = error.zone or action.zone
         state = replace(
-            state,
-            stockouts={**state.stockouts, error.zone or action.zone: until},
+            _with_stockout(state, Stockout(action.instance, zone, now)),
+            stockouts={**state.stockouts, zone: until},
             zones_available=error.zones_available or state.zones_available,
         )
     elif isinstance(error, QuotaError):
@@ -159,6 +163,21 @@ def _with_preemption(state: PoolState, preemption: Preemption) -> PoolState:
         return state
     kept = tuple(p for p in state.preemptions if preemption.at - p.at <= PREEMPTION_MEMORY)
     return replace(state, preemptions=tuple(sorted((*kept, preemption), key=lambda p: (p.at, p.instance))))
+
+
+def _with_stockout(state: PoolState, stockout: Stockout) -> PoolState:
+    """``stockout`` added to the history, which keeps ``PREEMPTION_MEMORY`` and the newest
+    ``STOCKOUTS_PER_ZONE`` of each zone, so it stays bounded however often a zone refuses starts."""
+    if stockout in state.stockout_history:
+        return state
+    recent = (s for s in state.stockout_history if stockout.at - s.at <= PREEMPTION_MEMORY)
+    kept: list[Stockout] = []
+    per_zone: Counter[str] = Counter()
+    for one in sorted((*recent, stockout), key=lambda s: (s.at, s.instance), reverse=True):
+        if per_zone[one.zone] < STOCKOUTS_PER_ZONE:
+            kept.append(one)
+            per_zone[one.zone] += 1
+    return replace(state, stockout_history=tuple(reversed(kept)))
 
 
 def _with_wake(state: PoolState, at: datetime) -> PoolState:

@@ -34,6 +34,7 @@ from spotgate.domain.pool_state import (
     Preemption,
     Progress,
     StartFailure,
+    Stockout,
 )
 from spotgate.domain.route import BackendKind, Route, RouteState
 
@@ -77,6 +78,7 @@ __all__ = [
     "SetRoute",
     "StartFailure",
     "StartInstance",
+    "Stockout",
     "StopInstance",
     "ZoneAdvice",
 ]

@@ -3,7 +3,7 @@
 The planner reads a ``PoolState`` and returns the next one; the store keeps it with a ``generation`` that
 increments on every commit. Observed facts (instances, routes, activity) are *not* here: they are gathered
 fresh on every reconcile. Only memory that cannot be observed again lives here: agent notices and boot
-progress, stockout cooldowns, failed starts and their backoff, recent preemptions, overrides, and timers
+progress, stockout cooldowns, failed starts and their backoff, recent preemptions and stockouts, overrides, and timers
 (fallback, gap, overflow cooldown).
 """
 
@@ -54,6 +54,16 @@ class Preemption:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Stockout:
+    """A recent SPOT stockout (a start refused for lack of capacity), kept for zone preference after the
+    zone's cooldown has ended (avoid zones that keep running out)."""
+
+    instance: str
+    zone: str
+    at: datetime
+
+
 class FailureKind(enum.StrEnum):
     """Why a start failed, as far as it decides when to try that VM again (``core.backoff``)."""
 
@@ -93,6 +103,7 @@ class PoolState:
     stockouts: dict[str, datetime] = field(default_factory=dict)  # zone -> cooldown ends
     zones_available: tuple[str, ...] = ()  # last ``zonesAvailable`` hint from a stockout error
     preemptions: tuple[Preemption, ...] = ()
+    stockout_history: tuple[Stockout, ...] = ()  # recent SPOT stockouts (``stockouts`` holds only cooldowns)
     override: Override | None = None
     last_wake_at: datetime | None = None  # last ``wake`` published by the gateway
     start_attempts: dict[str, datetime] = field(default_factory=dict)  # instance -> last start issued
