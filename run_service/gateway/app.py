@@ -28,7 +28,6 @@ from gateway.headers import request_id, upstream_headers
 from gateway.intake import client_socket
 from gateway.limits import Admission
 from gateway.paths import backend_path, split_target
-from gateway.payload import parse_object
 from gateway.proxy import Call
 from gateway.relay import Relay
 from gateway.runtime import Dependencies, Gateway
@@ -122,8 +121,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         principal = _authenticate(gw)
         with _admitted(gw, principal) as admission:
             body = gw.read_body(request.environ, principal, admission)
-            s = gw.settings
-            payload = parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements)
+            payload = gw.parse_body(body, admission)
             pool = _pool_for(gw, principal, payload)
             upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
             if upstream is not payload:

@@ -6,7 +6,8 @@ the worker's memory. Four bounds apply:
 
 - one body: ``max_body_bytes`` (413);
 - all bodies of the worker: ``max_body_bytes_in_flight``, held from the first byte read until the request
-  ends, because the body stays in memory while the request is held or relayed (503, ``Retry-After``);
+  ends, because the body stays in memory while the request is held or relayed (503, ``Retry-After``); a
+  JSON body's parsed form counts too (``hold_parsed``, sized by ``gateway.payload.parsed_size``);
 - one key's bodies still being received: ``max_uploads_per_key`` at a time, so a key that trickles its
   bodies slowly cannot hold many open (429);
 - time: the whole body within ``body_timeout`` (408, and the connection is closed).
@@ -71,6 +72,10 @@ class BodyBudget:
     def bytes_in_flight(self) -> int:
         return self._bytes
 
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
 
 class BodyReader:
     """Reads one request's body for ``key``; ``on_release`` receives the callback that frees its bytes."""
@@ -95,6 +100,17 @@ class BodyReader:
             return self._receive(environ, declared, held)
         finally:
             self._budget.end_upload(key)
+
+    def hold_parsed(self, size: int, on_release: Callable[[Callable[[], None]], None]) -> None:
+        """Take ``size`` bytes of the budget for a body's parsed form; ``on_release`` gets what frees them.
+
+        Raises ApiError 503 when they do not fit now, 400 when they never could (more than the whole budget).
+        """
+        if size > self._budget.max_bytes:
+            raise errors.bad_request("The body's JSON is too large to parse here.", code="json_too_large")
+        held = [0]
+        on_release(lambda: self._budget.give_back(held[0]))
+        self._reserve(size, held)
 
     def _reserve(self, size: int, held: list[int]) -> None:
         if not self._budget.reserve(size):

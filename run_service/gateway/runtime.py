@@ -7,6 +7,7 @@ two steps every proxied request takes after its body has been validated.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from gateway.activity import ActivityRecorder
 from gateway.auth import Authenticator, Principal
 from gateway.intake import BodyBudget, BodyReader
 from gateway.limits import Admission, KeyLimiter
+from gateway.payload import parse_object
 from gateway.proxy import Call, Forwarder
 from gateway.selection import Balancer
 from gateway.served import ServedRecorder
@@ -119,6 +121,12 @@ class Gateway:
     def read_body(self, environ: dict[str, Any], principal: Principal, admission: Admission) -> bytes:
         """The request body within the gateway's bounds (``gateway.intake``); its bytes are held by ``admission``."""
         return self.bodies.read(environ, principal.name, admission.hold)
+
+    def parse_body(self, body: bytes, admission: Admission) -> dict[str, Any]:
+        """The body's JSON object within bounds (``gateway.payload``); ``admission`` holds its parsed size."""
+        s = self.settings
+        reserve = functools.partial(self.bodies.hold_parsed, on_release=admission.hold)
+        return parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements, reserve=reserve)
 
     def forward(self, call: Call, admission: Admission) -> Response:
         """Forward ``call``; what ``admission`` holds is released when the response ends."""

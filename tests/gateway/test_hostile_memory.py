@@ -1,7 +1,9 @@
 """One hostile key cannot take a gateway worker's memory: the production gunicorn worker's peak RSS stays
 bounded while a key limited to 1 rpm and 1 concurrent request sends three concurrent 10 MiB bodies of
 empty JSON objects (the review's reproduction: 94 -> 614 MiB), and an unlimited key sends six concurrent
-10 MiB bodies of text that the gateway must hold while no VM is ready."""
+10 MiB bodies of text that the gateway must hold while no VM is ready, then forty concurrent 770 KiB bodies
+of one-member objects, within every byte bound but parsing into ~20 MiB each (91 -> 884 MiB when only
+their bytes counted)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ def long_text() -> bytes:
     return head + b"a" * (TEN_MIB - len(head) - 4) + b'"}]}'
 
 
+def small_objects() -> bytes:
+    return b'{"model":"chat-model","messages":[],"x":[' + b'{"a":1},' * 99_000 + b"1]}"
+
+
 def post_all(url: str, secret: str, body: bytes, count: int) -> list[int]:
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
@@ -50,6 +56,7 @@ def test_a_hostile_key_cannot_grow_the_worker_past_a_bound(tmp_path) -> None:
             idle = peak_rss_mib(worker)
             statuses = post_all(gunicorn.url, limited, empty_objects(), 3)
             held = post_all(gunicorn.url, unlimited, long_text(), 6)
+            parsed = post_all(gunicorn.url, unlimited, small_objects(), 40)
             peak = peak_rss_mib(worker)
             health = requests.get(f"{gunicorn.url}/healthz", timeout=10).json()
     finally:
@@ -58,4 +65,5 @@ def test_a_hostile_key_cannot_grow_the_worker_past_a_bound(tmp_path) -> None:
     assert sorted(statuses) in ([400, 429, 429], [429, 429, 429])  # one admitted and refused as too many elements
     assert held
     assert set(held) <= {503}  # no VM: held, then 503; or refused at once as the worker is busy
+    assert set(parsed) <= {503}
     assert health["status"] == "live"

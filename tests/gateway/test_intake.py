@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
-from tests.gateway.stack import a_key, wait_until
+import requests
+
+from tests.gateway.stack import a_fleet, a_key, wait_until
 
 BODY_BYTES = 60 * 1024
 
@@ -74,4 +77,22 @@ def test_bodies_in_flight_are_bounded_per_worker(store, make_gateway) -> None:
         assert wait_until(lambda: gateway.gateway.budget.bytes_in_flight == 2 * BODY_BYTES)
         third = held.enter_context(withheld(gateway.url, secrets[2]))
         assert status_of(third) == 503
+    assert wait_until(lambda: gateway.gateway.budget.bytes_in_flight == 0)
+
+
+def test_a_held_bodys_parsed_form_counts_against_the_workers_budget(store, make_gateway) -> None:
+    """A few hundred KiB of ``{"a":1},`` parse into megabytes: that, not the raw size, is what a held
+    request keeps, so that is what the worker's budget is charged (the review's 40 such bodies: 91 -> 884 MiB)."""
+    secret, _ = a_key(store)
+    items = b'{"a":1},' * 12_000
+    body = b'{"model":"chat-model","messages":[],"x":[' + items + b"1]}"
+    gateway = make_gateway(a_fleet(wake_hold="3s"), max_body_bytes=256 * 1024, max_body_bytes_in_flight=4 * 2**20)
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    url = f"{gateway.url}/v1/chat/completions"
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(requests.post, url, data=body, headers=headers, timeout=20)
+        assert wait_until(lambda: gateway.gateway.budget.bytes_in_flight > 2 * 2**20)  # held, parsed
+        second = requests.post(url, data=body, headers=headers, timeout=20)
+        assert (second.status_code, second.json()["error"]["code"]) == (503, "busy")
+        assert first.result().json()["error"]["code"] == "no_backend_ready"  # held, then no VM woke
     assert wait_until(lambda: gateway.gateway.budget.bytes_in_flight == 0)
