@@ -23,6 +23,7 @@ from spotgate.simulation.report import Report
 from spotgate.simulation.scenario import Scenario, TraceCapacity, load_scenario
 
 NULL = object()  # an option set to null explicitly (None: the option left at its default)
+ADVICE = {"machine_type": "g2-standard-8"}
 CHOSEN: dict[str, Any] = {"fallback": {"enabled": True, "after": "0s"}, "overflow": None}
 VARIANTS: dict[str, dict[str, Any]] = {
     "example pool (fallback after 2m, overflow, cooldown 5m)": {},
@@ -43,7 +44,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
     },
     "chosen + spare 1 while busy": {**CHOSEN, "spare": 1},
-    "chosen + capacity advice (modelled)": {**CHOSEN, "capacity_advice": {"machine_type": "g2-standard-8"}},
+    "chosen + capacity advice (modelled), capacityHistory unanswered": {**CHOSEN, "capacity_advice": ADVICE},
+    "chosen + capacity advice (modelled)": {**CHOSEN, "capacity_advice": ADVICE},
     "chosen, preemption history: plain 6 h count": {**CHOSEN, "preemption_half_life": NULL},
     "chosen, preemption history: half-life 5m": {**CHOSEN, "preemption_half_life": "5m"},
     "chosen, preemption history: half-life 30m": {**CHOSEN, "preemption_half_life": "30m"},
@@ -55,6 +57,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "chosen, stockout history: weight 2": {**CHOSEN, "stockout_weight": 2},
     "chosen, stockout history: weight 4": {**CHOSEN, "stockout_weight": 4},
     "**chosen: fallback after 0s, no overflow**": CHOSEN,
+}
+# Variants that change the scenario rather than the pool.
+SCENARIO_CHANGES: dict[str, dict[str, Any]] = {
+    "chosen + capacity advice (modelled), capacityHistory unanswered": {"capacity_history": False},
 }
 
 
@@ -127,7 +133,8 @@ def main() -> None:
         only = [a.removeprefix("--only=") for a in sys.argv if a.startswith("--only=")]
         variants = {n: c for n, c in VARIANTS.items() if not only or any(o in n for o in only)}
         for name, changes in variants.items() if "--regions-only" not in sys.argv else ():
-            print(row(trace, name, simulate(scenario, fleet_with(base, changes))), flush=True)
+            variant = scenario.model_copy(update=SCENARIO_CHANGES.get(name, {}))
+            print(row(trace, name, simulate(variant, fleet_with(base, changes))), flush=True)
         if only or "--regions-only" in sys.argv:
             for name, spread, fleet in (
                 region_rows(base, scenario) if "--regions-only" in sys.argv and trace == "AWS3" else ()

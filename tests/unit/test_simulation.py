@@ -164,3 +164,18 @@ def test_capacity_advice_in_the_simulator_avoids_a_zone_without_room(tmp_path: P
     assert without.stockouts.get("us-central1-a", 0) >= 1
     assert advised.stockouts == {}
     assert advised.gpu_hours.spot == pytest.approx(without.gpu_hours.spot, abs=0.05)
+
+
+def test_modelled_capacity_history_steers_a_restart_away_from_a_zone_that_kept_losing_capacity(tmp_path: Path) -> None:
+    """Zone a dies at 3 h; b lost capacity again and again before (and dies at 5 h), c never did. Obtainability
+    and uptime are equal for b and c, so only capacityHistory's rate (the past only) tells them apart."""
+    traces = {
+        "us_east_1a": [2] * intervals(3) + [0] * intervals(3),
+        "us_east_1b": [2, 1] * (intervals(3) // 2) + [1] * intervals(2) + [0] * intervals(1),
+        "us_east_1c": [1] * intervals(6),
+    }
+    advice = {"capacity_advice": {"machine_type": "g2-standard-8"}}
+    unanswered = run(tmp_path, traces, fleet=advice, capacity_history=False)
+    modelled = run(tmp_path, traces, fleet=advice)
+    assert unanswered.preemptions == {"us-central1-a": 1, "us-central1-b": 1}  # by name: b after a
+    assert modelled.preemptions == {"us-central1-a": 1}

@@ -7,6 +7,7 @@ no copy of the policy lives here. Time jumps from event to event, so weeks of tr
 
 Where things live:
     capacity   how many SPOT VMs each fleet zone lets run over time: shared trace files or a synthetic model
+    capacity_history  advice.capacityHistory's preemption rate per zone, from the capacity's past only
     arrivals   the request process: constant, Poisson with a daily profile, or a CSV of timestamps
     scenario   the scenario file (fleet file, pool, capacity, zone mapping, demand, timing) and its loading
     cloud      the modelled Compute Engine: VM statuses, capacity checks on start, preemptions with notice

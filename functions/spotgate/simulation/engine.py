@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from spotgate.core import demand, fast_path, planner, state_updates
@@ -38,6 +38,7 @@ from spotgate.fleet import FleetConfig, PoolSpec
 from spotgate.services.control_plane import MAX_PLAN_ROUNDS
 from spotgate.simulation.arrivals import Arrival
 from spotgate.simulation.capacity import CapacityModel
+from spotgate.simulation.capacity_history import CapacityHistory
 from spotgate.simulation.cloud import SimCloud, SimVm, VmTiming
 from spotgate.simulation.gateway import SimGateway
 from spotgate.simulation.ledger import Ledger, Levels
@@ -74,9 +75,11 @@ class Simulation:
         timeline: Timeline,
         rng: random.Random,
         stockout_hints: bool = False,
+        capacity_history: bool = True,
     ) -> None:
         self.fleet, self.pool, self.timing, self.timeline = fleet, pool, timing, timeline
         self._capacity, self._arrivals = capacity, arrivals
+        self._history = CapacityHistory.of(capacity) if capacity_history else None
         self.cloud = SimCloud.of(pool, timeline, timing.vm, rng, hints=stockout_hints)
         self.overflow = (
             SimOverflow(timeline, timing.overflow_cold_start, timing.overflow_idle_keep) if pool.overflow else None
@@ -178,12 +181,16 @@ class Simulation:
         )
 
     def _advice(self) -> dict[str, ZoneAdvice]:
-        """Capacity advice for a pool with ``capacity_advice``, as fresh as the adapter's cache keeps it."""
+        """Capacity advice for a pool with ``capacity_advice``, as fresh as the adapter's cache keeps it, with
+        capacityHistory's preemption rate from the capacity's past (None, "unknown", when not modelled)."""
         if self.pool.capacity_advice is None:
             return {}
         if self._advised is None or self.timeline.now - self._advised[0] >= ADVICE_TTL:
-            zones = sorted({vm.zone for vm in self.pool.spot_vms})
-            self._advised = (self.timeline.now, self.cloud.advice(zones))
+            now, history = self.timeline.now, self._history
+            advice = self.cloud.advice(sorted({vm.zone for vm in self.pool.spot_vms}))
+            if history is not None:
+                advice = {z: replace(a, preemption_rate=history.preemption_rate(z, now)) for z, a in advice.items()}
+            self._advised = (now, advice)
         return self._advised[1]
 
     def _apply(self, decided: Plan) -> list[tuple[StartInstance, TransientError]]:

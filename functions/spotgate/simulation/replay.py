@@ -33,6 +33,7 @@ def simulate(scenario: Scenario, fleet: FleetConfig | None = None) -> Report:
     run = Simulation(
         fleet, pool, capacity, build_arrivals(scenario, length, rng),
         timing=run_timing(scenario, fleet), timeline=timeline, rng=rng, stockout_hints=scenario.stockout_hints,
+        capacity_history=scenario.capacity_history,
     )  # fmt: skip
     ledger = run.run(length)
     return build_report(

@@ -90,6 +90,9 @@ class Scenario(_Strict):
     seed: int = 0
     # GCE names zones that still have capacity in a stockout error only sometimes; off means never.
     stockout_hints: bool = False
+    # A pool with capacity_advice also gets advice.capacityHistory's preemption rate, modelled from the
+    # capacity's past (simulation.capacity_history); false: as if capacityHistory never answered.
+    capacity_history: bool = True
 
     @field_validator("start")
     @classmethod
