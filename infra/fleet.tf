@@ -4,6 +4,9 @@
 # spotgate.fleet.FleetConfig: the JSON the functions receive is proven, not assumed.
 
 locals {
+  # The controller reads GCE's capacity advice only for pools that ask for it (iam.tf grants it then only).
+  capacity_advice_wanted = anytrue([for p in var.pools : p.capacity_advice])
+
   # A pool's spot group expands exactly as spotgate.fleet.PoolSpec does (<prefix>-<zone suffix>-<n>), and
   # the fleet JSON lists the expanded VMs: the names Terraform creates are the names the control plane reads.
   pool_vms = {

@@ -180,6 +180,36 @@ resource "google_project_iam_custom_role" "overflow_scaler" {
   depends_on = [google_project_service.apis]
 }
 
+# Capacity advice (pools with capacity_advice = true): advice.capacity and advice.capacityHistory, both
+# read-only and asked per region of the project, so the grant is project-level; nothing else is in the role,
+# and it exists only while a pool uses it. The permission names follow Compute Engine's
+# compute.<collection>.<method> scheme (as compute.advice.calendarMode for advice.calendarMode); the API
+# reference pages of both methods list them under "IAM Permissions", but that section was not in the
+# reference material available offline, so check them against your first terraform apply (a wrong name
+# fails the role's creation; a missing grant only leaves advice "unknown", placement unchanged).
+resource "google_project_iam_custom_role" "capacity_advisor" {
+  count = local.capacity_advice_wanted ? 1 : 0
+
+  project     = var.project
+  role_id     = "${replace(var.name, "-", "_")}CapacityAdvisor"
+  title       = "spotgate capacity advisor"
+  description = "Read Compute Engine's SPOT capacity advice and capacity history (placement of SPOT starts)."
+  permissions = [
+    "compute.advice.capacity",
+    "compute.advice.capacityHistory",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "capacity_advisor" {
+  count = local.capacity_advice_wanted ? 1 : 0
+
+  project = var.project
+  role    = google_project_iam_custom_role.capacity_advisor[0].id
+  member  = "serviceAccount:${google_service_account.controller.email}"
+}
+
 resource "google_project_iam_member" "project" {
   for_each = local.project_roles
 

@@ -71,8 +71,8 @@ variable "pools" {
     preemption_notice = optional(string)
     # Continue a stream cut mid-answer on another backend; null: on for vLLM engines, off for custom ones.
     continuation = optional(bool)
-    # Rank zones for SPOT starts by GCE's advice.capacity for the pool's host.machine_type (the controller
-    # needs read access to the advice API; without it the answer is "unknown" and placement is unchanged).
+    # Rank zones for SPOT starts by GCE's advice.capacity for the pool's host.machine_type; iam.tf then grants
+    # the controller read access to the advice API (custom role capacity_advisor).
     capacity_advice = optional(bool, false)
     # Extra SPOT VMs kept ready while requests are in flight (over-provisioning against preemptions).
     spare = optional(number, 0)
