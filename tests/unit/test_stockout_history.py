@@ -24,6 +24,14 @@ def stockouts(*ages: tuple[str, timedelta]) -> tuple[Stockout, ...]:
     return tuple(Stockout(f"vm-{i}", zone, NOW - age) for i, (zone, age) in enumerate(ages))
 
 
+# A plain count avoids a (two refusals), a decayed history b (refused minutes ago).
+TWO_OLD_IN_A_ONE_NEW_IN_B = a_state(
+    stockout_history=stockouts((A, timedelta(hours=5)), (A, timedelta(hours=5)), (B, timedelta(minutes=5)))
+)
+PREEMPTED_IN_A_REFUSED_IN_B = a_state(
+    preemptions=(Preemption("x", A, ago(hours=1)),), stockout_history=stockouts((B, HOUR))
+)
+
 RANKING = [
     pytest.param(a_state(), 1.0, HOUR, "pool-a-1", id="no_history_name_breaks_the_tie"),
     pytest.param(
@@ -35,38 +43,10 @@ RANKING = [
     pytest.param(
         a_state(stockout_history=stockouts((A, timedelta(hours=7)))), 1.0, HOUR, "pool-a-1", id="forgotten_after_6h"
     ),
-    pytest.param(
-        a_state(
-            stockout_history=stockouts((A, timedelta(hours=5)), (A, timedelta(hours=5)), (B, timedelta(minutes=5)))
-        ),
-        1.0,
-        None,
-        "pool-b-1",
-        id="plain_count_avoids_the_zone_with_more",
-    ),
-    pytest.param(
-        a_state(
-            stockout_history=stockouts((A, timedelta(hours=5)), (A, timedelta(hours=5)), (B, timedelta(minutes=5)))
-        ),
-        1.0,
-        HOUR,
-        "pool-a-1",
-        id="decay_avoids_the_zone_refused_just_now",
-    ),
-    pytest.param(
-        a_state(preemptions=(Preemption("x", A, ago(hours=1)),), stockout_history=stockouts((B, HOUR))),
-        0.5,
-        HOUR,
-        "pool-b-1",
-        id="light_stockout_weighs_less_than_a_preemption",
-    ),
-    pytest.param(
-        a_state(preemptions=(Preemption("x", A, ago(hours=1)),), stockout_history=stockouts((B, HOUR))),
-        2.0,
-        HOUR,
-        "pool-a-1",
-        id="heavy_stockout_weighs_more_than_a_preemption",
-    ),
+    pytest.param(TWO_OLD_IN_A_ONE_NEW_IN_B, 1.0, None, "pool-b-1", id="plain_count_avoids_the_zone_with_more"),
+    pytest.param(TWO_OLD_IN_A_ONE_NEW_IN_B, 1.0, HOUR, "pool-a-1", id="decay_avoids_the_zone_refused_just_now"),
+    pytest.param(PREEMPTED_IN_A_REFUSED_IN_B, 0.5, HOUR, "pool-b-1", id="light_stockout_weighs_less_than_a_preemption"),
+    pytest.param(PREEMPTED_IN_A_REFUSED_IN_B, 2.0, HOUR, "pool-a-1", id="heavy_stockout_weighs_more_than_a_preemption"),
     pytest.param(
         a_state(stockouts={A: later(minutes=1)}, zones_available=(A,), stockout_history=stockouts((B, HOUR))),
         4.0,
