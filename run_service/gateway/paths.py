@@ -1,8 +1,9 @@
 """Pass-through paths (``/pools/<pool>/<path>``): what a client may ask a backend for.
 
 The path is appended to the backend's address from the routing table, so it must stay a path on that
-backend: no ``..`` or ``.`` segments, no empty segments (``//host`` would read as an authority), no
-backslashes or control characters, and no percent-encoding that decodes into any of those. Anything that
+backend: no ``..`` or ``.`` segments (nor ``..;x``, which servers that strip path parameters read as ``..``),
+no empty segments (``//host`` would read as an authority), no backslashes or control characters, and no
+percent-encoding that decodes into any of those. Anything that
 needs a second decode to be judged (``%252e``) is refused rather than guessed at. The checks run on the raw
 request target, before any framework decoding, so encoded variants are judged exactly once. An encoded
 slash (``%2F``, e.g. a model id ``org%2Fname``) is kept encoded: segments are split before decoding.
@@ -61,7 +62,7 @@ def _segment(raw: str) -> str:
     if "%" in decoded:
         raise _refuse("doubly encoded characters are not accepted")
     for part in decoded.split("/"):
-        if part in ("", ".", ".."):
+        if part in ("", ".", "..") or part.partition(";")[0] in (".", ".."):  # '..;x' is '..' to Tomcat, Jetty
             raise _refuse("empty, '.' and '..' segments are not accepted")
         if not _SEGMENT.match(part):
             raise _refuse("it contains characters that are not allowed in a path")

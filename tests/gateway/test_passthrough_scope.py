@@ -37,6 +37,14 @@ def _fleet() -> Any:
         ),
         pytest.param({"passthrough": True}, "GET", "/pools/chat/v1/modelsx", 404, None, id="prefix-is-whole-segments"),
         pytest.param({"passthrough": True}, "GET", "/pools/chat/metrics", 404, None, id="unlisted-path"),
+        pytest.param(
+            {"passthrough": True},
+            "GET",
+            "/pools/chat/v1/models/..;/..;/metrics",
+            400,
+            None,
+            id="dotdot-with-path-parameters-escapes-no-prefix",
+        ),
         pytest.param({"passthrough": True}, "DELETE", "/pools/chat/v1/models", 405, None, id="unlisted-method"),
         pytest.param({"passthrough": True}, "POST", "/pools/burst/admin/x", 404, None, id="pool-exposing-nothing"),
         pytest.param(
@@ -71,7 +79,7 @@ def test_pass_through_scope(
     if status == 405:
         assert r.headers["Allow"] == "GET"
     if status >= 400:
-        assert r.json()["error"]["code"] in {"permission_denied", "not_found", "method_not_allowed"}
+        assert r.json()["error"]["code"] in {"permission_denied", "not_found", "method_not_allowed", "invalid_path"}
 
 
 def test_a_pool_outside_the_keys_scope_reads_like_an_unknown_one(store, make_gateway) -> None:
