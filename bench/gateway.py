@@ -42,9 +42,11 @@ MS = 1000.0
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
+    quiet: bool = False  # keep the lines, print nothing
 
     def add(self, text: str = "") -> None:
-        print(text, flush=True)
+        if not self.quiet:
+            print(text, flush=True)
         self.lines.append(text)
 
 

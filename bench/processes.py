@@ -34,6 +34,18 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def wait_port(host: str, port: int, timeout: float) -> None:
+    """Wait until something accepts connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{host}:{port} did not accept connections in {timeout} s")
+
+
 def wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -113,12 +125,12 @@ def gateway(
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-            yield f"http://127.0.0.1:{port}", new.secret, _only_child(process.pid)
+            yield f"http://127.0.0.1:{port}", new.secret, only_child(process.pid)
         finally:
             stop(process)
 
 
-def _only_child(pid: int) -> int:
+def only_child(pid: int) -> int:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return int(children[0])
 

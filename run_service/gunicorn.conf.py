@@ -46,6 +46,7 @@ timeout = 30
 graceful_timeout = 8
 keepalive = 620  # above the Google front end's 600 s idle timeout, so it never reuses a closed connection
 accesslog = None  # the gateway writes its own access line per request (gateway/access.py), with the key
+logger_class = "gateway.worker.Logger"  # gunicorn's, minus the access record it would build and discard
 errorlog = "-"
 loglevel = "warning"
 # gunicorn's own records as JSON lines too (spotgate.logs.JsonFormatter), like every other logger's: the root

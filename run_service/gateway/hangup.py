@@ -20,7 +20,7 @@ import _socket
 import contextlib
 import contextvars
 import os
-import select
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
@@ -98,66 +98,57 @@ class TrackedHTTPSConnection(_Tracked, HTTPSConnection):
 
 
 class _Watcher:
-    """One helper per process watching every registered caller connection (one ``select`` for all).
+    """One helper per process watching every registered caller connection through one selector.
 
-    A helper per request would cost a thread (a greenlet) and a ``select`` on every plain request; this one
-    costs a descriptor ``dup`` and two dictionary updates. It watches a duplicate of each caller's socket,
-    never the server's own socket object: under gevent only one greenlet may wait on a socket, and the server
-    reads the connection's next keep-alive request from it (a concurrent wait fails that read). Duplicates are
-    closed only by the watcher itself, between two ``select`` calls, so none is closed while it is waited on.
-    New registrations are picked up within ``_POLL`` seconds.
+    A helper per request would cost a thread (a greenlet) and a wait on every plain request; this one costs a
+    descriptor ``dup`` and a selector registration (O(1)). The selector is created in the worker, after
+    gevent's monkey-patching: there ``selectors.DefaultSelector`` is gevent's (one libev watcher per
+    registered socket, started once; a wait costs only what became ready), elsewhere epoll. It used to be one
+    ``select.select`` over a list of every watched socket, rebuilt every wait: O(n) per wait and per wake-up,
+    so an overloaded worker (hundreds of requests in flight) spent most of its CPU watching and answered
+    nothing, and with native threads ``select`` fails outright beyond descriptor 1023.
+    It watches a duplicate of each caller's socket, never the server's own socket object: under gevent only
+    one greenlet may wait on a socket, and the server reads the connection's next keep-alive request from it
+    (a concurrent wait fails that read). A duplicate is unregistered before it is closed.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: dict[int, tuple[_socket.socket, Cancel]] = {}
-        self._closing: list[_socket.socket] = []
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._selector: selectors.BaseSelector | None = None
         self._pid = 0
 
-    def add(self, client: Any, cancel: Cancel) -> int | None:
+    def add(self, client: Any, cancel: Cancel) -> _socket.socket | None:
         """Watch the caller's connection for ``cancel``; the token for ``remove`` (None: cannot be watched)."""
         try:
             duplicate = _socket.socket(fileno=os.dup(client.fileno()))  # a plain socket: never waits in gevent
         except (OSError, ValueError):
             return None
-        token = id(cancel)
         with self._lock:
-            self._watched[token] = (duplicate, cancel)
-            if self._thread is None or self._pid != os.getpid():  # started lazily, in the worker after a fork
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="gateway-hangup", daemon=True)
-                self._thread.start()
-        self._wake.set()
-        return token
+            if self._selector is None or self._pid != os.getpid():  # made lazily, in the worker after a fork
+                self._pid, self._selector = os.getpid(), selectors.DefaultSelector()
+                threading.Thread(target=self._run, args=(self._selector,), name="gateway-hangup", daemon=True).start()
+            self._selector.register(duplicate, selectors.EVENT_READ, cancel)
+        return duplicate
 
-    def remove(self, token: int) -> None:
+    def remove(self, duplicate: _socket.socket) -> None:
         with self._lock:
-            found = self._watched.pop(token, None)
-            if found is not None:
-                self._closing.append(found[0])
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                closing, self._closing = self._closing, []
-                watched = dict(self._watched)
-            for duplicate in closing:
-                duplicate.close()
-            if not watched:
-                self._wake.wait(_POLL)
-                self._wake.clear()
-                continue
             try:
-                readable, _, _ = select.select([d for d, _ in watched.values()], [], [], _POLL)
-            except (OSError, ValueError):  # look again
-                continue
-            for token, (duplicate, cancel) in watched.items():
-                if duplicate in readable:
-                    self._judge(token, duplicate, cancel)
+                if self._selector is not None:
+                    self._selector.unregister(duplicate)
+            except (KeyError, ValueError):
+                pass
+        duplicate.close()
 
-    def _judge(self, token: int, duplicate: _socket.socket, cancel: Cancel) -> None:
+    def _run(self, selector: selectors.BaseSelector) -> None:
+        while True:
+            try:
+                ready = selector.select(_POLL)
+            except OSError:  # a descriptor closed under the wait: look again
+                ready = []
+            for key, _ in ready:
+                self._judge(key.fileobj, key.data)  # type: ignore[arg-type]
+
+    def _judge(self, duplicate: _socket.socket, cancel: Cancel) -> None:
         """Readable: closed (cancel) or pipelined bytes (nothing more to learn); either way, stop watching."""
         try:
             gone = duplicate.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
@@ -165,7 +156,7 @@ class _Watcher:
             return  # nothing after all: keep watching
         except OSError:
             gone = True
-        self.remove(token)
+        self.remove(duplicate)
         if gone:
             cancel.cancel()  # does nothing if the request has ended meanwhile (Cancel.finish)
 
@@ -182,7 +173,7 @@ def watch(client: Any) -> Iterator[Cancel]:
     try:
         yield cancel
     finally:
+        cancel.finish()  # first: a hang-up judged from here on shuts nothing (the connections may serve others)
         if watched is not None:
             _watcher.remove(watched)
-        cancel.finish()
         _current.reset(token)

@@ -20,6 +20,7 @@ from typing import Any
 
 import gevent
 from gevent.local import local
+from gunicorn import glogging
 from gunicorn.workers.ggevent import GeventWorker
 
 
@@ -84,3 +85,20 @@ class HeaderTimeoutWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships
         finally:
             if timed is not None:
                 timed.end_head()
+
+
+class Logger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger without gunicorn's access line: the gateway writes its own (``gateway/access.py``).
+
+    gunicorn builds an access record (every request and response header, case-folded) for each request
+    whenever a logging config is given, which ``gunicorn.conf.py``'s ``logconfig_dict`` is, and only then
+    finds that nobody reads ``gunicorn.access``: about a tenth of the worker's CPU per proxied request
+    (``python -m bench.gateway_floor``).
+    """
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return False
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None

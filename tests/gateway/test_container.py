@@ -66,3 +66,19 @@ def test_gunicorn_runs_one_worker_per_vcpu(tmp_path, cpu_max: str, env: dict[str
     (tmp_path / "cpu.max").write_text(cpu_max)
     config = runpy.run_path(str(ROOT / "run_service" / "gunicorn.conf.py"))
     assert config["worker_count"](env, str(tmp_path)) == workers
+
+
+def test_gunicorn_builds_no_access_record_of_its_own() -> None:
+    """The gateway writes one access line per request itself; gunicorn's logger, given the conf's logging
+    dictionary, would build (and then drop) a record of every header of every request."""
+    from gunicorn.config import Config
+
+    from gateway.worker import Logger
+
+    settings = runpy.run_path(str(ROOT / "run_service" / "gunicorn.conf.py"))
+    assert settings["logger_class"] == "gateway.worker.Logger"
+    cfg = Config()
+    cfg.set("logconfig_dict", settings["logconfig_dict"])
+    logger = Logger(cfg)
+    assert not logger.access_log_enabled
+    logger.access(None, None, {}, None)  # gunicorn's own would read the response and request here

@@ -59,3 +59,23 @@ def test_a_hang_up_reaches_the_backend_under_gunicorn(tmp_path, hosts) -> None:
                 assert wait_until(lambda: _status(server.url, secret) == 200)
     finally:
         store.close()
+
+
+def test_a_hang_up_is_seen_among_more_watched_callers_than_select_can_take() -> None:
+    """The watcher waits on a selector (gevent's under gunicorn, epoll elsewhere), not ``select.select``: that
+    one rebuilt its list of every watched socket on each wait (an overloaded worker spent its CPU watching)
+    and cannot take a descriptor above 1023 at all, so a hang-up among many callers went unseen."""
+    from contextlib import ExitStack
+
+    from gateway.hangup import watch
+
+    with ExitStack() as stack:
+        pairs = [socket.socketpair() for _ in range(550)]  # more than 1,024 descriptors
+        for ours, theirs in pairs:
+            stack.callback(ours.close)
+            stack.callback(theirs.close)
+        cancels = [stack.enter_context(watch(ours)) for ours, _ in pairs]
+        assert max(ours.fileno() for ours, _ in pairs) > 1024
+        pairs[-1][1].close()  # the last caller hangs up
+        assert cancels[-1].gone.wait(10)
+        assert not any(cancel.gone.is_set() for cancel in cancels[:-1])
