@@ -182,11 +182,13 @@ resource "google_project_iam_custom_role" "overflow_scaler" {
 
 # Capacity advice (pools with capacity_advice = true): advice.capacity and advice.capacityHistory, both
 # read-only and asked per region of the project, so the grant is project-level; nothing else is in the role,
-# and it exists only while a pool uses it. The permission names follow Compute Engine's
-# compute.<collection>.<method> scheme (as compute.advice.calendarMode for advice.calendarMode); the API
-# reference pages of both methods list them under "IAM Permissions", but that section was not in the
-# reference material available offline, so check them against your first terraform apply (a wrong name
-# fails the role's creation; a missing grant only leaves advice "unknown", placement unchanged).
+# and it exists only while a pool uses it (roles/compute.viewer holds both, with some 300 other reads). The
+# names come from Google's predefined role definitions as the IAM API lists them (roles/compute.viewer,
+# compute.editor, compute.admin; copied in the public iann0036/iam-dataset, Aug 2026), not from Google's
+# documentation, whose IAM section of the two methods was not in the material available offline; nor was
+# whether custom roles accept them (their custom-role support level). If `terraform apply` refuses the
+# role, grant roles/compute.viewer instead (broader). Without the grant advice is "unknown": placement as
+# without capacity_advice.
 resource "google_project_iam_custom_role" "capacity_advisor" {
   count = local.capacity_advice_wanted ? 1 : 0
 
