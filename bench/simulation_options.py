@@ -4,7 +4,7 @@ Each row is the example chat pool (``examples/fleet.yaml``) with one change, rep
 scenario of ``examples/simulation/aws<N>-chat.yaml``; the last rows repeat the chosen options with a slower
 engine load, to show how much the result depends on it. Run from the repository root:
     .venv/bin/python -m bench.simulation_options [TRACES_ROOT (default ../shared/traces)] [AWS1 AWS2 AWS3]
-        [--only=TEXT (variants whose name contains it)] [--regions-only]
+        [--only=TEXT (variants whose name contains it)] [--regions-only] [--seed=N (instead of the scenario's)]
 """
 
 from __future__ import annotations
@@ -130,6 +130,8 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for trace in traces:
         scenario = on_trace(load_scenario(Path(f"examples/simulation/{trace.lower()}-chat.yaml")), root / trace)
+        seeds = [int(a.removeprefix("--seed=")) for a in sys.argv if a.startswith("--seed=")]
+        scenario = scenario.model_copy(update={"seed": seeds[-1]}) if seeds else scenario
         only = [a.removeprefix("--only=") for a in sys.argv if a.startswith("--only=")]
         variants = {n: c for n, c in VARIANTS.items() if not only or any(o in n for o in only)}
         for name, changes in variants.items() if "--regions-only" not in sys.argv else ():

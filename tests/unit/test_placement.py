@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from spotgate.core.placement import choose_starts, preemption_weights, stocked_out
+from spotgate.core.placement import choose_starts, decayed_counts, stocked_out
 from spotgate.domain import Instance, PoolState, Preemption
 from tests.unit.builders import NOW, a_state, ago, an_instance, later
 
@@ -136,7 +136,7 @@ def test_plain_count_per_zone_without_half_life() -> None:
             Preemption("z", B, ago(hours=6, seconds=1)),
         )
     )
-    assert preemption_weights(state, NOW, None) == {A: 2}
+    assert decayed_counts(state.preemptions, NOW, None) == {A: 2}
 
 
 HOUR = timedelta(hours=1)
@@ -187,7 +187,7 @@ def test_weights_halve_per_half_life() -> None:
             Preemption("w", C, ago(hours=6, seconds=1)),
         )
     )
-    assert preemption_weights(state, NOW, HOUR) == {A: 1.5, B: 0.25}
+    assert decayed_counts(state.preemptions, NOW, HOUR) == {A: 1.5, B: 0.25}
 
 
 def test_decayed_choice_explains_itself() -> None:

@@ -75,11 +75,6 @@ def decayed_counts(events: Iterable[_ZoneEvent], now: datetime, half_life: timed
     return {zone: round(weight, 6) for zone, weight in weights.items()}
 
 
-def preemption_weights(state: PoolState, now: datetime, half_life: timedelta | None) -> dict[str, float]:
-    """``decayed_counts`` of the pool's remembered preemptions."""
-    return decayed_counts(state.preemptions, now, half_life)
-
-
 @dataclass(frozen=True, slots=True)
 class ZoneHistory:
     """What the pool's own history holds against each zone: preemptions and stockouts, counted and decayed."""
