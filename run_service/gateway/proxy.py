@@ -186,6 +186,7 @@ class Forwarder:
                 log.warning("no ID token for overflow", extra={"pool": call.pool.name, "error": str(e)})
                 return None
         self._balancer.begin(route)
+        sent = self._monotonic()  # GPU time runs from here: a plain answer is computed before its headers
         try:
             response = self._upstreams.open(route.address, call.method, call.target, headers, call.body)
         except UnreachableError as e:  # no request byte reached it: safe to send elsewhere
@@ -213,7 +214,7 @@ class Forwarder:
             raise errors.gateway_timeout(f"Backend {route.backend} did not answer in time.") from None
         self._balancer.answered(route)
         self._activity.started(call.pool.name, route.backend)
-        _note_backend(call.exchange, route, self._monotonic())
+        _note_backend(call.exchange, route, sent)
         return _Opened(route, response)
 
     def _finish(self, opened: _Opened, exchange: Exchange | None = None) -> None:
@@ -379,7 +380,7 @@ class Forwarder:
 
 def _note_backend(exchange: Exchange, route: Route, now: float) -> None:
     exchange.backend, exchange.kind = route.backend, route.kind.value
-    if exchange.backend_started is None:  # GPU time runs from the first backend's answer (continuations included)
+    if exchange.backend_started is None:  # from the request to the first backend that answered (and continuations)
         exchange.backend_started = now
 
 

@@ -3,7 +3,7 @@
 Why batched: a store write per request would cost more than the request's own overhead; the store adds
 deltas (``record_usage``), so every worker and instance flushes its own without coordination. A failed
 flush keeps its counts for the next one. What is counted comes from each request's access record: one
-request, the tokens of the backend's ``usage``, and backend seconds (GPU time) from the answer to the end.
+request, the tokens of the backend's ``usage``, and backend seconds (GPU time) from the request sent to the end.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from spotgate.domain import BackendKind
+from tests.gateway.servers import Script, ScriptedServer
 from tests.gateway.stack import a_fleet, a_key, a_route, wait_until
 
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
@@ -95,3 +96,18 @@ def test_usage_is_recorded_per_key_and_pool_in_the_store(store, engines, make_ga
     assert (usage.key_id, usage.pool, usage.requests, usage.tokens_out) == (key.key_id, "chat", 2, 6)
     assert usage.tokens_in > 0
     assert usage.gpu_seconds > 0
+
+
+def test_gpu_seconds_of_a_plain_answer_include_the_time_the_backend_took_to_answer(store, make_gateway, hosts) -> None:
+    """A non-streaming engine computes the whole answer before its response headers, so backend time runs
+    from when the request was sent, not from the headers (which would count only the body transfer)."""
+    usage = b'{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}'
+    with ScriptedServer(next(hosts), Script(delay=1.0, body=usage)) as engine:
+        store.put_routes([a_route("chat", "chat-slow", engine.url)])
+        secret, _ = a_key(store)
+        assert post(make_gateway().url, secret, "slow", CHAT) == 200
+        since = datetime.now(UTC) - timedelta(hours=1)
+        assert wait_until(lambda: sum(u.requests for u in store.list_usage(since)) == 1)
+    (recorded,) = store.list_usage(since)
+    assert (recorded.tokens_in, recorded.tokens_out) == (5, 7)
+    assert recorded.gpu_seconds >= 1.0  # the backend's delay is a floor, whatever the machine's speed
