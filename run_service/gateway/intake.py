@@ -8,8 +8,9 @@ the worker's memory. Four bounds apply:
 - all bodies of the worker: ``max_body_bytes_in_flight``, held from the first byte read until the request
   ends, because the body stays in memory while the request is held or relayed (503, ``Retry-After``); a
   JSON body's parsed form counts too (``hold_parsed``, sized by ``gateway.payload.parsed_size``);
-- one key's bodies still being received: ``max_uploads_per_key`` at a time, so a key that trickles its
-  bodies slowly cannot hold many open (429);
+- one key's bodies still being received: ``max_uploads_per_key`` at a time, and together at most half of
+  the worker's budget (or one whole body if that is more), so a key that trickles its bodies slowly cannot
+  hold many open nor reserve the budget every other caller needs (429);
 - time: the whole body within ``body_timeout`` (408, and the connection is closed).
 
 The timeout is applied as the client socket's timeout before each read, so it holds under gevent and under
@@ -31,14 +32,17 @@ _READ = 64 * 1024
 
 
 class BodyBudget:
-    """The worker's byte budget for request bodies in flight, and per-key counts of bodies being received."""
+    """The worker's byte budget for request bodies in flight, and per key the bodies being received (how many,
+    and the bytes they reserved: at most ``max_receiving_per_key``)."""
 
-    def __init__(self, max_bytes: int, max_uploads_per_key: int) -> None:
+    def __init__(self, max_bytes: int, max_uploads_per_key: int, max_receiving_per_key: int | None = None) -> None:
         self._max_bytes = max_bytes
         self._max_uploads = max_uploads_per_key
+        self._max_receiving = max_bytes if max_receiving_per_key is None else max_receiving_per_key
         self._lock = threading.Lock()
         self._bytes = 0
         self._uploads: dict[str, int] = {}
+        self._receiving: dict[str, int] = {}
 
     def reserve(self, size: int) -> bool:
         """Take ``size`` bytes of the budget; False (nothing taken) when they do not fit."""
@@ -46,6 +50,18 @@ class BodyBudget:
             if self._bytes + size > self._max_bytes:
                 return False
             self._bytes += size
+            return True
+
+    def reserve_upload(self, key: str, size: int) -> bool:
+        """``reserve`` for a body ``key`` is sending. Raises ApiError 429 past the key's share of the budget."""
+        with self._lock:
+            receiving = self._receiving.get(key, 0) + size
+            if receiving > self._max_receiving:
+                raise errors.rate_limited("This key's request bodies already take its share of the gateway.", 1)
+            if self._bytes + size > self._max_bytes:
+                return False
+            self._bytes += size
+            self._receiving[key] = receiving
             return True
 
     def give_back(self, size: int) -> None:
@@ -60,8 +76,14 @@ class BodyBudget:
                 raise errors.rate_limited(f"This key is already sending {running} request bodies.", 1)
             self._uploads[key] = running + 1
 
-    def end_upload(self, key: str) -> None:
+    def end_upload(self, key: str, reserved: int = 0) -> None:
+        """A body of ``key`` is received (or failed); the ``reserved`` bytes it took stay held, not receiving."""
         with self._lock:
+            receiving = self._receiving.get(key, 0) - reserved
+            if receiving > 0:
+                self._receiving[key] = receiving
+            else:
+                self._receiving.pop(key, None)
             left = self._uploads.get(key, 1) - 1
             if left > 0:
                 self._uploads[key] = left
@@ -96,10 +118,10 @@ class BodyReader:
         self._budget.start_upload(key)
         try:
             if declared is not None:
-                self._reserve(declared, held)
-            return self._receive(environ, declared, held)
+                self._reserve(declared, held, key)
+            return self._receive(environ, declared, held, key)
         finally:
-            self._budget.end_upload(key)
+            self._budget.end_upload(key, held[0])
 
     def hold_parsed(self, size: int, on_release: Callable[[Callable[[], None]], None]) -> None:
         """Take ``size`` bytes of the budget for a body's parsed form; ``on_release`` gets what frees them.
@@ -112,13 +134,13 @@ class BodyReader:
         on_release(lambda: self._budget.give_back(held[0]))
         self._reserve(size, held)
 
-    def _reserve(self, size: int, held: list[int]) -> None:
-        if not self._budget.reserve(size):
+    def _reserve(self, size: int, held: list[int], key: str | None = None) -> None:
+        if not (self._budget.reserve(size) if key is None else self._budget.reserve_upload(key, size)):
             raise ApiError(503, "The gateway is receiving too many request bodies; retry shortly.",
                            "service_unavailable", "busy", retry_after=1)  # fmt: skip
         held[0] += size
 
-    def _receive(self, environ: dict[str, Any], declared: int | None, held: list[int]) -> bytes:
+    def _receive(self, environ: dict[str, Any], declared: int | None, held: list[int], key: str) -> bytes:
         if declared is None and not environ.get("wsgi.input_terminated"):
             return b""  # chunked, and the server cannot tell where it ends: no body (as werkzeug decides)
         stream = environ["wsgi.input"]  # read raw: the server's own stream wrappers hide timeouts as 400s
@@ -137,7 +159,7 @@ class BodyReader:
                 if size > self._limit:
                     raise errors.body_too_large(self._limit)
                 if declared is None:
-                    self._reserve(len(chunk), held)
+                    self._reserve(len(chunk), held, key)
                 parts.append(chunk)
         except TimeoutError as e:
             _stop_reading(sock)

@@ -61,7 +61,8 @@ class Gateway:
         self.table = LiveTable(deps.store, max_age=s.max_snapshot_age.total_seconds(), monotonic=deps.monotonic)
         self.auth = Authenticator(self.table, s, deps.clock, deps.auth_request)
         self.limiter = KeyLimiter(deps.monotonic, SharedRate(deps.store, deps.clock, deps.monotonic))
-        self.budget = BodyBudget(s.max_body_bytes_in_flight, s.max_uploads_per_key)
+        share = max(s.max_body_bytes, s.max_body_bytes_in_flight // 2)  # what one key's uploads may reserve
+        self.budget = BodyBudget(s.max_body_bytes_in_flight, s.max_uploads_per_key, share)
         self.bodies = BodyReader(
             self.budget, limit=s.max_body_bytes, timeout=s.body_timeout.total_seconds(), monotonic=deps.monotonic
         )

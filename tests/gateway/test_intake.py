@@ -68,6 +68,19 @@ def test_one_key_may_trickle_only_a_few_bodies_at_once(store, make_gateway) -> N
             assert status_of(third) == 429
 
 
+def test_one_keys_trickled_bodies_cannot_take_the_budget_every_other_caller_needs(store, make_gateway) -> None:
+    """A key may reserve at most half the worker's budget for bodies it is still sending (else one key with
+    no concurrency limit withholds a few large declared bodies and every other caller gets 503 busy)."""
+    hog, other = a_key(store)[0], a_key(store)[0]
+    gateway = make_gateway(max_body_bytes=64 * 1024, max_body_bytes_in_flight=128 * 1024)
+    with withheld(gateway.url, hog):
+        assert wait_until(lambda: gateway.gateway.budget.bytes_in_flight == BODY_BYTES)
+        with withheld(gateway.url, hog) as second:
+            assert status_of(second) == 429  # past its share: refused before any of its body is read
+        with withheld(gateway.url, other):
+            assert wait_until(lambda: gateway.gateway.budget.bytes_in_flight == 2 * BODY_BYTES)  # still room
+
+
 def test_bodies_in_flight_are_bounded_per_worker(store, make_gateway) -> None:
     secrets = [a_key(store)[0] for _ in range(3)]  # three keys: no per-key bound applies
     gateway = make_gateway(max_body_bytes=64 * 1024, max_body_bytes_in_flight=128 * 1024)
