@@ -72,6 +72,16 @@ class Exchange:
         return max(0.0, self.backend_ended - self.backend_started)
 
 
+def refused(request_id: str, method: str | None, path: str | None, status: int, code: str) -> None:
+    """The access line of a request gunicorn's parser refused (``gateway.refusals``) before the app saw it.
+
+    Its caller is unknown (``caller`` null): it was refused before its headers were read or authenticated,
+    and nothing else of what it sent is logged. ``code`` is the machine code the client was given.
+    """
+    fields = Exchange(request_id, "", "", 0.0).fields(status, 0.0)
+    log.info("access", extra={**fields, "method": method, "path": path, "code": code, "refused_by": "gunicorn"})
+
+
 def first_byte(
     chunks: Iterator[bytes], exchange: Exchange, monotonic: Callable[[], float] = time.monotonic
 ) -> Iterator[bytes]:

@@ -12,8 +12,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Statuses where the same request can never succeed: tell SDKs not to retry (they would for some, e.g. 409).
-_FINAL = frozenset({400, 401, 403, 404, 405, 413, 415, 422})
+# Statuses where the same request can never succeed: tell SDKs not to retry (they would for some, e.g. 409,
+# and for every 5xx, 501 included). 414, 417, 431 and 501 come from gunicorn's parser (``gateway.refusals``).
+_FINAL = frozenset({400, 401, 403, 404, 405, 413, 414, 415, 417, 422, 431, 501})
 
 
 @dataclass(eq=False)  # not frozen: Python sets __traceback__ and __context__ on exceptions

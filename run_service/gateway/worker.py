@@ -20,8 +20,10 @@ from typing import Any
 
 import gevent
 from gevent.local import local
-from gunicorn import glogging
+from gunicorn import glogging, util
 from gunicorn.workers.ggevent import GeventWorker
+
+from gateway import access, refusals
 
 
 class _HeadTimed:
@@ -85,6 +87,22 @@ class HeaderTimeoutWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships
         finally:
             if timed is not None:
                 timed.end_head()
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """A request gunicorn refused (or failed before the app answered): the OpenAI error shape, not HTML.
+
+        Replaces gunicorn's ``Worker.handle_error``, whose log lines and page quote what the client sent.
+        """
+        error = refusals.refusal(exc)
+        req = req if req is not None else getattr(exc, "req", None)  # a bad header: the request line was read
+        rid = refusals.new_request_id()
+        if error.status >= 500:
+            self.log.exception("error handling a request", extra={"request_id": rid})
+        access.refused(rid, getattr(req, "method", None), getattr(req, "path", None), error.status, str(error.code))
+        try:
+            util.write_nonblock(client, refusals.response(error, rid))
+        except Exception:  # the client is gone; gunicorn closes the socket next
+            self.log.debug("failed to send an error response")
 
 
 class Logger(glogging.Logger):  # type: ignore[misc]
