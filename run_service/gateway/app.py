@@ -101,6 +101,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     @app.get("/v1/models")
     def models() -> dict[str, object]:
         principal = _authenticate(gw)
+        gw.meter(principal)
         pools = [p for p in gw.fleet.pools if principal.allows_pool(p.name)]
         data = [_model_entry(name, p) for p in pools for name in p.model_names]
         return {"object": "list", "data": data}
@@ -109,6 +110,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     def model(model: str) -> dict[str, object]:
         """One model, as the SDK's ``models.retrieve`` asks; 404 ``model_not_found`` outside the caller's pools."""
         principal = _authenticate(gw)
+        gw.meter(principal)
         pool = gw.fleet.pool_for_model(model)
         if pool is None or not principal.allows_pool(pool.name):
             raise errors.model_not_found(model)

@@ -89,6 +89,11 @@ class KeyLimiter:
                 raise
         return release
 
+    def take(self, key: ApiKey) -> None:
+        """Take only a rate token for ``key`` (no concurrency slot); raises ApiError 429 when its rpm is spent."""
+        if key.rpm:
+            self._take_token(key)
+
     def _take_token(self, key: ApiKey) -> None:
         shared = None if self._shared is None else self._shared.take(key)
         if shared is False:

@@ -119,6 +119,15 @@ class Gateway:
             admission.hold(self.limiter.acquire(principal.key))
         return admission
 
+    def meter(self, principal: Principal) -> None:
+        """Count a request that holds nothing (a model listing) against the key's rpm (ApiError 429).
+
+        No concurrency slot: ``max_concurrent`` bounds what a key keeps busy (streams, held requests, backend
+        work), and a listing is answered from memory at once.
+        """
+        if principal.key is not None:
+            self.limiter.take(principal.key)
+
     def read_body(self, environ: dict[str, Any], principal: Principal, admission: Admission) -> bytes:
         """The request body within the gateway's bounds (``gateway.intake``); its bytes are held by ``admission``."""
         return self.bodies.read(environ, principal.name, admission.hold)

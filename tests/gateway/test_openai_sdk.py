@@ -121,6 +121,21 @@ def test_exceeding_the_keys_rpm_gets_429_with_retry_after(store, engines, make_g
     assert 1 <= int(raised.value.response.headers["retry-after"]) <= 60
 
 
+def test_listing_models_counts_against_the_keys_rpm(store, engines, make_gateway) -> None:
+    """Regression: GET /v1/models and /v1/models/{id} took no rate token, so a limited key could call them
+    without limit."""
+    serve_chat(store, engines, "chat-a")
+    secret, _ = a_key(store, rpm=10, max_concurrent=1)  # a burst of rpm / 5 = 2, then one every 6 s
+    client = a_client(make_gateway(), secret)
+    assert [m.id for m in client.models.list()]
+    assert client.models.retrieve("chat-model").id == "chat-model"
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.models.list()
+    assert 1 <= int(raised.value.response.headers["retry-after"]) <= 60
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="chat-model", messages=MESSAGES)  # the same bucket
+
+
 def test_exceeding_the_keys_concurrency_gets_429(store, engines, make_gateway) -> None:
     engine = engines("chat-model", "chat-slow", "--ttft", "0.8")
     store.put_routes([a_route("chat", engine.name, engine.url)])
