@@ -89,24 +89,33 @@ def latency_at_rates(report: Report, pair: tuple[Target, Target], rates: list[in
         )
 
 
-def max_rate(report: Report, t: Target, label: str, steps: list[int], seconds: float) -> int:
+def max_rate(report: Report, t: Target, label: str, steps: list[int], *, seconds: float, attempts: int = 1) -> int:
+    """The highest step sustained (>= 97 % answered, no errors, p99 < 100 ms) in one of ``attempts`` tries.
+
+    A second try keeps one burst of other work on a shared machine from ending the climb; every try is
+    reported.
+    """
     best = 0
     report.add(f"| {label}: offered (req/s) | answered (req/s) | p50 | p99 | errors | sustained |")
     report.add("|---:|---:|---:|---:|---:|:---:|")
     for rate in steps:
-        run(loadgen.open_loop(t, rate, 0.5))
-        started = time.perf_counter()
-        replies, errors = run(loadgen.open_loop(t, rate, seconds, grace=5))
-        elapsed = max(r.done for r in replies) - started if replies else seconds
-        lat = latencies(replies)
-        answered = len(lat) / max(elapsed, seconds)
-        ok = not errors and answered >= 0.97 * rate and percentile(lat, 99) < 100
-        report.add(f"| {rate} | {answered:.0f} | {percentile(lat, 50):.2f} ms | {percentile(lat, 99):.2f} ms "
-                   f"| {len(errors)} | {'yes' if ok else 'no'} |")  # fmt: skip
-        if not ok:
+        if not any(_sustains(report, t, rate, seconds) for _ in range(attempts)):
             break
         best = rate
     return best
+
+
+def _sustains(report: Report, t: Target, rate: int, seconds: float) -> bool:
+    run(loadgen.open_loop(t, rate, 0.5))
+    started = time.perf_counter()
+    replies, errors = run(loadgen.open_loop(t, rate, seconds, grace=5))
+    elapsed = max(r.done for r in replies) - started if replies else seconds
+    lat = latencies(replies)
+    answered = len(lat) / max(elapsed, seconds)
+    ok = not errors and answered >= 0.97 * rate and percentile(lat, 99) < 100
+    report.add(f"| {rate} | {answered:.0f} | {percentile(lat, 50):.2f} ms | {percentile(lat, 99):.2f} ms "
+               f"| {len(errors)} | {'yes' if ok else 'no'} |")  # fmt: skip
+    return ok
 
 
 # streams ---------------------------------------------------------------------------------------------------
@@ -196,7 +205,7 @@ def _measure_worker(
     )
     if not a.skip_max:
         steps = [int(s) for s in a.max_steps.split(",")]
-        best = lambda: report.add(f"\nSustained: **{max_rate(report, fast[1], 'gateway', steps, 4.0)} req/s**")  # noqa: E731
+        best = lambda: report.add(f"\nSustained: **{max_rate(report, fast[1], 'gateway', steps, seconds=4.0)} req/s**")  # noqa: E731
         section(report, "Highest sustained rate, one worker", best)
     streams = _pair(urls, gw, key, "stream", stream=True)
     section(report, "Stream TTFT and per-chunk delay (100 streams at 20/s)",
