@@ -20,7 +20,7 @@ from urllib.parse import quote
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from gateway import errors
+from gateway import continuation, errors
 from gateway.access import Exchange
 from gateway.auth import Principal
 from gateway.errors import ApiError
@@ -123,13 +123,11 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         principal = _authenticate(gw)
         with _admitted(gw, principal) as admission:
             body = gw.read_body(request.environ, principal, admission)
-            payload = gw.parse_body(body, admission)
-            pool = _pool_for(gw, principal, payload)
-            upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
-            if upstream is not payload:
-                body = json.dumps(upstream, separators=(",", ":")).encode()
-            call = _call(pool, "POST", f"/v1/{endpoint}", body, stream=payload.get("stream") is True, inference=True)
-            return gw.forward(replace(call, strip_usage=strip_usage), admission)
+            payload, give_back_parsed = gw.parse_body(body, admission)
+            call = _inference_call(gw, principal, endpoint, payload, body)
+            del payload  # the call carries bytes only: the parsed body is gone, and so is its reservation
+            give_back_parsed()
+            return gw.forward(call, admission)
 
     @app.route("/pools/<pool>/", defaults={"sub": ""}, methods=_METHODS)
     @app.route("/pools/<pool>/<path:sub>", methods=_METHODS)
@@ -149,6 +147,18 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
             stream = "text/event-stream" in request.headers.get("Accept", "")
             call = _call(spec, request.method, target, body, stream=stream)
             return gw.forward(replace(call, public_prefix=f"/pools/{spec.name}"), admission)
+
+
+def _inference_call(gw: Gateway, principal: Principal, endpoint: str, payload: dict[str, Any], body: bytes) -> Call:
+    """The upstream request of an OpenAI endpoint (ApiError 400/404), built from the parsed ``payload``."""
+    pool = _pool_for(gw, principal, payload)
+    upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
+    if upstream is not payload:
+        body = json.dumps(upstream, separators=(",", ":")).encode()
+    target, stream = f"/v1/{endpoint}", payload.get("stream") is True
+    continuable = stream and pool.continuation and continuation.continuable(target, upstream)
+    call = _call(pool, "POST", target, body, stream=stream, inference=True)
+    return replace(call, strip_usage=strip_usage, continuable=continuable)
 
 
 def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:

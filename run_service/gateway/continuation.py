@@ -66,6 +66,12 @@ def refusal(kind: Kind, body: dict[str, Any]) -> str | None:
     return next((reason for broken, reason in rules if broken), None)
 
 
+def continuable(target: str, body: dict[str, Any]) -> bool:
+    """Whether a stream of ``body`` to ``target`` could be continued faithfully if it were cut."""
+    kind = kind_of(target)
+    return kind is not None and refusal(kind, body) is None
+
+
 @dataclass(slots=True)
 class Transcript:
     """What the caller has received so far, learned from the events relayed to it."""

@@ -7,12 +7,18 @@ notes what the caller received. If the stream ends abnormally (reset, EOF withou
 ``[DONE]``, preceded by an SSE comment ``: spotgate-continued N`` when it was continued. Where a faithful
 continuation is impossible, or no backend takes it, the stream ends with today's SSE error event.
 
-``reopen`` is the proxy's: it yields heartbeats while it waits for a backend and returns the new backend's
-raw SSE chunks, or the ApiError that says why there are none. Everything else here is pure relaying.
+``reopen`` is the proxy's: given the continuing request's body, it yields heartbeats while it waits for a
+backend and returns the new backend's raw SSE chunks, or the ApiError that says why there are none.
+Everything else here is pure relaying.
+
+The original request is needed only when a stream is cut: ``original`` parses it then (from the raw bytes
+the call holds anyway), and the parsed form is dropped before anything else runs (``_following`` yields to
+no other greenlet), so an uncut stream holds no parsed body and a worker at most one at a time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -24,7 +30,7 @@ from gateway.upstream import StreamCutError
 
 log = logging.getLogger(__name__)
 
-Reopen = Callable[[dict[str, Any]], Generator[bytes, None, "Iterator[bytes] | ApiError"]]
+Reopen = Callable[[bytes], Generator[bytes, None, "Iterator[bytes] | ApiError"]]
 DONE = b"data: [DONE]\n\n"
 CONTINUED_COMMENT = "spotgate-continued"
 
@@ -32,7 +38,7 @@ CONTINUED_COMMENT = "spotgate-continued"
 def continued_stream(
     first: Iterator[bytes],
     kind: Kind,
-    body: dict[str, Any],
+    original: Callable[[], dict[str, Any]],
     reopen: Reopen,
     *,
     request_id: str,
@@ -41,7 +47,8 @@ def continued_stream(
 ) -> Iterator[bytes]:
     """The caller's stream: ``first`` relayed, continued through ``reopen`` after each cut (at most ``limit``).
 
-    ``on_cut`` is called when a backend's stream has died, before the next one is opened (to release it).
+    ``original`` returns the request's body, parsed (called only at a cut). ``on_cut`` is called when a
+    backend's stream has died, before the next one is opened (to release it).
     """
     seen = Transcript(kind)
     source, parts, relayed_before = first, 0, 0
@@ -55,7 +62,7 @@ def continued_stream(
             yield DONE
             return
         reason = seen.problem or (f"it was continued {limit} times already" if parts >= limit else None)
-        following = None if reason else next_body(kind, body, seen)
+        following = None if reason else _following(kind, original, seen)
         if reason is None and following is None:  # cut exactly at its length limit: nothing left to generate
             yield sse.encode(length_finish(kind, seen))
             yield from _end(parts)
@@ -67,6 +74,12 @@ def continued_stream(
             return
         parts, relayed_before, source = parts + 1, seen.tokens, result
         log.info("stream continued", extra={"request_id": request_id, "part": parts, "tokens_before": seen.tokens})
+
+
+def _following(kind: Kind, original: Callable[[], dict[str, Any]], seen: Transcript) -> bytes | None:
+    """The continuing request's body, or None when the length limit is reached; nothing parsed outlives it."""
+    body = next_body(kind, original(), seen)
+    return None if body is None else json.dumps(body, separators=(",", ":")).encode()
 
 
 def _relay(

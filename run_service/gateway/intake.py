@@ -7,7 +7,9 @@ the worker's memory. Four bounds apply:
 - one body: ``max_body_bytes`` (413);
 - all bodies of the worker: ``max_body_bytes_in_flight``, held from the first byte read until the request
   ends, because the body stays in memory while the request is held or relayed (503, ``Retry-After``); a
-  JSON body's parsed form counts too (``hold_parsed``, sized by ``gateway.payload.parsed_size``);
+  JSON body's parsed form counts too (``hold_parsed``, sized by ``gateway.payload.parsed_size``), from
+  before parsing until the request no longer holds the parsed object (the view gives it back once it has
+  built the upstream request, which carries bytes);
 - one key's bodies still being received: ``max_uploads_per_key`` at a time, and together at most half of
   the worker's budget (or one whole body if that is more), so a key that trickles its bodies slowly cannot
   hold many open nor reserve the budget every other caller needs (429);
@@ -123,21 +125,25 @@ class BodyReader:
         finally:
             self._budget.end_upload(key, held[0])
 
-    def hold_parsed(self, size: int, on_release: Callable[[Callable[[], None]], None]) -> None:
-        """Take ``size`` bytes of the budget for a body's parsed form; ``on_release`` gets what frees them.
+    def hold_parsed(
+        self, size: int, on_release: Callable[[Callable[[], None]], None], held: list[Callable[[], None]]
+    ) -> None:
+        """Take ``size`` bytes of the budget for a body's parsed form; what frees them (once: a second call
+        does nothing) goes to ``on_release`` and is appended to ``held``.
 
         Raises ApiError 503 when they do not fit now, 400 when they never could (more than the whole budget).
         """
         if size > self._budget.max_bytes:
             raise errors.bad_request("The body's JSON is too large to parse here.", code="json_too_large")
-        held = [0]
-        on_release(lambda: self._budget.give_back(held[0]))
-        self._reserve(size, held)
+        if not self._budget.reserve(size):
+            raise _busy()
+        parsed = _Held(self._budget, size)
+        on_release(parsed)
+        held.append(parsed)
 
     def _reserve(self, size: int, held: list[int], key: str | None = None) -> None:
         if not (self._budget.reserve(size) if key is None else self._budget.reserve_upload(key, size)):
-            raise ApiError(503, "The gateway is receiving too many request bodies; retry shortly.",
-                           "service_unavailable", "busy", retry_after=1)  # fmt: skip
+            raise _busy()
         held[0] += size
 
     def _receive(self, environ: dict[str, Any], declared: int | None, held: list[int], key: str) -> bytes:
@@ -171,6 +177,26 @@ class BodyReader:
             if sock is not None:
                 sock.settimeout(previous)
         return b"".join(parts)
+
+
+class _Held:
+    """Bytes of the budget held for one request; calling it gives them back, once."""
+
+    __slots__ = ("_budget", "_size")
+
+    def __init__(self, budget: BodyBudget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+
+    def __call__(self) -> None:
+        size, self._size = self._size, 0
+        if size:
+            self._budget.give_back(size)
+
+
+def _busy() -> ApiError:
+    return ApiError(503, "The gateway is receiving too many request bodies; retry shortly.",
+                    "service_unavailable", "busy", retry_after=1)  # fmt: skip
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

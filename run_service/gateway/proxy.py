@@ -66,6 +66,7 @@ class Call:
     inference: bool = False  # an OpenAI endpoint (not pass-through): the pool may allow its replay
     public_prefix: str = ""  # the gateway path the backend's paths appear under (pass-through: /pools/<pool>)
     strip_usage: bool = False  # the gateway asked the engine for stream usage the caller did not ask for
+    continuable: bool = False  # a stream the pool may continue elsewhere if cut (``continuation.continuable``)
     client: Any = None  # the caller's socket, watched for a hang-up while a plain request waits
     exchange: Exchange = field(default_factory=lambda: Exchange("", "", "", 0.0))  # the access-log record
 
@@ -323,14 +324,10 @@ class Forwarder:
     ) -> Callable[[Iterator[bytes]], Iterator[bytes]] | None:
         """How to relay this call's SSE so that a cut answer continues elsewhere; None if it may not."""
         kind = continuation.kind_of(call.target)
-        if not (call.inference and call.stream and call.pool.continuation and kind and call.body):
+        raw = call.body
+        if not (call.continuable and call.inference and call.stream and call.pool.continuation and kind and raw):
             return None
-        try:
-            body = json.loads(call.body)
-        except ValueError:
-            return None
-        if not isinstance(body, dict) or continuation.refusal(kind, body) is not None:
-            return None
+        original: Callable[[], dict[str, Any]] = functools.partial(json.loads, raw)  # parsed only at a cut
         tried = {opened.route.key}
 
         def on_cut() -> None:
@@ -339,15 +336,15 @@ class Forwarder:
 
         def relay(chunks: Iterator[bytes]) -> Iterator[bytes]:
             reopen = functools.partial(self._reopen, call, tried, current)
-            return continued_stream(chunks, kind, body, reopen, request_id=call.request_id, on_cut=on_cut)
+            return continued_stream(chunks, kind, original, reopen, request_id=call.request_id, on_cut=on_cut)
 
         return relay
 
     def _reopen(
-        self, call: Call, tried: set[str], current: list[_Opened], body: dict[str, Any]
+        self, call: Call, tried: set[str], current: list[_Opened], body: bytes
     ) -> Generator[bytes, None, Iterator[bytes] | errors.ApiError]:
         """Open the continuation on another ready backend (VM, then overflow), holding up to ``wake_hold``."""
-        following = replace(call, body=json.dumps(body, separators=(",", ":")).encode())
+        following = replace(call, body=body)
         hold = _Hold(self._table.version, self._after(call.pool.wake_hold.total_seconds()), tried)
         try:
             opened = self._attempt(following, hold.tried)

@@ -132,11 +132,17 @@ class Gateway:
         """The request body within the gateway's bounds (``gateway.intake``); its bytes are held by ``admission``."""
         return self.bodies.read(environ, principal.name, admission.hold)
 
-    def parse_body(self, body: bytes, admission: Admission) -> dict[str, Any]:
-        """The body's JSON object within bounds (``gateway.payload``); ``admission`` holds its parsed size."""
+    def parse_body(self, body: bytes, admission: Admission) -> tuple[dict[str, Any], Callable[[], None]]:
+        """The body's JSON object within bounds (``gateway.payload``), and what gives its parsed size back.
+
+        The parsed size is reserved before parsing and held by ``admission`` until the request ends, unless
+        given back earlier (once the request no longer holds the parsed object).
+        """
         s = self.settings
-        reserve = functools.partial(self.bodies.hold_parsed, on_release=admission.hold)
-        return parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements, reserve=reserve)
+        held: list[Callable[[], None]] = []
+        reserve = functools.partial(self.bodies.hold_parsed, on_release=admission.hold, held=held)
+        payload = parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements, reserve=reserve)
+        return payload, held[0]
 
     def forward(self, call: Call, admission: Admission) -> Response:
         """Forward ``call``; what ``admission`` holds is released when the response ends."""

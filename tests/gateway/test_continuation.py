@@ -117,8 +117,8 @@ def scripted_reopen(*streams: Iterator[bytes] | ApiError) -> tuple[list[dict[str
     asked: list[dict[str, Any]] = []
     queue = list(streams)
 
-    def reopen(body: dict[str, Any]) -> Generator[bytes, None, Iterator[bytes] | ApiError]:
-        asked.append(body)
+    def reopen(body: bytes) -> Generator[bytes, None, Iterator[bytes] | ApiError]:
+        asked.append(json.loads(body))
         yield b": keepalive\n\n"
         return queue.pop(0)
 
@@ -127,7 +127,8 @@ def scripted_reopen(*streams: Iterator[bytes] | ApiError) -> tuple[list[dict[str
 
 def relay(first: Iterator[bytes], reopen: Any, body: dict[str, Any] = CHAT) -> tuple[list[bytes], int]:
     cuts: list[int] = []
-    out = list(continued_stream(first, "chat", body, reopen, request_id="r1", on_cut=lambda: cuts.append(1)))
+    original = lambda: json.loads(json.dumps(body))  # noqa: E731 - the call's raw bytes, parsed at a cut
+    out = list(continued_stream(first, "chat", original, reopen, request_id="r1", on_cut=lambda: cuts.append(1)))
     return out, len(cuts)
 
 
@@ -202,6 +203,17 @@ def test_an_uncut_stream_passes_through_byte_for_byte() -> None:
     out, cuts = relay(iter([original]), scripted_reopen()[1])
     assert b"".join(out) == original
     assert cuts == 0
+
+
+def test_an_uncut_stream_never_parses_its_request() -> None:
+    """The request is parsed only at a cut: an open stream holds its raw bytes, not a parsed copy."""
+
+    def original() -> dict[str, Any]:
+        raise AssertionError("parsed without a cut")
+
+    first = wire(chunk("A", role=True), chunk("A", content="Hi"), chunk("A", finish="stop"))
+    out = list(continued_stream(first, "chat", original, scripted_reopen()[1], request_id="r1", on_cut=lambda: None))
+    assert data_of(out)[-1] == "[DONE]"
 
 
 def test_sse_events_are_whole_whatever_the_chunking() -> None:
