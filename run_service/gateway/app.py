@@ -125,7 +125,9 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
             body = gw.read_body(request.environ, principal, admission)
             payload, give_back_parsed = gw.parse_body(body, admission)
             call = _inference_call(gw, principal, endpoint, payload, body)
-            del payload  # the call carries bytes only: the parsed body is gone, and so is its reservation
+            # The call carries the bytes sent upstream: drop the parsed body (and the caller's bytes, if the
+            # call's were re-encoded) before a plain request waits for its answer, and the parsed reservation.
+            del payload, body
             give_back_parsed()
             return gw.forward(call, admission)
 
