@@ -231,6 +231,18 @@ class RouteStore(Protocol):
         """In-flight requests per key summed over the records of other instances still valid at ``now``."""
         ...
 
+    # per-instance records (gateway writes, control plane prunes)
+    def prune_expired(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` per-instance records (activity, in flight per key) whose own ``expires_at``
+        is more than ``activity_merge.RETENTION`` before ``now``; the number deleted (0 when none is due).
+
+        Every gateway process writes its own records under a new id, so without this they pile up and every
+        ``get_activity`` reads the dead ones. A live record, or one rewritten since it was found, is never
+        deleted: the expiry is checked in the deleting transaction. Idempotent, and safe when two callers
+        prune at once.
+        """
+        ...
+
     # change feed for the gateway
     def snapshot(self) -> Snapshot: ...
     def watch(self, on_change: Callable[[Snapshot], None]) -> Subscription:

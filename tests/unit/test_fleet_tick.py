@@ -1,4 +1,5 @@
-"""A fleet tick at scale: one listing, every start issued before any is awaited, the lease held throughout.
+"""A fleet tick at scale: one listing, every start issued before any is awaited, the lease held throughout,
+and the gateway's long-expired records pruned.
 
 Regressions of issue 9: defect 9 (waves of 8 pools waiting on boots; one list per pool), defect 10 (the
 lease expired during a long round), defect 13 (a SUSPENDED VM needs ``resume``).
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from spotgate.adapters.activity_merge import RETENTION
 from spotgate.adapters.sqlite_store import SqliteStore
 from spotgate.clock import SystemClock
-from spotgate.domain import ControlKind, ControlMessage, InstanceStatus
+from spotgate.domain import ControlKind, ControlMessage, GatewayActivity, InstanceStatus
 from spotgate.services.control_plane import ControlPlane
 from tests.unit.shell_fakes import NOW, FakeCompute, FixedClock, a_fleet
 
@@ -77,3 +79,16 @@ def test_a_suspended_vm_is_resumed_not_started(store: SqliteStore) -> None:
     compute.vms["chat-a-1"] = replace(compute.vms["chat-a-1"], status=InstanceStatus.SUSPENDED)
     ControlPlane(fleet, store, compute, None, FixedClock()).handle(TICK)
     assert compute.resumed == ["chat-a-1"]
+
+
+def test_a_fleet_tick_prunes_gateway_records_long_expired(store: SqliteStore) -> None:
+    fleet = a_fleet()
+    dead, flush = NOW - RETENTION - timedelta(minutes=1), timedelta(seconds=15)
+    store.record_activity(GatewayActivity("chat", "gone", dead - flush, dead, backend_inflight={"chat-a": 1}))
+    store.put_key_inflight("gone", {"k-1": 1}, dead)
+    store.record_activity(GatewayActivity("chat", "live", NOW, NOW + flush, inflight=1))
+    ControlPlane(fleet, store, FakeCompute(fleet), None, FixedClock()).handle(TICK)
+    when_gone_was_live = dead - timedelta(seconds=1)
+    assert store.get_activity("chat", when_gone_was_live).backend_inflight == {}
+    assert store.key_inflight(when_gone_was_live, exclude="") == {}
+    assert store.get_activity("chat", NOW).inflight == 1

@@ -9,8 +9,9 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
   (``lease_holder``, ``lease_expires_at``); commits and leases run in transactions and update only their
   own fields, so they never overwrite each other
 - ``{prefix}_gateway_activity`` one per gateway instance and pool (id ``pool.gateway``), written whole by
-  that instance; ``get_activity`` sums a pool's records. ``delete_at`` (a Firestore timestamp a day past the
-  record's expiry) is the field of the collection's TTL policy, so Firestore deletes records long dead
+  that instance; ``get_activity`` sums a pool's records. ``prune_expired`` (the control plane's fleet
+  tick) deletes records expired more than a day; ``delete_at`` (a Firestore timestamp a day past the
+  record's expiry) is the field of the collection's TTL policy, a backstop that may lag by a day or more
 - ``{prefix}_events``   the audit trail, queried newest first by ``at``; trimmed to ``events_limit`` per pool
   after each append (which reads the ids of the pool's retained events: appends happen per decision, not
   per tick). Querying one pool needs the composite index (``pool`` ASC, ``at`` DESC).
@@ -23,7 +24,7 @@ in about a second. Collections (``prefix`` keeps deployments and tests apart):
 - ``{prefix}_key_usage`` one per key, pool and UTC hour (id ``key.pool.YYYYMMDDHH``), counts added with
   ``Increment`` transforms, so every gateway instance writes its deltas without a transaction
 - ``{prefix}_key_inflight`` one per gateway instance: its requests in flight per key (``counts``) and
-  ``expires_at``; summed over the other live instances to share ``max_concurrent``
+  ``expires_at``; summed over the other live instances to share ``max_concurrent``; pruned like activity
 - ``{prefix}_key_buckets`` one per rate-limited key: its shared token bucket (``tokens``, ``updated``),
   taken from in transactions
 
@@ -330,6 +331,36 @@ class FirestoreStore:
                 for key, n in (snap.to_dict() or {}).get("counts", {}).items():
                     totals[key] = totals.get(key, 0) + int(n)
         return totals
+
+    # per-instance records
+    def prune_expired(self, now: datetime, limit: int) -> int:
+        cutoff = format_time(now - RETENTION)
+        deleted = 0
+        for kind in ("gateway_activity", "key_inflight"):
+            if deleted < limit:
+                deleted += self._prune(kind, cutoff, min(limit - deleted, BATCH_LIMIT))
+        return deleted
+
+    def _prune(self, kind: str, cutoff: str, limit: int) -> int:
+        """Delete up to ``limit`` of ``kind``'s records with ``expires_at`` before ``cutoff``, in one transaction.
+
+        The query runs inside the transaction: Firestore's server client libraries lock the documents it
+        returns until the commit (pessimistic concurrency), so a gateway rewriting one of them meanwhile, or
+        another pruner deleting it, aborts this attempt and the retry queries afresh: a refreshed record no
+        longer matches, a deleted one is gone. The TTL policy on ``delete_at`` stays as a backstop.
+        """
+        query = self._collection(kind).where(filter=firestore.FieldFilter("expires_at", "<", cutoff)).limit(limit)
+
+        @firestore.transactional
+        def prune(transaction: Any) -> int:
+            snaps = list(transaction.get(query.select([]), **self._call))
+            for snap in snaps:
+                transaction.delete(snap.reference)
+            return len(snaps)
+
+        with _translated(f"prune {kind}"):
+            pruned: int = prune(self._client.transaction())
+        return pruned
 
     # keys
     def put_key(self, key: ApiKey) -> None:

@@ -149,8 +149,6 @@ class SqliteStore:
                 " ON CONFLICT (pool, gateway) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc",
                 (record.pool, record.gateway, _epoch(record.expires_at), _dump(record)),
             )
-            # The writer prunes records long dead (Firestore does this with a TTL policy on ``delete_at``).
-            db.execute("DELETE FROM gateway_activity WHERE expires_at < ?", (_epoch(record.at - RETENTION),))
 
     def get_activity(self, pool: str, now: datetime) -> Activity:
         with self._read() as db:
@@ -248,8 +246,7 @@ class SqliteStore:
 
     def put_key_inflight(self, instance: str, counts: Mapping[str, int], expires_at: datetime) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM key_inflight WHERE instance = ? OR expires_at < ?",
-                       (instance, _epoch(expires_at) - 86400))  # fmt: skip
+            db.execute("DELETE FROM key_inflight WHERE instance = ?", (instance,))
             db.executemany(
                 "INSERT INTO key_inflight VALUES (?, ?, ?, ?)",
                 [(instance, key, n, _epoch(expires_at)) for key, n in counts.items() if n > 0],
@@ -262,6 +259,23 @@ class SqliteStore:
                 (exclude, _epoch(now)),
             ).fetchall()
         return {key: int(n) for key, n in rows}
+
+    # per-instance records
+    def prune_expired(self, now: datetime, limit: int) -> int:
+        cutoff = _epoch(now - RETENTION)
+        with self._write() as db:  # one write transaction: nothing is rewritten between choosing and deleting
+            activity = db.execute(
+                "DELETE FROM gateway_activity WHERE rowid IN"
+                " (SELECT rowid FROM gateway_activity WHERE expires_at < ? LIMIT ?)",
+                (cutoff, max(limit, 0)),
+            ).rowcount
+            # An instance's in-flight record is its rows (one per key), all written with one expiry.
+            instances = db.execute(
+                "SELECT DISTINCT instance FROM key_inflight WHERE expires_at < ? LIMIT ?",
+                (cutoff, max(limit - activity, 0)),
+            ).fetchall()
+            db.executemany("DELETE FROM key_inflight WHERE instance = ?", instances)
+        return activity + len(instances)
 
     # keys
     def put_key(self, key: ApiKey) -> None:

@@ -11,8 +11,9 @@ already reconciling).
 Failures are local (DESIGN §2.3): one failed action never prevents the other actions nor the commit of the
 folded event (``issuing``); one failed pool never fails another pool's tick; the overflow read is optional
 ("unknown" when it fails). A fleet tick lists every VM once and issues every pool's starts before waiting
-on any. The lease is renewed while a round runs (``lease``); the plan's ``requeue_after`` becomes a
-scheduled wake-up (``WakeScheduler``). What was done is recorded and logged by ``audit``.
+on any, then prunes the gateway's long-expired per-instance records. The lease is renewed while a round
+runs (``lease``); the plan's ``requeue_after`` becomes a scheduled wake-up (``WakeScheduler``). What was
+done is recorded and logged by ``audit``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ log = logging.getLogger("spotgate.control_plane")
 LEASE_PATIENCE = timedelta(seconds=30)  # how long a round carrying failed starts waits for the pool's lease
 MAX_PARALLEL_POOLS = 32  # first rounds of a fleet tick in flight at once (store reads and API calls, no waits)
 MAX_PLAN_ROUNDS = 4  # a failed start re-plans at once, so it moves to another zone within the same call
+PRUNE_LIMIT = 100  # dead per-instance store records deleted per fleet tick: more than Cloud Run retires a minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,23 @@ class ControlPlane:
         with ThreadPoolExecutor(max_workers=len(pools), thread_name_prefix="tick-wait") as waiters:
             outcomes = list(waiters.map(self._tick_finish, pools, firsts))
         actions = tuple(a for outcome in outcomes for a in outcome.actions)
+        self._prune_expired()
         return Outcome(tuple(p.name for p in pools), actions)
+
+    def _prune_expired(self) -> None:
+        """Delete gateway records long expired (``RouteStore.prune_expired``), at most ``PRUNE_LIMIT`` a tick.
+
+        The fleet tick is the one pruner: it runs every minute anyway, after the reconciles have read the
+        activity, so pruning costs no new process and never delays a decision. A failure is logged; the
+        next tick tries again.
+        """
+        try:
+            pruned = self._store.prune_expired(self._clock.now(), PRUNE_LIMIT)
+        except SpotgateError as e:
+            log.warning("expired gateway records not pruned: %s", e)
+            return
+        if pruned:
+            log.info("pruned %d expired gateway records", pruned, extra={"pruned": pruned})
 
     def _tick_first(self, spec: PoolSpec, instances: Sequence[Instance]) -> Round | Outcome:
         """One pool's first round of a tick; a failure is logged and never fails the other pools."""
