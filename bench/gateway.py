@@ -49,6 +49,15 @@ class Report:
             print(text, flush=True)
         self.lines.append(text)
 
+    @classmethod
+    def started(cls, module: str) -> Report:
+        """A report that opens with the command that made it and the machine it ran on."""
+        report = cls()
+        report.add(f"Command: python -m {module} {' '.join(sys.argv[1:])}".rstrip())
+        report.add(f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
+                   f"load average before the run: {os.getloadavg()[0]:.2f}")  # fmt: skip
+        return report
+
 
 def target(base: str, pool: str, *, stream: bool, max_tokens: int, key: str | None = None) -> Target:
     host, port = base.removeprefix("http://").split(":")
@@ -226,10 +235,7 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--out", default=None, help="also write the report (markdown) to this file")
     a = p.parse_args()
-    report = Report()
-    report.add(f"Command: python -m bench.gateway {' '.join(sys.argv[1:])}".rstrip())
-    report.add(f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
-               f"load average before the run: {os.getloadavg()[0]:.2f}")  # fmt: skip
+    report = Report.started("bench.gateway")
     with ExitStack() as stack:
         urls = {
             pool: stack.enter_context(processes.engine(HOSTS[pool], f"{pool}-model", ttft=ttft, tokens_per_second=tps))

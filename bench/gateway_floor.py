@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,10 +59,7 @@ def main() -> None:
     p.add_argument("--max-steps", default="300,400,500,600,800,1000,1200")
     p.add_argument("--out", default=None, help="also write the report (markdown) to this file")
     a = p.parse_args()
-    report = Report()
-    report.add(f"Command: python -m bench.gateway_floor {' '.join(sys.argv[1:])}".rstrip())
-    report.add(f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
-               f"load average before the run: {os.getloadavg()[0]:.2f}")  # fmt: skip
+    report = Report.started("bench.gateway_floor")
     steps = [int(s) for s in a.max_steps.split(",")]
     with processes.engine("127.0.91.2", "fast-model", ttft=0.0, tokens_per_second=1e6) as engine:
         cpu: dict[str, list[float]] = {name: [] for name in [*BARE, "spotgate"]}
