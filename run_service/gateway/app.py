@@ -155,8 +155,8 @@ def _inference_call(gw: Gateway, principal: Principal, endpoint: str, payload: d
     """The upstream request of an OpenAI endpoint (ApiError 400/404), built from the parsed ``payload``."""
     pool = _pool_for(gw, principal, payload)
     upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
-    if upstream is not payload:
-        body = json.dumps(upstream, separators=(",", ":")).encode()
+    if upstream is not payload:  # UTF-8 as sent: \u-escaping would double non-ASCII text past what was charged
+        body = json.dumps(upstream, separators=(",", ":"), ensure_ascii=False).encode()
     target, stream = f"/v1/{endpoint}", payload.get("stream") is True
     continuable = stream and pool.continuation and continuation.continuable(target, upstream)
     call = _call(pool, "POST", target, body, stream=stream, inference=True)

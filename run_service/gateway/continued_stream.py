@@ -79,7 +79,7 @@ def continued_stream(
 def _following(kind: Kind, original: Callable[[], dict[str, Any]], seen: Transcript) -> bytes | None:
     """The continuing request's body, or None when the length limit is reached; nothing parsed outlives it."""
     body = next_body(kind, original(), seen)
-    return None if body is None else json.dumps(body, separators=(",", ":")).encode()
+    return None if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _relay(

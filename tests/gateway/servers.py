@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Recorder:
     requests: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)
 
 
@@ -134,7 +135,7 @@ def _scripted(recorder: Recorder, script: Script) -> type[BaseHTTPRequestHandler
         protocol_version = "HTTP/1.1"
 
         def _any(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            recorder.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
             recorder.requests.append(f"{self.command} {self.path}")
             if script.hang_up:
                 self.close_connection = True

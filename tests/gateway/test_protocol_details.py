@@ -3,6 +3,8 @@ with a machine code and ``Allow``, and redirects that never show a backend's add
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 import requests
@@ -59,3 +61,19 @@ def test_a_redirect_never_shows_a_backend_address(
         r = requests.get(url, headers={"Authorization": f"Bearer {secret}"}, allow_redirects=False, timeout=10)
     assert r.status_code == 302
     assert r.headers.get("Location") == expected
+
+
+def test_a_rewritten_body_keeps_non_ascii_text_as_utf8(store, make_gateway, hosts) -> None:
+    """An alias rewrite re-encodes the body; ``\\u`` escapes would make non-ASCII text 2-4x longer than the
+    bytes the caller sent and the worker charged to its body budget."""
+    text = "你好世界 🚀 " * 500
+    body = json.dumps({"model": "gpt-test", "messages": [{"role": "user", "content": text}]}, ensure_ascii=False)
+    with ScriptedServer(next(hosts), Script(body=b'{"object":"chat.completion","choices":[]}')) as chat:
+        store.put_routes([a_route("chat", "chat-vm", chat.url)])
+        secret, _ = a_key(store)
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        r = requests.post(f"{make_gateway().url}/v1/chat/completions", data=body.encode(), headers=headers, timeout=10)
+        assert r.status_code == 200
+        (sent,) = chat.recorder.bodies
+    assert len(sent) <= len(body.encode())
+    assert json.loads(sent) == {"model": "chat-model", "messages": [{"role": "user", "content": text}]}
