@@ -2,7 +2,8 @@
 
 Why: gunicorn's parser refuses a request line over ``limit_request_line`` (414), more than
 ``limit_request_fields`` header fields or one over ``limit_request_field_size`` (431) and malformed HTTP
-(400) itself, with an HTML page and no access line. OpenAI SDKs read ``{"error": {...}}`` and decide on
+(400) itself, with an HTML page and no access line; a head not received within ``header_timeout`` (408)
+was a logged socket error with no answer at all. OpenAI SDKs read ``{"error": {...}}`` and decide on
 retries from the status and ``x-should-retry``, so the worker (``gateway.worker``) answers these in the
 OpenAI shape (``gateway.errors``), closes the connection, and writes one access line for each.
 
@@ -21,6 +22,15 @@ from gateway.errors import ApiError
 from gateway.headers import request_id
 
 _MALFORMED = "The request is not valid HTTP/1.1."
+
+
+class HeadTimeoutError(Exception):
+    """A request's head was not complete ``header_timeout`` after its first byte (``gateway.worker``).
+
+    Not an ``OSError``: gunicorn logs those as socket errors with a traceback and answers nothing.
+    """
+
+
 # Checked in order (subclasses first): gunicorn exception -> status, machine code, message.
 _TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str, str], ...] = (
     (
@@ -34,6 +44,7 @@ _TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, 
      "The request's Transfer-Encoding is not supported."),
     (http_errors.ExpectationFailed, 417, "expectation_failed", "The request's Expect header cannot be met."),
     (http_errors.ConfigurationProblem, 500, "internal_error", "Internal gateway error."),
+    (HeadTimeoutError, 408, "request_timeout", "The request headers were not received in time."),
     ((http_errors.ParseException, SSLError), 400, "malformed_request", _MALFORMED),
 )  # fmt: skip
 

@@ -3,8 +3,9 @@
 Why: gunicorn bounds the wait for a request's headers only by ``keepalive`` (620 s here, above the Google
 front end's idle timeout), so a client that sends a request line and then trickles or withholds its headers
 holds a connection for ten minutes. This worker starts a ``header_timeout`` clock at the first byte of each
-request's head and closes the connection when the head is not complete by then; an idle keep-alive
-connection (no byte yet) still waits up to ``keepalive``.
+request's head; when the head is not complete by then it answers 408 (the OpenAI error shape, one access
+line, ``gateway.refusals``) and closes the connection. An idle keep-alive connection (no byte yet) still
+waits up to ``keepalive``.
 
 How: gunicorn enters ``timeout_ctx()`` around exactly the parse of each request's head, so that context
 marks the header phase of the connection served by the current greenlet; the connection's socket is wrapped
@@ -49,14 +50,14 @@ class _HeadTimed:
             return data
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("request headers not received in time")
+            raise refusals.HeadTimeoutError("request headers not received in time")
         previous = self._sock.gettimeout()
         self._sock.settimeout(left)
         try:
             chunk: bytes = self._sock.recv(size, *flags)
             return chunk
         except TimeoutError as e:
-            raise TimeoutError("request headers not received in time") from e
+            raise refusals.HeadTimeoutError("request headers not received in time") from e
         finally:
             self._sock.settimeout(previous)
 
