@@ -2,6 +2,10 @@
 
     python -m bench.clients [--requests 2000] [--concurrency 1,20]
 
+geventhttpclient (a gevent-native client with a C parser) is measured too when it is installed; it is not a
+dependency: ``.tools/bin/uv pip install --python .venv/bin/python geventhttpclient`` to compare, and
+``make install`` (``uv sync``) removes it again.
+
 Runs under gevent's monkey-patching, like the gateway's worker, against one sandbox engine (TCP_NODELAY, see
 ``spotgate.sandbox.engine.server``). Each client keeps a pool of keep-alive connections and reads the whole
 body of a small non-streaming chat completion; CPU per request is this process's CPU time divided by requests, which is
@@ -11,6 +15,7 @@ what the client costs the gateway worker.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -45,6 +50,34 @@ def _httpx_client(base: str) -> Callable[[bytes], int]:
             return r.status_code
 
     return call
+
+
+def _geventhttpclient_client(base: str) -> Callable[[bytes], int]:
+    from urllib.parse import urlsplit
+
+    from geventhttpclient import HTTPClient  # type: ignore[import-not-found,unused-ignore]  # optional
+
+    url = urlsplit(base)
+    client = HTTPClient(url.hostname, url.port, concurrency=64, connection_timeout=5, network_timeout=30)
+
+    def call(body: bytes) -> int:
+        r = client.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        while r.read(65536):
+            pass
+        r.release()
+        return int(r.status_code)
+
+    return call
+
+
+def _clients() -> tuple[tuple[str, Callable[[str], Callable[[bytes], int]]], ...]:
+    found: tuple[tuple[str, Callable[[str], Callable[[bytes], int]]], ...] = (
+        ("urllib3", _urllib3_client),
+        ("httpx", _httpx_client),
+    )
+    if importlib.util.find_spec("geventhttpclient") is not None:
+        found += (("geventhttpclient", _geventhttpclient_client),)
+    return found
 
 
 def measure(call: Callable[[bytes], int], requests: int, concurrency: int) -> tuple[float, float, float]:
@@ -85,7 +118,7 @@ def main() -> None:
         print("| client | concurrency | CPU per request | p50 | p99 |")
         print("|---|---:|---:|---:|---:|")
         for concurrency in (int(c) for c in a.concurrency.split(",")):
-            for name, make in (("urllib3", _urllib3_client), ("httpx", _httpx_client)) * 2:
+            for name, make in _clients() * 2:
                 cpu, p50, p99 = measure(make(base), a.requests, concurrency)
                 print(f"| {name} | {concurrency} | {cpu:.3f} ms | {p50:.2f} ms | {p99:.2f} ms |", flush=True)
 
