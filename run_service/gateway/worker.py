@@ -111,8 +111,8 @@ class Logger(glogging.Logger):  # type: ignore[misc]
 
     gunicorn builds an access record (every request and response header, case-folded) for each request
     whenever a logging config is given, which ``gunicorn.conf.py``'s ``logconfig_dict`` is, and only then
-    finds that nobody reads ``gunicorn.access``: about a tenth of the worker's CPU per proxied request
-    (``python -m bench.gateway_floor``).
+    finds that nobody reads ``gunicorn.access``: 0.39 of 5.3 ms of profiled time per proxied request (cProfile
+    of a worker at 200 req/s, before this class).
     """
 
     @property
