@@ -8,7 +8,6 @@ reads the body only after that, bounded by ``max_body_bytes``.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from gateway.headers import request_id, upstream_headers
 from gateway.intake import client_socket
 from gateway.limits import Admission
 from gateway.paths import backend_path, split_target
+from gateway.payload import encode_object
 from gateway.proxy import Call
 from gateway.relay import Relay
 from gateway.runtime import Dependencies, Gateway
@@ -155,8 +155,8 @@ def _inference_call(gw: Gateway, principal: Principal, endpoint: str, payload: d
     """The upstream request of an OpenAI endpoint (ApiError 400/404), built from the parsed ``payload``."""
     pool = _pool_for(gw, principal, payload)
     upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
-    if upstream is not payload:  # UTF-8 as sent: \u-escaping would double non-ASCII text past what was charged
-        body = json.dumps(upstream, separators=(",", ":"), ensure_ascii=False).encode()
+    if upstream is not payload:
+        body = encode_object(upstream)
     target, stream = f"/v1/{endpoint}", payload.get("stream") is True
     continuable = stream and pool.continuation and continuation.continuable(target, upstream)
     call = _call(pool, "POST", target, body, stream=stream, inference=True)

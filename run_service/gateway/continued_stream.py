@@ -18,7 +18,6 @@ no other greenlet), so an uncut stream holds no parsed body and a worker at most
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from gateway import sse
 from gateway.continuation import Kind, Transcript, length_finish, next_body, rewrite
 from gateway.errors import ApiError, stream_interrupted
+from gateway.payload import encode_object
 from gateway.upstream import StreamCutError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def continued_stream(
 def _following(kind: Kind, original: Callable[[], dict[str, Any]], seen: Transcript) -> bytes | None:
     """The continuing request's body, or None when the length limit is reached; nothing parsed outlives it."""
     body = next_body(kind, original(), seen)
-    return None if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return None if body is None else encode_object(body)
 
 
 def _relay(

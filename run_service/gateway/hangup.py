@@ -29,7 +29,8 @@ from typing import Any
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 _current: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("gateway_cancel", default=None)
-_POLL = 0.5  # seconds between checks that watching should stop
+_POLL = 0.5  # seconds: the longest a newly registered caller goes unwatched (gevent's selector starts its
+# watcher only at the next select() call, not on register)
 
 
 class Cancel:
@@ -103,7 +104,8 @@ class _Watcher:
     A helper per request would cost a thread (a greenlet) and a wait on every plain request; this one costs a
     descriptor ``dup`` and a selector registration (O(1)). The selector is created in the worker, after
     gevent's monkey-patching: there ``selectors.DefaultSelector`` is gevent's (one libev watcher per
-    registered socket, started once; a wait costs only what became ready), elsewhere epoll. It used to be one
+    registered socket, started at the next ``select`` call, so within ``_POLL``; a wait costs only what became
+    ready), elsewhere epoll. It used to be one
     ``select.select`` over a list of every watched socket, rebuilt every wait: O(n) per wait and per wake-up,
     so an overloaded worker (hundreds of requests in flight) spent most of its CPU watching and answered
     nothing, and with native threads ``select`` fails outright beyond descriptor 1023.
@@ -131,6 +133,8 @@ class _Watcher:
         return duplicate
 
     def remove(self, duplicate: _socket.socket) -> None:
+        if duplicate.fileno() < 0:  # judged and removed already; a lookup of a closed socket scans every key
+            return
         with self._lock:
             try:
                 if self._selector is not None:

@@ -22,6 +22,7 @@ werkzeug's threaded server alike.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.errors import ApiError
+from gateway.limits import Release
 
 _READ = 64 * 1024
 
@@ -37,10 +39,10 @@ class BodyBudget:
     """The worker's byte budget for request bodies in flight, and per key the bodies being received (how many,
     and the bytes they reserved: at most ``max_receiving_per_key``)."""
 
-    def __init__(self, max_bytes: int, max_uploads_per_key: int, max_receiving_per_key: int | None = None) -> None:
+    def __init__(self, max_bytes: int, max_uploads_per_key: int, max_receiving_per_key: int) -> None:
         self._max_bytes = max_bytes
         self._max_uploads = max_uploads_per_key
-        self._max_receiving = max_bytes if max_receiving_per_key is None else max_receiving_per_key
+        self._max_receiving = max_receiving_per_key
         self._lock = threading.Lock()
         self._bytes = 0
         self._uploads: dict[str, int] = {}
@@ -137,12 +139,12 @@ class BodyReader:
             raise errors.bad_request("The body's JSON is too large to parse here.", code="json_too_large")
         if not self._budget.reserve(size):
             raise _busy()
-        parsed = _Held(self._budget, size)
+        parsed = Release(functools.partial(self._budget.give_back, size))
         on_release(parsed)
         held.append(parsed)
 
-    def _reserve(self, size: int, held: list[int], key: str | None = None) -> None:
-        if not (self._budget.reserve(size) if key is None else self._budget.reserve_upload(key, size)):
+    def _reserve(self, size: int, held: list[int], key: str) -> None:
+        if not self._budget.reserve_upload(key, size):
             raise _busy()
         held[0] += size
 
@@ -177,21 +179,6 @@ class BodyReader:
             if sock is not None:
                 sock.settimeout(previous)
         return b"".join(parts)
-
-
-class _Held:
-    """Bytes of the budget held for one request; calling it gives them back, once."""
-
-    __slots__ = ("_budget", "_size")
-
-    def __init__(self, budget: BodyBudget, size: int) -> None:
-        self._budget = budget
-        self._size = size
-
-    def __call__(self) -> None:
-        size, self._size = self._size, 0
-        if size:
-            self._budget.give_back(size)
 
 
 def _busy() -> ApiError:

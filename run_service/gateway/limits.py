@@ -81,12 +81,11 @@ class KeyLimiter:
                 raise rate_limited(f"This key allows {key.max_concurrent} concurrent requests.", 1)
             self._inflight[key.key_id] = running + 1
         release = Release(lambda: self._return_slot(key.key_id))
-        if key.rpm:
-            try:
-                self._take_token(key)  # outside the lock: a shared take may wait on the store
-            except BaseException:
-                release()
-                raise
+        try:
+            self.take(key)  # outside the lock: a shared take may wait on the store
+        except BaseException:
+            release()
+            raise
         return release
 
     def take(self, key: ApiKey) -> None:

@@ -19,7 +19,6 @@ from ssl import SSLError
 from gunicorn.http import errors as http_errors
 
 from gateway.errors import ApiError
-from gateway.headers import request_id
 
 _MALFORMED = "The request is not valid HTTP/1.1."
 
@@ -69,8 +68,3 @@ def response(error: ApiError, rid: str) -> bytes:
     head = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}"]
     head += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def new_request_id() -> str:
-    """The refused request's id: its own ``x-request-id`` was never parsed."""
-    return request_id(None)

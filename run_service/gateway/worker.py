@@ -25,6 +25,7 @@ from gunicorn import glogging, util
 from gunicorn.workers.ggevent import GeventWorker
 
 from gateway import access, refusals
+from gateway.headers import request_id
 
 
 class _HeadTimed:
@@ -96,7 +97,7 @@ class HeaderTimeoutWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships
         """
         error = refusals.refusal(exc)
         req = req if req is not None else getattr(exc, "req", None)  # a bad header: the request line was read
-        rid = refusals.new_request_id()
+        rid = request_id(None)  # the refused request's own x-request-id was never parsed
         if error.status >= 500:
             self.log.exception("error handling a request", extra={"request_id": rid})
         access.refused(rid, getattr(req, "method", None), getattr(req, "path", None), error.status, str(error.code))

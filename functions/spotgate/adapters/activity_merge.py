@@ -38,9 +38,9 @@ def sum_activity(pool: str, records: Iterable[GatewayActivity], now: datetime) -
     )
 
 
-def is_prunable(record: GatewayActivity, now: datetime) -> bool:
-    """True for a record expired longer than ``RETENTION`` ago: deleting it changes no decision."""
-    return record.expires_at + RETENTION < now
+def prune_cutoff(now: datetime) -> datetime:
+    """Records that expired before this are deleted (``RouteStore.prune_expired``): it changes no decision."""
+    return now - RETENTION
 
 
 def _newest(times: Iterable[datetime | None]) -> datetime | None:

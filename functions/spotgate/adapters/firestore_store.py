@@ -60,7 +60,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 
-from spotgate.adapters.activity_merge import RETENTION, sum_activity
+from spotgate.adapters.activity_merge import RETENTION, prune_cutoff, sum_activity
 from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
 from spotgate.adapters.firestore_feed import FirestoreFeed
 from spotgate.adapters.key_bucket import refill_and_take
@@ -334,7 +334,7 @@ class FirestoreStore:
 
     # per-instance records
     def prune_expired(self, now: datetime, limit: int) -> int:
-        cutoff = format_time(now - RETENTION)
+        cutoff = format_time(prune_cutoff(now))
         deleted = 0
         for kind in ("gateway_activity", "key_inflight"):
             if deleted < limit:

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from spotgate.adapters.activity_merge import RETENTION, sum_activity
+from spotgate.adapters.activity_merge import prune_cutoff, sum_activity
 from spotgate.adapters.codec import format_time, from_document, parse_time, to_document
 from spotgate.adapters.key_bucket import refill_and_take
 from spotgate.adapters.sqlite_feed import SqliteFeed, read_snapshot
@@ -262,7 +262,7 @@ class SqliteStore:
 
     # per-instance records
     def prune_expired(self, now: datetime, limit: int) -> int:
-        cutoff = _epoch(now - RETENTION)
+        cutoff = _epoch(prune_cutoff(now))
         with self._write() as db:  # one write transaction: nothing is rewritten between choosing and deleting
             activity = db.execute(
                 "DELETE FROM gateway_activity WHERE rowid IN"
