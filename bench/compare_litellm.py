@@ -46,7 +46,9 @@ def litellm_proxy(executable: str, engine: str) -> Iterator[tuple[str, int]]:
         port = processes.free_port("127.0.0.1")
         env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
         argv = [executable, "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            processes.on_server_core(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             processes.wait_http(f"http://127.0.0.1:{port}/health/liveliness", 180)
             yield f"http://127.0.0.1:{port}", process.pid
@@ -69,7 +71,10 @@ def main() -> None:
     parser.add_argument("--litellm", required=True, help="the litellm executable of a throwaway virtualenv")
     parser.add_argument("--rates", default="50,200")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pin", action="store_true", help="the proxies on a core of their own, the rest elsewhere")
     args = parser.parse_args()
+    if args.pin:
+        print(processes.pin_server_core())
     rates = [int(r) for r in args.rates.split(",")]
     with ExitStack() as stack:
         engine = stack.enter_context(processes.engine(ENGINE_HOST, "fast-model", ttft=0.0, tokens_per_second=1e6))

@@ -233,9 +233,12 @@ def main() -> None:
     p.add_argument("--max-steps", default="150,200,250,300,400,500,700")
     p.add_argument("--skip-max", action="store_true")
     p.add_argument("--streams", type=int, default=1000)
+    p.add_argument("--pin", action="store_true", help="the gateway worker on a core of its own, the rest elsewhere")
     p.add_argument("--out", default=None, help="also write the report (markdown) to this file")
     a = p.parse_args()
     report = Report.started("bench.gateway")
+    if a.pin:
+        report.add(processes.pin_server_core())
     with ExitStack() as stack:
         urls = {
             pool: stack.enter_context(processes.engine(HOSTS[pool], f"{pool}-model", ttft=ttft, tokens_per_second=tps))

@@ -37,7 +37,13 @@ def bare(app: str, engine: str) -> Iterator[tuple[str, int]]:
     env = {**os.environ, "BENCH_ENGINE": engine}
     argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gevent", "--worker-connections", "2000"]
     argv += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", f"bench.floor_apps:{app}"]
-    process = subprocess.Popen(argv, cwd=processes.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        processes.on_server_core(argv),
+        cwd=processes.ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         processes.wait_port("127.0.0.1", port, 30)
         yield f"http://127.0.0.1:{port}", processes.only_child(process.pid)
@@ -57,9 +63,12 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=300)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--max-steps", default="300,400,500,600,800,1000,1200")
+    p.add_argument("--pin", action="store_true", help="each server on a core of its own, the rest elsewhere")
     p.add_argument("--out", default=None, help="also write the report (markdown) to this file")
     a = p.parse_args()
     report = Report.started("bench.gateway_floor")
+    if a.pin:
+        report.add(processes.pin_server_core())
     steps = [int(s) for s in a.max_steps.split(",")]
     with processes.engine("127.0.91.2", "fast-model", ttft=0.0, tokens_per_second=1e6) as engine:
         cpu: dict[str, list[float]] = {name: [] for name in [*BARE, "spotgate"]}

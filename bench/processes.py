@@ -22,6 +22,30 @@ from spotgate.domain import ApiKey, BackendKind, Route, RouteState
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The core a measured server runs on once ``pin_server_core`` was called (empty: the scheduler decides).
+_server_core: list[int] = []
+
+
+def pin_server_core() -> str:
+    """Give the measured server (gateway or proxy) a core of its own; this process and the engines get the rest.
+
+    Why: one worker is one gevent loop on one core, which is what Cloud Run gives each worker; on a small
+    machine the load generator and the engine otherwise share the worker's core, and the worker's rate and
+    tail latency then measure the scheduler as much as the worker. Call it before starting engines (they
+    inherit this process's cores). Returns a description for the report.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return f"not pinned: only {len(cpus)} core available"
+    _server_core[:] = [cpus[-1]]
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return f"server pinned to core {cpus[-1]}; load generator and engines on cores {','.join(map(str, cpus[:-1]))}"
+
+
+def on_server_core(argv: list[str]) -> list[str]:
+    """``argv`` run on the server's core (with every thread and process it starts), if one was pinned."""
+    return ["taskset", "--cpu-list", str(_server_core[0]), *argv] if _server_core else argv
+
 
 def _fleet(pools: list[str]) -> dict[str, object]:
     """One pool per engine; pool ``x`` serves model ``x-model``."""
@@ -122,7 +146,9 @@ def gateway(
         }
         argv = [sys.executable, "-m", "gunicorn", "-c", "run_service/gunicorn.conf.py", "-k", worker_class]
         argv += ["--threads", str(threads), "gateway.wsgi:create_production_app()"]
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            on_server_core(argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz", 30)
             yield f"http://127.0.0.1:{port}", new.secret, only_child(process.pid)
