@@ -1,10 +1,9 @@
-"""urllib3 vs httpx as the gateway's upstream client: CPU and latency per proxied request, same conditions.
+"""Candidates for the gateway's upstream client: CPU and latency per proxied request, same conditions.
 
     python -m bench.clients [--requests 2000] [--concurrency 1,20]
 
-geventhttpclient (a gevent-native client with a C parser) is measured too when it is installed; it is not a
-dependency: ``.tools/bin/uv pip install --python .venv/bin/python geventhttpclient`` to compare, and
-``make install`` (``uv sync``) removes it again.
+urllib3, httpx, geventhttpclient (a gevent-native client with a C parser) through its own ``HTTPClient``, and
+``gateway.upstream``: the gateway's client, which uses only geventhttpclient's parser on its own pool.
 
 Runs under gevent's monkey-patching, like the gateway's worker, against one sandbox engine (TCP_NODELAY, see
 ``spotgate.sandbox.engine.server``). Each client keeps a pool of keep-alive connections and reads the whole
@@ -15,7 +14,6 @@ what the client costs the gateway worker.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -55,10 +53,10 @@ def _httpx_client(base: str) -> Callable[[bytes], int]:
 def _geventhttpclient_client(base: str) -> Callable[[bytes], int]:
     from urllib.parse import urlsplit
 
-    from geventhttpclient import HTTPClient  # type: ignore[import-not-found,unused-ignore]  # optional
+    from geventhttpclient import HTTPClient
 
     url = urlsplit(base)
-    client = HTTPClient(url.hostname, url.port, concurrency=64, connection_timeout=5, network_timeout=30)
+    client = HTTPClient(url.hostname or "127.0.0.1", url.port, concurrency=64, connection_timeout=5, network_timeout=30)
 
     def call(body: bytes) -> int:
         r = client.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
@@ -70,14 +68,29 @@ def _geventhttpclient_client(base: str) -> Callable[[bytes], int]:
     return call
 
 
+def _upstream_client(base: str) -> Callable[[bytes], int]:
+    from datetime import timedelta
+
+    from gateway.upstream import Upstreams, body_chunks
+
+    upstreams = Upstreams(connect_timeout=timedelta(seconds=5), read_timeout=timedelta(seconds=30))
+
+    def call(body: bytes) -> int:
+        r = upstreams.open(base, "POST", "/v1/chat/completions", {"Content-Type": "application/json"}, body)
+        for _ in body_chunks(r):
+            pass
+        return r.status
+
+    return call
+
+
 def _clients() -> tuple[tuple[str, Callable[[str], Callable[[bytes], int]]], ...]:
-    found: tuple[tuple[str, Callable[[str], Callable[[bytes], int]]], ...] = (
+    return (
         ("urllib3", _urllib3_client),
         ("httpx", _httpx_client),
+        ("geventhttpclient", _geventhttpclient_client),
+        ("gateway.upstream", _upstream_client),
     )
-    if importlib.util.find_spec("geventhttpclient") is not None:
-        found += (("geventhttpclient", _geventhttpclient_client),)
-    return found
 
 
 def measure(call: Callable[[bytes], int], requests: int, concurrency: int) -> tuple[float, float, float]:

@@ -4,7 +4,9 @@ per request with nothing of spotgate in it.
 - ``answer``: reads the body and answers a fixed chat completion (the server alone);
 - ``urllib3_proxy``: forwards the body to the engine with a urllib3 pool and relays the answer (the server plus
   the gateway's HTTP client, no framework, no checks);
-- ``flask_urllib3_proxy``: the same inside a Flask view (plus the framework).
+- ``flask_urllib3_proxy``: the same inside a Flask view (plus the framework);
+- ``geventhttpclient_proxy``: the ``urllib3_proxy`` app forwarding with the gateway's own client instead
+  (``gateway.upstream``: geventhttpclient's C parser on a pooled socket), so the two clients compare bare.
 
 The engine's address comes from ``BENCH_ENGINE`` (``http://host:port``), read when the module is imported in
 the worker.
@@ -14,10 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
 import urllib3
 from flask import Flask, Response, request
+
+from gateway.upstream import Upstreams, body_chunks
 
 StartResponse = Callable[..., Any]
 ANSWER = (
@@ -40,6 +45,7 @@ def _engine_pool() -> urllib3.HTTPConnectionPool:
 
 
 _pool = _engine_pool()
+_upstreams = Upstreams(connect_timeout=timedelta(seconds=5), read_timeout=timedelta(seconds=60))
 
 
 def _forward(body: bytes) -> tuple[int, bytes]:
@@ -52,6 +58,14 @@ def _forward(body: bytes) -> tuple[int, bytes]:
 def urllib3_proxy(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     status, data = _forward(environ["wsgi.input"].read())
     start_response(f"{status} OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def geventhttpclient_proxy(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    engine = os.environ.get("BENCH_ENGINE", "http://127.0.0.1:9")
+    reply = _upstreams.open(engine, "POST", "/v1/chat/completions", _JSON, environ["wsgi.input"].read())
+    data = b"".join(body_chunks(reply))
+    start_response(f"{reply.status} OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return [data]
 
 

@@ -10,8 +10,9 @@ On a hang-up, the upstream connection opened for this request is shut down (``Ca
 backend's request (engines abort a request whose connection closes), and the waiting request fails at once,
 so its admission is released.
 
-The upstream connection is found through a context variable set around the attempt: ``TrackedConnection``
-(the connection class of every upstream pool) registers itself with the current ``Cancel`` when it sends.
+The upstream connections are found through a context variable set around the attempt (``current``): the
+upstream client registers each socket it opens or reuses for the request with that ``Cancel``, before it
+connects, so a hang-up also stops a connection still being made.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from gateway.upstream_response import shut
 
 _current: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("gateway_cancel", default=None)
 _POLL = 0.5  # seconds: the longest a newly registered caller goes unwatched (gevent's selector starts its
@@ -38,12 +39,12 @@ class Cancel:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._connections: list[HTTPConnection] = []
+        self._connections: list[socket.socket] = []
         self._finished = False
         self.gone = threading.Event()
 
-    def attach(self, connection: HTTPConnection) -> None:
-        """Track ``connection``; refuse to send (ConnectionAbortedError) if the caller is already gone."""
+    def attach(self, connection: socket.socket) -> None:
+        """Track ``connection``; refuse it (ConnectionAbortedError) if the caller is already gone."""
         with self._lock:
             if self.gone.is_set():
                 raise ConnectionAbortedError("the caller hung up")
@@ -63,39 +64,12 @@ class Cancel:
             self.gone.set()
             connections = list(self._connections)
         for connection in connections:
-            _shut(connection)
+            shut(connection)
 
 
-def _shut(connection: HTTPConnection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Tracked:
-    _cancel: Cancel | None = None
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._cancel = _current.get()
-        if self._cancel is not None:
-            self._cancel.attach(self)  # type: ignore[arg-type]
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def getresponse(self) -> Any:
-        # A hang-up noticed while the connection was still being made found no socket to shut: do it now,
-        # before blocking on the answer (a later one finds the socket).
-        if self._cancel is not None and self._cancel.gone.is_set():
-            _shut(self)  # type: ignore[arg-type]
-        return super().getresponse()  # type: ignore[misc]
-
-
-class TrackedConnection(_Tracked, HTTPConnection):
-    """An upstream HTTP connection that registers with the request's ``Cancel`` as it sends."""
-
-
-class TrackedHTTPSConnection(_Tracked, HTTPSConnection):
-    """The same for HTTPS (overflow services)."""
+def current() -> Cancel | None:
+    """The ``Cancel`` of the request being made in this context (inside ``watch``), or None."""
+    return _current.get()
 
 
 class _Watcher:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 HOP_BY_HOP = frozenset(
@@ -52,16 +52,16 @@ def request_id(client_value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _listed_in_connection(headers: Mapping[str, str]) -> set[str]:
+def _listed_in_connection(headers: Iterable[tuple[str, str]]) -> set[str]:
     """Headers a sender marked hop-by-hop by naming them in ``Connection``."""
-    value = next((v for k, v in headers.items() if k.lower() == "connection"), "")
+    value = next((v for k, v in headers if k.lower() == "connection"), "")
     return {name.strip().lower() for name in value.split(",") if name.strip()}
 
 
 def upstream_headers(client: Iterable[tuple[str, str]], rid: str) -> dict[str, str]:
     """The client's end-to-end headers minus credentials and routing claims, plus ``x-request-id``."""
     items = list(client)
-    dropped = _listed_in_connection(dict(items))
+    dropped = _listed_in_connection(items)
     headers: dict[str, str] = {}
     for name, value in items:
         lower = name.lower()
@@ -74,16 +74,18 @@ def upstream_headers(client: Iterable[tuple[str, str]], rid: str) -> dict[str, s
     return headers
 
 
-def downstream_headers(upstream: Mapping[str, str], *, keep_length: bool) -> list[tuple[str, str]]:
-    """The backend's end-to-end response headers; ``Content-Length`` only when the body is relayed as is."""
+def downstream_headers(upstream: Sequence[tuple[str, str]], *, keep_length: bool) -> list[tuple[str, str]]:
+    """The backend's end-to-end response header lines (as sent, repeated ones included); ``Content-Length``
+    only when the body is relayed as is."""
     dropped = _listed_in_connection(upstream)
     kept = [
-        (name, value)
-        for name, value in upstream.items()
-        if name.lower() not in _NOT_DOWNSTREAM and name.lower() not in dropped
+        (name, value) for name, value in upstream if name.lower() not in _NOT_DOWNSTREAM and name.lower() not in dropped
     ]
-    if keep_length and "content-length" in {k.lower() for k in upstream}:
-        kept.append(("Content-Length", next(v for k, v in upstream.items() if k.lower() == "content-length")))
+    length = (
+        next((value for name, value in upstream if name.lower() == "content-length"), None) if keep_length else None
+    )
+    if length is not None:
+        kept.append(("Content-Length", length))
     return kept
 
 

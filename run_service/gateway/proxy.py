@@ -28,7 +28,6 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import urllib3
 from flask import Response
 
 from gateway import continuation, errors
@@ -43,6 +42,7 @@ from gateway.selection import Balancer
 from gateway.table import LiveTable
 from gateway.tokens import TokenSource
 from gateway.upstream import UnansweredError, UnreachableError, Upstreams, UpstreamTimeoutError, discard
+from gateway.upstream_response import UpstreamResponse
 from gateway.wake import WakeNotifier
 from spotgate.domain import BackendKind, Route
 from spotgate.errors import UnavailableError
@@ -79,7 +79,7 @@ class Call:
 @dataclass(frozen=True, slots=True)
 class _Opened:
     route: Route
-    response: urllib3.HTTPResponse
+    response: UpstreamResponse
 
 
 @dataclass(slots=True)
@@ -221,8 +221,7 @@ class Forwarder:
     def _finish(self, opened: _Opened, exchange: Exchange | None = None) -> None:
         if exchange is not None:
             exchange.backend_ended = self._monotonic()
-        if opened.response.connection is not None:  # not fully read: never reuse a connection mid-body
-            discard(opened.response)
+        discard(opened.response)  # not fully read: never reuse a connection mid-body (else nothing to do)
         self._balancer.end(opened.route)
         self._activity.finished(opened.route.pool, opened.route.backend)
 

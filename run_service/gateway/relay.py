@@ -25,14 +25,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import urllib3
-
 from gateway import errors
 from gateway.access import Exchange, first_byte, metered
 from gateway.errors import ApiError, stream_interrupted
 from gateway.headers import downstream_headers, public_locations, with_sse_headers
 from gateway.sse import events
 from gateway.upstream import StreamCutError, body_chunks
+from gateway.upstream_response import UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class Answer:
 
 
 def answer(
-    response: urllib3.HTTPResponse,
+    response: UpstreamResponse,
     backend: str,
     request_id: str,
     heartbeat: float,
@@ -80,7 +79,7 @@ def answer(
         # fine, so this must not surface as the caller's 401/403.
         return error_answer(errors.bad_gateway(f"Backend {backend} refused the gateway ({response.status})."))
     sse = _is_sse(response)
-    headers = downstream_headers(response.headers, keep_length=not sse)
+    headers = downstream_headers(response.lines, keep_length=not sse)
     if location is not None:
         headers = public_locations(headers, *location)
     chunks = body_chunks(response) if exchange is None else first_byte(body_chunks(response), exchange)
@@ -163,8 +162,8 @@ def _bounded(chunks: Iterator[bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _is_sse(response: urllib3.HTTPResponse) -> bool:
-    return str(response.headers.get("content-type", "")).lower().startswith("text/event-stream")
+def _is_sse(response: UpstreamResponse) -> bool:
+    return (response.header("content-type") or "").lower().startswith("text/event-stream")
 
 
 class Relay:

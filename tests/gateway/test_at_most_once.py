@@ -1,6 +1,6 @@
 """At most once: a request goes to a second backend only when the first provably never received it.
 
-A backend that read the request and closed without answering (urllib3's ``ProtocolError``) may have run
+A backend that read the request and closed without answering (``gateway.upstream.UnansweredError``) may have run
 it: the caller gets 502 and nothing is replayed, unless it is an inference request of a pool that allows
 replay; pass-through requests are never replayed. Such a backend answered the connection, so it is not
 ejected as unreachable.

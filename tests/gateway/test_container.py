@@ -39,7 +39,7 @@ def test_the_image_installs_the_locked_requirements_and_serves_the_gateway() -> 
     assert "--require-hashes" in text
     assert '"gunicorn", "-c", "run_service/gunicorn.conf.py", "gateway.wsgi:create_production_app()"' in text
     requirements = (ROOT / "run_service" / "requirements.txt").read_text()
-    for package in ("flask==", "gunicorn==", "gevent==", "urllib3==", "google-auth=="):
+    for package in ("flask==", "gunicorn==", "gevent==", "geventhttpclient==", "google-auth=="):
         assert package in requirements
 
 
