@@ -156,8 +156,13 @@ def gateway(
             stop(process)
 
 
-def only_child(pid: int) -> int:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+def only_child(pid: int, timeout: float = 10.0) -> int:
+    """The pid of ``pid``'s one child (gunicorn's worker), waiting for it: gunicorn listens before it forks."""
+    deadline = time.monotonic() + timeout
+    while not (children := Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} started no worker within {timeout:g} s")
+        time.sleep(0.05)
     return int(children[0])
 
 
