@@ -425,4 +425,4 @@ def test_https_verifies_the_backend_certificate(
             with pytest.raises(UnreachableError, match="CERTIFICATE_VERIFY_FAILED"):
                 client.open(address, "GET", "/v1/models", {}, None)
             assert not server.heads  # no request byte left
-    client.close()
+        client.close()  # before the server stops: its TLS socket waits for the client's close
