@@ -2,8 +2,9 @@
 
 Why: a non-streaming request writes nothing to the caller until the backend answers, so a hang-up would go
 unnoticed until then: the engine keeps generating for nobody (up to ``read_timeout``) and the key's
-concurrency slot stays taken. ``watch`` registers the caller's socket with the process's one watcher (a
-thread, a greenlet under gevent), which waits for any watched socket to become readable; a readable socket
+concurrency slot stays taken. ``watch`` hands the caller's socket to the process's one watcher (a thread,
+a greenlet under gevent), which waits for any watched socket to become readable (from its next tick, at
+most ``_POLL`` later: a request answered before that costs nothing more); a readable socket
 whose peek returns nothing is a closed connection (a well-behaved HTTP/1.1 client sends nothing more
 before its answer; if it pipelines bytes, watching stops).
 On a hang-up, the upstream connection opened for this request is shut down (``Cancel``), which ends the
@@ -24,14 +25,14 @@ import os
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from gateway.upstream_response import shut
 
 _current: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("gateway_cancel", default=None)
-_POLL = 0.5  # seconds: the longest a newly registered caller goes unwatched (gevent's selector starts its
-# watcher only at the next select() call, not on register)
+_POLL = 0.5  # seconds: the watcher's tick; a caller still in flight at a tick is watched from then on
 
 
 class Cancel:
@@ -73,58 +74,89 @@ def current() -> Cancel | None:
 
 
 class _Watcher:
-    """One helper per process watching every registered caller connection through one selector.
+    """One helper per process watching every long-running caller connection through one selector.
 
-    A helper per request would cost a thread (a greenlet) and a wait on every plain request; this one costs a
-    descriptor ``dup`` and a selector registration (O(1)). The selector is created in the worker, after
-    gevent's monkey-patching: there ``selectors.DefaultSelector`` is gevent's (one libev watcher per
-    registered socket, started at the next ``select`` call, so within ``_POLL``; a wait costs only what became
-    ready), elsewhere epoll. It used to be one
+    A helper per request would cost a thread (a greenlet) and a wait on every plain request; this one costs
+    a plain request a dict insert and removal. A request is only *pending* at first; at each tick (every
+    ``_POLL`` seconds) the helper moves every pending request into its selector (a descriptor ``dup`` and a
+    registration), so the many requests answered within a tick never touch the selector, and a hang-up is
+    seen at most about ``_POLL`` after the request began (at the first tick a request is in flight, the
+    helper's next wait covers it), or at once for a request registered earlier.
+
+    The selector is created in the worker, after gevent's monkey-patching: there
+    ``selectors.DefaultSelector`` is gevent's (one libev watcher per registered socket, started at the next
+    ``select`` call: the helper registers just before its own), elsewhere epoll. It used to be one
     ``select.select`` over a list of every watched socket, rebuilt every wait: O(n) per wait and per wake-up,
     so an overloaded worker (hundreds of requests in flight) spent most of its CPU watching and answered
     nothing, and with native threads ``select`` fails outright beyond descriptor 1023.
     It watches a duplicate of each caller's socket, never the server's own socket object: under gevent only
     one greenlet may wait on a socket, and the server reads the connection's next keep-alive request from it
-    (a concurrent wait fails that read). A duplicate is unregistered before it is closed.
+    (a concurrent wait fails that read). A duplicate is unregistered before it is closed. Whatever the
+    helper and a finishing request do to one entry happens under one lock, so a request that ends never
+    leaves a duplicate behind, and a duplicate is made only of a socket whose request is still running
+    (the server has not closed it).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._selector: selectors.BaseSelector | None = None
         self._pid = 0
+        # keyed by id(cancel): the requests whose caller's socket is not in the selector yet, and those whose
+        # duplicate is in it
+        self._pending: dict[int, tuple[Any, Cancel]] = {}
+        self._watched: dict[int, _socket.socket] = {}
 
-    def add(self, client: Any, cancel: Cancel) -> _socket.socket | None:
-        """Watch the caller's connection for ``cancel``; the token for ``remove`` (None: cannot be watched)."""
-        try:
-            duplicate = _socket.socket(fileno=os.dup(client.fileno()))  # a plain socket: never waits in gevent
-        except (OSError, ValueError):
-            return None
+    def add(self, client: Any, cancel: Cancel) -> None:
+        """Watch the caller's connection for ``cancel`` from the next tick on, until ``remove(cancel)``."""
         with self._lock:
             if self._selector is None or self._pid != os.getpid():  # made lazily, in the worker after a fork
                 self._pid, self._selector = os.getpid(), selectors.DefaultSelector()
+                self._pending, self._watched = {}, {}
                 threading.Thread(target=self._run, args=(self._selector,), name="gateway-hangup", daemon=True).start()
-            self._selector.register(duplicate, selectors.EVENT_READ, cancel)
-        return duplicate
+            self._pending[id(cancel)] = (client, cancel)
 
-    def remove(self, duplicate: _socket.socket) -> None:
-        if duplicate.fileno() < 0:  # judged and removed already; a lookup of a closed socket scans every key
-            return
+    def remove(self, cancel: Cancel) -> None:
+        """Stop watching for ``cancel`` (the request is over); its duplicate, if it had one, is closed."""
         with self._lock:
-            try:
-                if self._selector is not None:
-                    self._selector.unregister(duplicate)
-            except (KeyError, ValueError):
-                pass
+            if self._pending.pop(id(cancel), None) is not None:
+                return
+            duplicate = self._watched.pop(id(cancel), None)
+            if duplicate is None:  # judged already
+                return
+            self._unregister(duplicate)
         duplicate.close()
 
+    def _unregister(self, duplicate: _socket.socket) -> None:
+        try:
+            if self._selector is not None:
+                self._selector.unregister(duplicate)
+        except (KeyError, ValueError):
+            pass
+
     def _run(self, selector: selectors.BaseSelector) -> None:
+        tick = time.monotonic() + _POLL
         while True:
+            if (wait := tick - time.monotonic()) <= 0:
+                self._promote(selector)
+                tick, wait = time.monotonic() + _POLL, _POLL
             try:
-                ready = selector.select(_POLL)
+                ready = selector.select(wait)
             except OSError:  # a descriptor closed under the wait: look again
                 ready = []
             for key, _ in ready:
                 self._judge(key.fileobj, key.data)  # type: ignore[arg-type]
+
+    def _promote(self, selector: selectors.BaseSelector) -> None:
+        """Move every pending request into the selector (a request that cannot be watched is dropped)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            for key, (client, cancel) in pending.items():
+                try:
+                    duplicate = _socket.socket(fileno=os.dup(client.fileno()))  # plain: never waits in gevent
+                except (OSError, ValueError):
+                    continue
+                selector.register(duplicate, selectors.EVENT_READ, cancel)
+                self._watched[key] = duplicate
 
     def _judge(self, duplicate: _socket.socket, cancel: Cancel) -> None:
         """Readable: closed (cancel) or pipelined bytes (nothing more to learn); either way, stop watching."""
@@ -134,7 +166,11 @@ class _Watcher:
             return  # nothing after all: keep watching
         except OSError:
             gone = True
-        self.remove(duplicate)
+        with self._lock:
+            if self._watched.pop(id(cancel), None) is None:  # the request ended meanwhile, and closed it
+                return
+            self._unregister(duplicate)
+        duplicate.close()
         if gone:
             cancel.cancel()  # does nothing if the request has ended meanwhile (Cancel.finish)
 
@@ -147,11 +183,13 @@ def watch(client: Any) -> Iterator[Cancel]:
     """Watch ``client`` (the caller's socket, or None: nothing to watch) while the body of the block runs."""
     cancel = Cancel()
     token = _current.set(cancel)
-    watched = _watcher.add(client, cancel) if client is not None and hasattr(client, "fileno") else None
+    watched = client is not None and hasattr(client, "fileno")
+    if watched:
+        _watcher.add(client, cancel)
     try:
         yield cancel
     finally:
         cancel.finish()  # first: a hang-up judged from here on shuts nothing (the connections may serve others)
-        if watched is not None:
-            _watcher.remove(watched)
+        if watched:
+            _watcher.remove(cancel)
         _current.reset(token)

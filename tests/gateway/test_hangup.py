@@ -79,3 +79,29 @@ def test_a_hang_up_is_seen_among_more_watched_callers_than_select_can_take() -> 
         pairs[-1][1].close()  # the last caller hangs up
         assert cancels[-1].gone.wait(10)
         assert not any(cancel.gone.is_set() for cancel in cancels[:-1])
+
+
+def test_a_caller_watched_past_the_watchers_tick_leaves_no_descriptor_behind() -> None:
+    """A request still running at the watcher's tick has its caller's socket duplicated into the selector
+    (a request answered before then never has); when the request ends, the duplicate is closed with it."""
+    import os
+    from contextlib import ExitStack
+
+    from gateway.hangup import watch
+
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with ExitStack() as stack:
+        pairs = [socket.socketpair() for _ in range(20)]
+        for ours, theirs in pairs:
+            stack.callback(ours.close)
+            stack.callback(theirs.close)
+        with watch(pairs[0][0]):  # the watcher and its selector exist before counting
+            pass
+        before = descriptors()
+        with ExitStack() as watching:
+            for ours, _ in pairs:
+                watching.enter_context(watch(ours))
+            assert wait_until(lambda: descriptors() >= before + len(pairs))  # watched: one duplicate each
+        assert wait_until(lambda: descriptors() == before)
