@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("gateway.access")
 
-_TAIL = 8192  # the backend's ``usage`` object comes last in its body (JSON) or stream (the final event)
+TAIL = 8192  # the backend's ``usage`` object comes last in its body (JSON) or stream (the final event)
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _PROMPT = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
@@ -52,7 +52,8 @@ class Exchange:
         self.logged = True
         if self.backend_started is not None and self.backend_ended is None:
             self.backend_ended = now
-        log.info("access", extra=self.fields(status, now))
+        if log.isEnabledFor(logging.INFO):  # the fields are built only for a line that is written
+            log.info("access", extra=self.fields(status, now))
 
     def fields(self, status: int, now: float) -> dict[str, object]:
         first = None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2)
@@ -96,7 +97,7 @@ def metered(chunks: Iterator[bytes], exchange: Exchange) -> Iterator[bytes]:
     """Relay ``chunks`` (what the caller gets), then note the token counts of the last ``usage`` object."""
     tail = b""
     for chunk in chunks:
-        tail = (tail + chunk)[-_TAIL:]
+        tail = (tail + chunk)[-TAIL:]
         yield chunk
     read_usage(tail, exchange)
 

@@ -7,29 +7,27 @@ reads the body only after that, bounded by ``max_body_bytes``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway import continuation, errors
 from gateway.access import Exchange
 from gateway.auth import Principal
 from gateway.errors import ApiError
-from gateway.headers import request_id, upstream_headers
+from gateway.exchanges import EXCHANGE, Exchanges
+from gateway.headers import upstream_headers
 from gateway.intake import client_socket
 from gateway.limits import Admission
 from gateway.paths import backend_path, split_target
 from gateway.payload import encode_object
 from gateway.proxy import Call
-from gateway.relay import Relay
 from gateway.runtime import Dependencies, Gateway
 from spotgate.fleet import PoolSpec
 
@@ -47,32 +45,15 @@ def create_app(deps: Dependencies, *, start: bool = True) -> Flask:
     app.url_map.strict_slashes = False
     gateway = Gateway(deps)
     app.extensions[EXTENSION] = gateway
-    _register_hooks(app, gateway)
+    app.wsgi_app = Exchanges(app.wsgi_app, gateway.finish, gateway.monotonic)  # type: ignore[method-assign]
+    _register_errors(app)
     _register_routes(app, gateway)
     if start:
         gateway.start()
     return app
 
 
-def _register_hooks(app: Flask, gw: Gateway) -> None:
-    @app.before_request
-    def _assign_request_id() -> None:
-        g.request_id = request_id(request.headers.get("x-request-id"))
-        g.exchange = Exchange(g.request_id, request.method, request.path, gw.monotonic())
-
-    @app.after_request
-    def _tag_response(response: Response) -> Response:
-        response.headers["x-request-id"] = g.get("request_id") or request_id(None)
-        exchange: Exchange | None = g.get("exchange")
-        if exchange is not None:  # logged when the server closes the response: the whole body is counted
-            status = response.status_code
-            done = functools.partial(gw.finish, exchange, status)
-            if isinstance(response.response, Relay):
-                response.response.after(done)
-            else:
-                response.call_on_close(done)
-        return response
-
+def _register_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return Response(error.body(), status=error.status, headers=error.headers())
@@ -89,7 +70,8 @@ def _register_hooks(app: Flask, gw: Gateway) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        exchange: Exchange | None = request.environ.get(EXCHANGE)
+        log.exception("unhandled error", extra={"request_id": None if exchange is None else exchange.request_id})
         return _api_error(ApiError(500, "Internal gateway error.", "api_error", "internal_error"))
 
 
@@ -100,7 +82,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
 
     @app.get("/v1/models")
     def models() -> dict[str, object]:
-        principal = _authenticate(gw)
+        principal = _authenticate(gw, request.environ)
         gw.meter(principal)
         pools = [p for p in gw.fleet.pools if principal.allows_pool(p.name)]
         data = [_model_entry(name, p) for p in pools for name in p.model_names]
@@ -109,7 +91,7 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     @app.get("/v1/models/<path:model>")
     def model(model: str) -> dict[str, object]:
         """One model, as the SDK's ``models.retrieve`` asks; 404 ``model_not_found`` outside the caller's pools."""
-        principal = _authenticate(gw)
+        principal = _authenticate(gw, request.environ)
         gw.meter(principal)
         pool = gw.fleet.pool_for_model(model)
         if pool is None or not principal.allows_pool(pool.name):
@@ -120,11 +102,12 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     def openai(endpoint: str) -> Response:
         if endpoint not in _OPENAI:
             raise errors.not_found(f"Unknown endpoint /v1/{endpoint}.")
-        principal = _authenticate(gw)
+        environ = request.environ
+        principal = _authenticate(gw, environ)
         with _admitted(gw, principal) as admission:
-            body = gw.read_body(request.environ, principal, admission)
+            body = gw.read_body(environ, principal, admission)
             payload, give_back_parsed = gw.parse_body(body, admission)
-            call = _inference_call(gw, principal, endpoint, payload, body)
+            call = _inference_call(environ, _pool_for(gw, principal, payload), endpoint, payload, body)
             # The call carries the bytes sent upstream: drop the parsed body (and the caller's bytes, if the
             # call's were re-encoded) before a plain request waits for its answer, and the parsed reservation.
             del payload, body
@@ -134,7 +117,8 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
     @app.route("/pools/<pool>/", defaults={"sub": ""}, methods=_METHODS)
     @app.route("/pools/<pool>/<path:sub>", methods=_METHODS)
     def passthrough(pool: str, sub: str) -> Response:
-        principal = _authenticate(gw)
+        environ = request.environ
+        principal = _authenticate(gw, environ)
         spec = gw.fleet.pool(pool)
         if spec is None or not principal.allows_pool(spec.name):  # 404 either way: pool names stay private
             raise errors.not_found(f"No pool named {pool!r}.")
@@ -145,22 +129,25 @@ def _register_routes(app: Flask, gw: Gateway) -> None:
         _check_passthrough(spec, request.method, upstream_path)
         target = upstream_path + (f"?{query}" if query else "")
         with _admitted(gw, principal) as admission:
-            body = gw.read_body(request.environ, principal, admission) or None
+            body = gw.read_body(environ, principal, admission) or None
             stream = "text/event-stream" in request.headers.get("Accept", "")
-            call = _call(spec, request.method, target, body, stream=stream)
-            return gw.forward(replace(call, public_prefix=f"/pools/{spec.name}"), admission)
+            call = _call(
+                environ, spec, request.method, target, body, stream=stream, public_prefix=f"/pools/{spec.name}"
+            )
+            return gw.forward(call, admission)
 
 
-def _inference_call(gw: Gateway, principal: Principal, endpoint: str, payload: dict[str, Any], body: bytes) -> Call:
+def _inference_call(
+    environ: dict[str, Any], pool: PoolSpec, endpoint: str, payload: dict[str, Any], body: bytes
+) -> Call:
     """The upstream request of an OpenAI endpoint (ApiError 400/404), built from the parsed ``payload``."""
-    pool = _pool_for(gw, principal, payload)
     upstream, strip_usage = _upstream_payload(endpoint, payload, pool)
     if upstream is not payload:
         body = encode_object(upstream)
     target, stream = f"/v1/{endpoint}", payload.get("stream") is True
     continuable = stream and pool.continuation and continuation.continuable(target, upstream)
-    call = _call(pool, "POST", target, body, stream=stream, inference=True)
-    return replace(call, strip_usage=strip_usage, continuable=continuable)
+    return _call(environ, pool, "POST", target, body, stream=stream, inference=True, strip_usage=strip_usage,
+                 continuable=continuable)  # fmt: skip
 
 
 def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:
@@ -172,10 +159,10 @@ def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:
         raise errors.method_not_allowed(rules.methods)
 
 
-def _authenticate(gw: Gateway) -> Principal:
+def _authenticate(gw: Gateway, environ: dict[str, Any]) -> Principal:
     """The caller (ApiError 401/403 otherwise), named in the request's access line."""
-    principal = gw.auth.authenticate(request.headers.get("Authorization"))
-    g.exchange.caller = principal.name
+    principal = gw.auth.authenticate(environ.get("HTTP_AUTHORIZATION"))
+    environ[EXCHANGE].caller = principal.name
     return principal
 
 
@@ -212,14 +199,24 @@ def _model_entry(name: str, pool: PoolSpec) -> dict[str, Any]:
 
 
 def _call(
-    pool: PoolSpec, method: str, target: str, body: bytes | None, *, stream: bool, inference: bool = False
+    environ: dict[str, Any],
+    pool: PoolSpec,
+    method: str,
+    target: str,
+    body: bytes | None,
+    *,
+    stream: bool,
+    inference: bool = False,
+    strip_usage: bool = False,
+    continuable: bool = False,
+    public_prefix: str = "",
 ) -> Call:
-    rid: str = g.request_id
-    headers = upstream_headers(request.headers.items(), rid)
-    exchange: Exchange = g.exchange
+    exchange: Exchange = environ[EXCHANGE]
     exchange.pool = pool.name
-    client = client_socket(request.environ)
-    return Call(pool, method, target, headers, body, stream, rid, inference, client=client, exchange=exchange)
+    rid = exchange.request_id
+    headers = upstream_headers(environ, rid)
+    return Call(pool, method, target, headers, body, stream, rid, inference, public_prefix, strip_usage, continuable,
+                client_socket(environ), exchange)  # fmt: skip
 
 
 def _pool_for(gw: Gateway, principal: Principal, payload: dict[str, Any]) -> PoolSpec:

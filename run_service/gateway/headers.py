@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 HOP_BY_HOP = frozenset(
@@ -52,40 +53,61 @@ def request_id(client_value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _listed_in_connection(headers: Iterable[tuple[str, str]]) -> set[str]:
-    """Headers a sender marked hop-by-hop by naming them in ``Connection``."""
-    value = next((v for k, v in headers if k.lower() == "connection"), "")
-    return {name.strip().lower() for name in value.split(",") if name.strip()}
+def _listed(connection: str) -> set[str]:
+    """The header names a ``Connection`` value lists, lowercase."""
+    return {name.strip().lower() for name in connection.split(",") if name.strip()}
 
 
-def upstream_headers(client: Iterable[tuple[str, str]], rid: str) -> dict[str, str]:
-    """The client's end-to-end headers minus credentials and routing claims, plus ``x-request-id``."""
-    items = list(client)
-    dropped = _listed_in_connection(items)
+def upstream_headers(environ: Mapping[str, Any], rid: str) -> dict[str, str]:
+    """The client's end-to-end headers minus credentials and routing claims, plus ``x-request-id``.
+
+    Read from the WSGI ``environ``, each header named as werkzeug's ``request.headers`` names it; which
+    environ keys carry a header to send is remembered (per key, bounded), not decided again per request.
+    """
+    dropped = _listed(environ.get("HTTP_CONNECTION") or "")
     headers: dict[str, str] = {}
-    for name, value in items:
-        lower = name.lower()
-        if lower in _NOT_UPSTREAM or lower in dropped or lower.startswith(_NOT_UPSTREAM_PREFIXES):
+    for key, value in environ.items():
+        try:
+            known = _ENVIRON_NAMES[key]
+        except KeyError:
+            known = _environ_name(key)
+            if len(_ENVIRON_NAMES) < _ENVIRON_NAMES_MAX:  # clients choose header names: a bounded memo
+                _ENVIRON_NAMES[key] = known
+        if known is None or (dropped and known[1] in dropped) or _UNSAFE_VALUE.search(value):
             continue
-        if _UNSAFE_VALUE.search(value):
-            continue
-        headers[name] = value
+        if value or key != "CONTENT_TYPE":  # werkzeug omits an empty CONTENT_TYPE, not an empty HTTP_* header
+            headers[known[0]] = value
     headers["x-request-id"] = rid
     return headers
+
+
+# environ key -> (header name as werkzeug spells it, lowercase) of a header sent upstream; None for any other key
+_ENVIRON_NAMES: dict[str, tuple[str, str] | None] = {}
+_ENVIRON_NAMES_MAX = 1024
+
+
+def _environ_name(key: str) -> tuple[str, str] | None:
+    if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+        name = key[5:].replace("_", "-").title()
+    elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        name = key.replace("_", "-").title()
+    else:
+        return None
+    lower = name.lower()
+    if lower in _NOT_UPSTREAM or lower.startswith(_NOT_UPSTREAM_PREFIXES):
+        return None
+    return name, lower
 
 
 def downstream_headers(upstream: Sequence[tuple[str, str]], *, keep_length: bool) -> list[tuple[str, str]]:
     """The backend's end-to-end response header lines (as sent, repeated ones included); ``Content-Length``
     only when the body is relayed as is."""
-    dropped = _listed_in_connection(upstream)
-    kept = [
-        (name, value) for name, value in upstream if name.lower() not in _NOT_DOWNSTREAM and name.lower() not in dropped
-    ]
-    length = (
-        next((value for name, value in upstream if name.lower() == "content-length"), None) if keep_length else None
-    )
-    if length is not None:
-        kept.append(("Content-Length", length))
+    lowers = [name.lower() for name, _ in upstream]
+    dropped = _listed(next((upstream[i][1] for i, lower in enumerate(lowers) if lower == "connection"), ""))
+    pairs = zip(upstream, lowers, strict=True)
+    kept = [line for line, lower in pairs if lower not in _NOT_DOWNSTREAM and lower not in dropped]
+    if keep_length and "content-length" in lowers:
+        kept.append(("Content-Length", upstream[lowers.index("content-length")][1]))
     return kept
 
 

@@ -70,7 +70,7 @@ def parse_object(
         raise _too_deep(max_depth) from None
     if not isinstance(payload, dict):
         raise bad_request("The body must be a JSON object.", code="invalid_json")
-    if _depth_exceeds(payload, max_depth):
+    if counts[0] + counts[1] > max_depth and _depth_exceeds(payload, max_depth):  # fewer containers: too shallow
         raise _too_deep(max_depth)
     return payload
 

@@ -22,11 +22,12 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gateway import errors
-from gateway.access import Exchange, first_byte, metered
+from gateway.access import TAIL, Exchange, first_byte, metered, read_usage
 from gateway.errors import ApiError, stream_interrupted
 from gateway.headers import downstream_headers, public_locations, with_sse_headers
 from gateway.sse import events
@@ -82,16 +83,15 @@ def answer(
     headers = downstream_headers(response.lines, keep_length=not sse)
     if location is not None:
         headers = public_locations(headers, *location)
+    if not sse:
+        plain = plain_body(body_chunks(response), request_id, exchange)
+        return Answer(response.status, headers, plain, False)
     chunks = body_chunks(response) if exchange is None else first_byte(body_chunks(response), exchange)
-    if sse:
-        headers = with_sse_headers(headers)
-        chunks = first_byte_heartbeats(chunks, heartbeat)
-        relayed = (
-            relay_sse(chunks) if relay_sse is not None and response.status == 200 else sse_body(chunks, request_id)
-        )
-        relayed = _metered(relayed, exchange)
-        return Answer(response.status, headers, without_usage(relayed) if strip_usage else relayed, True)
-    return Answer(response.status, headers, _metered(plain_body(chunks, request_id), exchange), False)
+    headers = with_sse_headers(headers)
+    chunks = first_byte_heartbeats(chunks, heartbeat)
+    relayed = relay_sse(chunks) if relay_sse is not None and response.status == 200 else sse_body(chunks, request_id)
+    relayed = _metered(relayed, exchange)
+    return Answer(response.status, headers, without_usage(relayed) if strip_usage else relayed, True)
 
 
 def without_usage(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -245,10 +245,23 @@ def first_byte_heartbeats(chunks: Iterator[bytes], every: float) -> Iterator[byt
         yield from chunks
 
 
-def plain_body(chunks: Iterator[bytes], request_id: str) -> Iterator[bytes]:
-    """Relay a non-SSE body; a cut is re-raised so the server drops the connection (the client sees it)."""
+def plain_body(chunks: Iterator[bytes], request_id: str, exchange: Exchange | None = None) -> Iterator[bytes]:
+    """Relay a non-SSE body; a cut is re-raised so the server drops the connection (the client sees it).
+
+    With ``exchange``, also what ``access.first_byte`` and ``access.metered`` note (the first byte's time,
+    the token counts of the body's ``usage``), in this one generator: a plain answer passes through one
+    layer, not three.
+    """
+    tail = b""
     try:
-        yield from chunks
+        for chunk in chunks:
+            if exchange is not None:
+                if exchange.first_byte is None:
+                    exchange.first_byte = time.monotonic()
+                tail = (tail + chunk)[-TAIL:]
+            yield chunk
     except StreamCutError:
         log.warning("response cut by backend", extra={"request_id": request_id})
         raise
+    if exchange is not None:
+        read_usage(tail, exchange)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.access import Exchange
@@ -22,12 +22,28 @@ from spotgate.ports import Clock, RouteStore
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Sums:
+    """One key, pool and hour's counts so far (added to in place: no new record per request)."""
+
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    gpu_seconds: float = 0.0
+
+    def add(self, requests: int, tokens_in: int, tokens_out: int, gpu_seconds: float) -> None:
+        self.requests += requests
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.gpu_seconds += gpu_seconds
+
+
 class UsageRecorder:
     def __init__(self, store: RouteStore, clock: Clock, interval: timedelta) -> None:
         self._store = store
         self._clock = clock
         self._periodic = PeriodicFlush("gateway-usage", interval, self.flush)
-        self._pending: dict[tuple[str, str, datetime], KeyUsage] = {}
+        self._pending: dict[tuple[str, str, datetime], _Sums] = {}
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -42,34 +58,28 @@ class UsageRecorder:
         if exchange.caller is None or exchange.pool is None:
             return
         hour = self._clock.now().replace(minute=0, second=0, microsecond=0)
-        delta = KeyUsage(exchange.caller, exchange.pool, hour, 1, exchange.tokens_in or 0, exchange.tokens_out or 0,
-                         exchange.backend_seconds)  # fmt: skip
-        self._merge(delta)
+        self._merge((exchange.caller, exchange.pool, hour), 1, exchange.tokens_in or 0, exchange.tokens_out or 0,
+                    exchange.backend_seconds)  # fmt: skip
 
-    def _merge(self, delta: KeyUsage) -> None:
-        slot = (delta.key_id, delta.pool, delta.hour)
+    def _merge(
+        self, slot: tuple[str, str, datetime], requests: int, tokens_in: int, tokens_out: int, gpu_seconds: float
+    ) -> None:
         with self._lock:
-            known = self._pending.get(slot)
-            self._pending[slot] = delta if known is None else _sum(known, delta)
+            sums = self._pending.get(slot)
+            if sums is None:
+                sums = self._pending[slot] = _Sums()
+            sums.add(requests, tokens_in, tokens_out, gpu_seconds)
 
     def flush(self) -> None:
         with self._lock:
-            taken, self._pending = list(self._pending.values()), {}
-        if not taken:
+            pending, self._pending = self._pending, {}
+        if not pending:
             return
+        taken = [KeyUsage(key, pool, hour, s.requests, s.tokens_in, s.tokens_out, s.gpu_seconds)
+                 for (key, pool, hour), s in pending.items()]  # fmt: skip
         try:
             self._store.record_usage(taken)
         except SpotgateError as e:
             log.warning("usage flush failed; kept for the next one", extra={"error": str(e), "records": len(taken)})
-            for delta in taken:
-                self._merge(delta)
-
-
-def _sum(a: KeyUsage, b: KeyUsage) -> KeyUsage:
-    return replace(
-        a,
-        requests=a.requests + b.requests,
-        tokens_in=a.tokens_in + b.tokens_in,
-        tokens_out=a.tokens_out + b.tokens_out,
-        gpu_seconds=a.gpu_seconds + b.gpu_seconds,
-    )
+            for (key, pool, hour), s in pending.items():
+                self._merge((key, pool, hour), s.requests, s.tokens_in, s.tokens_out, s.gpu_seconds)

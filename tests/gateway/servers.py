@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Recorder:
     requests: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    headers: list[list[tuple[str, str]]] = field(default_factory=list)  # per request (ScriptedServer), as received
     disconnected: threading.Event = field(default_factory=threading.Event)
 
 
@@ -136,6 +137,7 @@ def _scripted(recorder: Recorder, script: Script) -> type[BaseHTTPRequestHandler
 
         def _any(self) -> None:
             recorder.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            recorder.headers.append(list(self.headers.items()))
             recorder.requests.append(f"{self.command} {self.path}")
             if script.hang_up:
                 self.close_connection = True

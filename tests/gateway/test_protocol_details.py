@@ -9,7 +9,7 @@ import openai
 import pytest
 import requests
 
-from tests.gateway.servers import Script, ScriptedServer
+from tests.gateway.servers import Script, ScriptedServer, send_raw
 from tests.gateway.stack import a_key, a_route
 from tests.sdk import sdk_client
 
@@ -77,3 +77,34 @@ def test_a_rewritten_body_keeps_non_ascii_text_as_utf8(store, make_gateway, host
         (sent,) = chat.recorder.bodies
     assert len(sent) <= len(body.encode())
     assert json.loads(sent) == {"model": "chat-model", "messages": [{"role": "user", "content": text}]}
+
+
+def test_a_backend_gets_the_callers_end_to_end_headers_and_nothing_of_theirs(store, make_gateway, hosts) -> None:
+    """Forwarded as the caller named them: end-to-end headers. Never: the caller's credentials, hop-by-hop
+    headers (those ``Connection`` lists too), routing claims, a value with a control character; the
+    gateway sets ``x-request-id`` (the caller's, when sane) and ``Content-Length`` itself."""
+    with ScriptedServer(next(hosts), Script(body=b'{"object":"list","data":[]}')) as backend:
+        store.put_routes([a_route("embed", "embed-vm", backend.url)])
+        secret, _ = a_key(store)
+        host, port = make_gateway().url.removeprefix("http://").split(":")
+        body = json.dumps({"model": "embed-model", "input": "hi"})
+        sent = {
+            "Authorization": f"Bearer {secret}", "Cookie": "session=1", "X-Goog-Api-Key": "k",
+            "Proxy-Authorization": "p", "X-Forwarded-For": "10.0.0.1", "X-Real-IP": "10.0.0.2",
+            "Forwarded": "for=x", "X-Cloud-Trace-Context": "t", "Connection": "keep-alive, X-Hop",
+            "X-Hop": "dropped", "Keep-Alive": "timeout=5", "Te": "trailers", "Content-Type": "application/json",
+            "OpenAI-Organization": "org-1", "x-custom-thing": "kept", "User-Agent": "tester/1",
+            "x-request-id": "rid-7",
+        }  # fmt: skip
+        head = "".join(f"{name}: {value}\r\n" for name, value in sent.items())
+        head = f"POST /v1/embeddings HTTP/1.1\r\nHost: gw\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+        assert send_raw(host, int(port), head, body.encode()) == 200
+    received = dict(backend.recorder.headers[0])
+    forwarded = {"Content-Type", "Openai-Organization", "X-Custom-Thing", "User-Agent", "x-request-id"}
+    assert forwarded <= set(received)
+    assert received["x-request-id"] == "rid-7"
+    assert received["Content-Length"] == str(len(body))
+    assert {name.lower() for name in received} - {name.lower() for name in forwarded} <= {
+        "content-length", "host", "accept-encoding", "accept", "connection",
+    }  # fmt: skip
+    assert received.get("Connection", "keep-alive").lower() == "keep-alive"  # urllib3's own, not the caller's
