@@ -75,7 +75,7 @@ class ActivityRecorder:
         """A request for ``pool`` arrived (served or not: demand is what keeps a pool awake)."""
         now = self._clock.now()
         with self._lock:
-            counts = self._pools.setdefault(pool, _Counts())
+            counts = self._counts(pool)
             counts.last_request_at = now
             counts.requests_total += 1
             counts.dirty = True
@@ -84,7 +84,7 @@ class ActivityRecorder:
     def waiting(self, pool: str) -> Iterator[None]:
         """Count a request as in flight (for the pool, on no VM yet) while the gateway holds it for a VM."""
         with self._lock:
-            counts = self._pools.setdefault(pool, _Counts())
+            counts = self._counts(pool)
             counts.inflight += 1
             counts.dirty = True
         try:
@@ -96,7 +96,7 @@ class ActivityRecorder:
         """A request is now in flight on ``backend`` (a VM name, or the overflow service)."""
         now = self._clock.now()
         with self._lock:
-            counts = self._pools.setdefault(pool, _Counts())
+            counts = self._counts(pool)
             counts.inflight += 1
             counts.backend_inflight[backend] = counts.backend_inflight.get(backend, 0) + 1
             counts.backend_last_request[backend] = now
@@ -106,7 +106,7 @@ class ActivityRecorder:
         """A request left ``pool`` (and ``backend``, if it had reached one): idleness counts from now."""
         now = self._clock.now()
         with self._lock:
-            counts = self._pools.setdefault(pool, _Counts())
+            counts = self._counts(pool)
             counts.inflight = max(0, counts.inflight - 1)
             if backend is not None:
                 left = counts.backend_inflight.get(backend, 0) - 1
@@ -116,6 +116,13 @@ class ActivityRecorder:
                     counts.backend_inflight.pop(backend, None)
                 counts.backend_last_finished[backend] = now
             counts.dirty = True
+
+    def _counts(self, pool: str) -> _Counts:
+        """The pool's counts (made on first use: not a new, discarded ``_Counts`` per call). Call under the lock."""
+        counts = self._pools.get(pool)
+        if counts is None:
+            counts = self._pools[pool] = _Counts()
+        return counts
 
     def flush(self) -> None:
         """Write the record of every pool that changed or has requests in flight."""

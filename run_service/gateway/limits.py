@@ -109,7 +109,9 @@ class KeyLimiter:
     def _take_local_token(self, key: ApiKey) -> None:
         now = self._monotonic()
         rate, burst = rate_of(key)
-        bucket = self._buckets.setdefault(key.key_id, _Bucket(burst, now))
+        bucket = self._buckets.get(key.key_id)
+        if bucket is None:
+            bucket = self._buckets[key.key_id] = _Bucket(burst, now)
         bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens < 1.0:
