@@ -140,7 +140,7 @@ def gateway(
             "SPOTGATE_STORE": "sqlite",
             "SPOTGATE_SQLITE_PATH": str(db),
             "SPOTGATE_FLEET": json.dumps(_fleet(list(engines))),
-            "SPOTGATE_LOG_LEVEL": "WARNING",
+            "SPOTGATE_LOG_LEVEL": "INFO",  # production's: the access line written per request is part of its cost
             "PUBSUB_EMULATOR_HOST": "127.0.0.1:9",
             **(extra_env or {}),
         }
