@@ -5,6 +5,8 @@ per request with nothing of spotgate in it.
 - ``urllib3_proxy``: forwards the body to the engine with a urllib3 pool and relays the answer (the server plus
   the gateway's HTTP client, no framework, no checks);
 - ``flask_urllib3_proxy``: the same inside a Flask view (plus the framework);
+- ``flask_geventhttpclient_proxy``: a Flask view forwarding with the gateway's own client: the framework and
+  client spotgate is built on, so spotgate's row above it is spotgate's own work;
 - ``geventhttpclient_proxy``: the ``urllib3_proxy`` app forwarding with the gateway's own client instead
   (``gateway.upstream``: geventhttpclient's C parser on a pooled socket), so the two clients compare bare.
 
@@ -76,3 +78,13 @@ flask_urllib3_proxy = Flask("floor")
 def _proxied(endpoint: str) -> Response:
     status, data = _forward(request.get_data())
     return Response(data, status=status, content_type="application/json")
+
+
+flask_geventhttpclient_proxy = Flask("floor-gateway-client")
+
+
+@flask_geventhttpclient_proxy.post("/v1/<path:endpoint>")
+def _proxied_by_the_gateways_client(endpoint: str) -> Response:
+    engine = os.environ.get("BENCH_ENGINE", "http://127.0.0.1:9")
+    reply = _upstreams.open(engine, "POST", "/v1/chat/completions", _JSON, request.get_data())
+    return Response(b"".join(body_chunks(reply)), status=reply.status, content_type="application/json")

@@ -7,8 +7,9 @@ One engine (the sandbox's fake OpenAI engine, answering at once) and, each in tu
 gevent worker on loopback: ``answer`` (a WSGI app that answers itself: the server alone), ``urllib3`` (a WSGI
 app forwarding to the engine with urllib3: server plus HTTP client), ``geventhttpclient`` (the same app
 forwarding with the gateway's own client, ``gateway.upstream``), ``flask+urllib3`` (the urllib3 app in a
-Flask view) and spotgate under its production gunicorn config (authentication, limits, checks, accounting,
-access line). ``--baseline DIR`` adds spotgate as another checkout has it (an earlier commit: ``git worktree
+Flask view), ``flask+geventhttpclient`` (a Flask view with the gateway's client: what spotgate is built on,
+so spotgate's addition to it is its own work) and spotgate under its production gunicorn config
+(authentication, limits, checks, accounting, access line). ``--baseline DIR`` adds spotgate as another checkout has it (an earlier commit: ``git worktree
 add DIR <commit>``), served by the same interpreter and libraries, next to this one in every round (before
 it in even rounds, after it in odd ones): an A/B of a change in the same run. Every target gets the same
 request at the same open-loop rate, in interleaved rounds; the table gives the worker's CPU per request (the
@@ -37,13 +38,15 @@ BARE = {
     "urllib3": "urllib3_proxy",
     "geventhttpclient": "geventhttpclient_proxy",
     "flask+urllib3": "flask_urllib3_proxy",
+    "flask+geventhttpclient": "flask_geventhttpclient_proxy",
 }
 BUILT_ON = {  # what each row adds to
     "urllib3": "answer",
     "geventhttpclient": "answer",
     "flask+urllib3": "urllib3",
-    "spotgate (baseline)": "flask+urllib3",
-    "spotgate": "flask+urllib3",
+    "flask+geventhttpclient": "geventhttpclient",
+    "spotgate (baseline)": "flask+geventhttpclient",  # the gateway's own work: above the same framework and client
+    "spotgate": "flask+geventhttpclient",
 }
 
 
@@ -138,7 +141,8 @@ def _table(report: Report, rate: int, cpu: dict[str, list[float]], sustained: di
     report.add(f"| engine alone | | | | {sustained.get('engine alone', 0)} req/s |")
     spot = min(cpu["spotgate"])
     report.add(f"\nspotgate / bare urllib3 proxy CPU: {spot / min(cpu['urllib3']):.2f}x; "
-               f"spotgate / flask+urllib3: {spot / min(cpu['flask+urllib3']):.2f}x")  # fmt: skip
+               f"spotgate / flask+geventhttpclient (the same framework and client): "
+               f"{spot / min(cpu['flask+geventhttpclient']):.2f}x")  # fmt: skip
     report.add(f"geventhttpclient / urllib3 (bare proxies): {min(cpu['geventhttpclient']) / min(cpu['urllib3']):.2f}x")
     if "spotgate (baseline)" in cpu:
         paired = " / ".join(
