@@ -6,17 +6,18 @@
 One engine (the sandbox's fake OpenAI engine, answering at once) and, each in turn under gunicorn with one
 gevent worker on loopback: ``answer`` (a WSGI app that answers itself: the server alone), ``urllib3`` (a WSGI
 app forwarding to the engine with urllib3: server plus HTTP client), ``geventhttpclient`` (the same app
-forwarding with the gateway's own client, ``gateway.upstream``), ``flask+urllib3`` (the urllib3 app in a
-Flask view), ``flask+geventhttpclient`` (a Flask view with the gateway's client: what spotgate is built on,
-so spotgate's addition to it is its own work) and spotgate under its production gunicorn config
-(authentication, limits, checks, accounting, access line). ``--baseline DIR`` adds spotgate as another checkout has it (an earlier commit: ``git worktree
-add DIR <commit>``), served by the same interpreter and libraries, next to this one in every round (before
-it in even rounds, after it in odd ones): an A/B of a change in the same run. Every target gets the same
-request at the same open-loop rate, in interleaved rounds; the table gives the worker's CPU per request (the
-smallest round), what each layer adds to the one it is built on, and the rate one worker could reach on a
-core of its own at that CPU. Then the highest rate each sustains here (bench.gateway's rule:
->= 97 % answered, no errors, p99 < 100 ms; two tries per step), with the engine alone for reference: the
-load generator, the engine and the worker share this machine's cores, so sustained rates stay below ceilings.
+forwarding with the gateway's own client, ``gateway.upstream``), ``flask+urllib3`` (the urllib3 app in a Flask
+view), ``flask+geventhttpclient`` (a Flask view with the gateway's client: what spotgate is built on, so
+spotgate's addition to it is its own work) and spotgate under its production gunicorn config (authentication,
+limits, checks, accounting, access line). ``--baseline DIR`` adds spotgate as another checkout has it (an
+earlier commit: ``git worktree add DIR <commit>``), served by the same interpreter and libraries, next to this
+one in every round (before it in even rounds, after it in odd ones): an A/B of a change in the same run. Every
+target gets the same request at the same open-loop rate, in interleaved rounds; the table gives the worker's
+CPU per request (the smallest round), what each layer adds to the one it is built on, and the rate one worker
+could reach on a core of its own at that CPU. Then the highest rate each sustains here (bench.gateway's rule:
+>= 97 % answered, no errors, p99 < 100 ms; two tries per step), with the engine alone for reference: unless
+``--pin`` gives each server a core of its own, the load generator, the engine and the worker share this
+machine's cores, so sustained rates stay below ceilings.
 """
 
 from __future__ import annotations
