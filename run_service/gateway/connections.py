@@ -2,8 +2,10 @@
 
 A burst beyond ``size`` opens extra connections instead of queueing behind long streams; only ``size`` idle
 ones are kept. An idle connection the backend closed (an engine's keep-alive timeout) is noticed before
-reuse and replaced, so the idle close never reaches a request as a backend that did not answer: an idle
-connection must not be readable, and one that is (its end of stream, or stray bytes) is closed.
+reuse and replaced, so the idle close does not reach a request as a backend that did not answer: an idle
+connection must not be readable, and one that is (its end of stream, or stray bytes) is closed. That check
+sees only a close that has already arrived, so connections idle for ``MAX_IDLE`` or longer are not reused
+either: an engine closing one just as it is reused would otherwise fail a request that never ran.
 
 Sockets come from the ``socket`` and ``ssl`` modules at call time, so they are gevent's in the
 monkey-patched worker and the standard ones in native threads. The readability check uses the original
@@ -16,6 +18,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -24,6 +27,10 @@ from gevent.monkey import get_original
 _poll: Callable[[], select.poll] = get_original("select", "poll")
 _Address = tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes]
 Track = Callable[[socket.socket], None]  # told of each socket before it connects; raises to refuse it
+# An idle connection older than this is closed, not reused: below the 5 s keep-alive timeout of uvicorn, which
+# vLLM and SGLang serve through. The readability check sees only a close that has already arrived; a
+# connection reused just as the engine closes it would fail a request that never ran (as unanswered).
+MAX_IDLE = 4.0
 
 
 class Connections:
@@ -38,10 +45,12 @@ class Connections:
         connect_timeout: float,
         read_timeout: float,
         size: int,
+        max_idle: float = MAX_IDLE,
     ) -> None:
         self.host, self.port, self._tls = host, port, tls
         self._connect_timeout, self._read_timeout, self._size = connect_timeout, read_timeout, size
-        self._idle: deque[socket.socket] = deque()
+        self._max_idle = max_idle
+        self._idle: deque[tuple[socket.socket, float]] = deque()  # (connection, when it became idle)
         self._lock = threading.Lock()  # guards the idle count against another thread's give_back
         self._closed = False
 
@@ -49,10 +58,10 @@ class Connections:
         """A live idle connection (the most recently used), or None. Dead ones found on the way are closed."""
         while True:
             try:
-                sock = self._idle.pop()
+                sock, since = self._idle.pop()
             except IndexError:
                 return None
-            if _alive(sock):
+            if time.monotonic() - since < self._max_idle and _alive(sock):
                 return sock
             sock.close()
 
@@ -91,7 +100,7 @@ class Connections:
         with self._lock:
             keep = reusable and not self._closed and len(self._idle) < self._size
             if keep:
-                self._idle.append(sock)
+                self._idle.append((sock, time.monotonic()))
         if not keep:
             sock.close()
 
@@ -99,7 +108,7 @@ class Connections:
         with self._lock:
             self._closed = True
             idle, self._idle = list(self._idle), deque()
-        for sock in idle:
+        for sock, _ in idle:
             sock.close()
 
 

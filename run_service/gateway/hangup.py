@@ -13,7 +13,8 @@ so its admission is released.
 
 The upstream connections are found through a context variable set around the attempt (``current``): the
 upstream client registers each socket it opens or reuses for the request with that ``Cancel``, before it
-connects, so a hang-up also stops a connection still being made.
+connects, so a hang-up also stops a connection still being made (for HTTPS, not its TLS handshake, which
+runs until done or ``connect_timeout``; the request then stops before sending).
 """
 
 from __future__ import annotations
@@ -153,7 +154,11 @@ class _Watcher:
                     duplicate = _socket.socket(fileno=os.dup(client.fileno()))  # plain: never waits in gevent
                 except (OSError, ValueError):
                     continue
-                selector.register(duplicate, selectors.EVENT_READ, cancel)
+                try:
+                    selector.register(duplicate, selectors.EVENT_READ, cancel)
+                except (OSError, ValueError, KeyError):  # this caller goes unwatched; the watcher must not die
+                    duplicate.close()
+                    continue
                 self._watched[key] = duplicate
 
     def _judge(self, duplicate: _socket.socket, cancel: Cancel) -> None:

@@ -13,8 +13,10 @@ handshake), so no request byte left and it can safely go elsewhere; ``Unanswered
 was up and the backend closed or reset it before a complete response head: it may have read and run the
 request, so it is not replayed by default; ``UpstreamTimeoutError`` means the backend accepted the request
 but did not answer within the read timeout (it may be running); ``StreamCutError`` means the body ended
-early. A pooled keep-alive connection the backend closed while idle is noticed before reuse and replaced
-(``connections``), so an idle close does not surface as ``UnansweredError``.
+early. A pooled keep-alive connection the backend closed while idle is noticed before reuse and replaced,
+and one idle long enough that the engine may be closing it is not reused (``connections``), so an idle close
+does not surface as ``UnansweredError``. A backend that answers before reading the whole request and closes
+(a 413 on a large upload) gives its answer, not ``UnansweredError``.
 
 A request made while its caller is watched for a hang-up (``hangup.watch``) registers each socket it opens
 or reuses, before connecting, with the request's ``Cancel``, which shuts them down if the caller goes.
@@ -34,7 +36,7 @@ from urllib.parse import urlsplit
 from geventhttpclient.response import HTTPParseError
 
 from gateway import hangup
-from gateway.connections import Connections
+from gateway.connections import MAX_IDLE, Connections
 from gateway.upstream_response import ClosedError, UpstreamResponse
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a method or header name (RFC 9110 §5.6.2)
@@ -70,10 +72,13 @@ class _Backend:
 class Upstreams:
     """Connection pools keyed by backend base URL (``Route.address``)."""
 
-    def __init__(self, *, connect_timeout: timedelta, read_timeout: timedelta, pool_size: int = 64) -> None:
+    def __init__(
+        self, *, connect_timeout: timedelta, read_timeout: timedelta, pool_size: int = 64, max_idle: float = MAX_IDLE
+    ) -> None:
         self._connect_timeout = connect_timeout.total_seconds()
         self._read_timeout = read_timeout.total_seconds()
         self._pool_size = pool_size
+        self._max_idle = max_idle  # seconds an idle connection may be reused for (connections.MAX_IDLE)
         self._backends: dict[str, _Backend] = {}
         self._lock = threading.Lock()
 
@@ -99,6 +104,7 @@ class Upstreams:
             connect_timeout=self._connect_timeout,
             read_timeout=self._read_timeout,
             size=self._pool_size,
+            max_idle=self._max_idle,
         )
         return _Backend(connections, url.path.rstrip("/"), named if port == default else f"{named}:{port}")
 
@@ -117,8 +123,7 @@ class Upstreams:
         sock = _socket(backend.connections, cancel)
         response = UpstreamResponse(sock, method, backend.connections.give_back)
         try:
-            _send(sock, head, body)
-            response.read_head()
+            _send_then_read(sock, head, body, response)
         except TimeoutError as e:
             response.discard()
             raise UpstreamTimeoutError(f"no answer within {self._read_timeout:g} s") from e
@@ -183,6 +188,23 @@ def _head(method: str, target: str, host: str, headers: Mapping[str, str], body:
         lines.append("Content-Length: 0")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
+
+
+def _send_then_read(sock: socket.socket, head: bytes, body: bytes | None, response: UpstreamResponse) -> None:
+    """Send the request and read the answer's head. A backend may answer before it has read the whole body
+    (a 401, 404 or 413 on the headers alone) and close: the send then fails with a broken pipe or a reset, but
+    its answer is on the socket, and it is the answer (as urllib3 and browsers do), not a backend that gave
+    none. Only if no answer can be read is the send's failure raised."""
+    try:
+        _send(sock, head, body)
+    except (BrokenPipeError, ConnectionResetError) as sent:
+        response.forbid_reuse()
+        try:
+            response.read_head()
+        except (OSError, HTTPParseError, ClosedError):
+            raise sent from None
+        return
+    response.read_head()
 
 
 def _send(sock: socket.socket, head: bytes, body: bytes | None) -> None:

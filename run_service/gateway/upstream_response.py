@@ -43,10 +43,12 @@ class UpstreamResponse(HTTPResponse):
         self._done = done
         self._final = False  # a final (non-1xx) response completed: bytes after it are not this response's
         self._spoiled = False
+        self._reusable = True
+        self._status = 0  # the first final response's code (the parser's own code is whatever it parsed last)
 
     @property
     def status(self) -> int:
-        return self.get_code()
+        return self._status
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -60,7 +62,7 @@ class UpstreamResponse(HTTPResponse):
         the body was read (``read_some``), after the request's hang-up watch ended, never while a hang-up
         could still shut it down under another request.
         """
-        while not self.headers_complete or self.get_code() < 200:
+        while not self._status:
             data = self._socket().recv(BLOCK)
             if not data:
                 raise ClosedError("the backend closed the connection before a response")
@@ -86,11 +88,17 @@ class UpstreamResponse(HTTPResponse):
             self.release()
         return chunk
 
+    def forbid_reuse(self) -> None:
+        """The connection is not to be pooled whatever the answer says (its request could not be sent whole)."""
+        self._reusable = False
+
     def release(self) -> None:
         """Hand the socket on (back to its pool if the response was read whole and the connection lives)."""
         if self._held:
             with_socket = self._held.pop()
-            self._done(with_socket, self.message_complete and not self._spoiled and not self.should_close())
+            self._done(
+                with_socket, self._reusable and self.message_complete and not self._spoiled and not self.should_close()
+            )
 
     def discard(self) -> None:
         """Drop the connection now (shut down, then closed), whatever was left to read."""
@@ -108,10 +116,18 @@ class UpstreamResponse(HTTPResponse):
             raise ClosedError("the response was discarded") from None
 
     # parser callbacks (geventhttpclient.response.HTTPResponse keeps its own header index: not used here)
+    def _on_headers_complete(self) -> int | bool | None:
+        skip_body = super()._on_headers_complete()
+        if not self._status and not self._final and self.get_code() >= 200:
+            self._status = self.get_code()
+        return skip_body
+
     def _flush_header(self) -> None:
-        if self._current_header_field is not None and not self._final:
+        # headers_complete: a chunked body's trailer fields come through the same callbacks; they are not
+        # response headers and are never relayed as such
+        if self._current_header_field is not None and not self._final and not self.headers_complete:
             self.lines.append((self._current_header_field, self._current_header_value or ""))
-            self._current_header_field = self._current_header_value = None
+        self._current_header_field = self._current_header_value = None
 
     def _on_message_begin(self) -> None:
         if self._final:

@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -426,3 +427,54 @@ def test_https_verifies_the_backend_certificate(
                 client.open(address, "GET", "/v1/models", {}, None)
             assert not server.heads  # no request byte left
         client.close()  # before the server stops: its TLS socket waits for the client's close
+
+
+# found by the review of the client (session 4) ---------------------------------------------------------------
+def test_an_answer_given_before_the_body_was_read_is_relayed_not_reported_unanswered(
+    upstreams: Upstreams, hosts: Iterator[str]
+) -> None:
+    """A backend refusing a large upload on its headers alone answers and closes with the body unread (the
+    kernel then resets the connection): the caller gets that answer, not a 502 for a backend that gave none."""
+
+    def refuse(server: RawServer, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno")
+        reset(conn)  # what closing with the rest of the upload unread does
+
+    with _scripted(refuse)(next(hosts)) as server:
+        response = upstreams.open(server.url, "POST", "/v1/chat/completions", {}, b"x" * (20 << 20))
+        assert (response.status, b"".join(body_chunks(response))) == (413, b"no")
+
+
+def test_trailer_fields_of_a_chunked_answer_are_not_taken_for_its_headers(
+    upstreams: Upstreams, hosts: Iterator[str]
+) -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nX-Trailer: a\r\nContent-Type: text/evil\r\nX-Last: b\r\n\r\n")  # fmt: skip
+    with _served(next(hosts), chunked) as server:
+        response = upstreams.open(server.url, "GET", "/", {}, None)
+        assert response.lines == [("Transfer-Encoding", "chunked"), ("Content-Type", "text/plain")]
+        assert b"".join(body_chunks(response)) == b"abc"
+
+
+def test_the_status_is_the_answers_own_not_that_of_bytes_after_it(upstreams: Upstreams, hosts: Iterator[str]) -> None:
+    """Bytes after a complete answer that parse as another response must not lend it their status."""
+    with _served(next(hosts), answer(b"ok") + b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n") as server:
+        response = upstreams.open(server.url, "GET", "/", {}, None)
+        assert (response.status, b"".join(body_chunks(response))) == (200, b"ok")
+
+
+def test_a_connection_idle_past_max_idle_is_not_reused(hosts: Iterator[str]) -> None:
+    """An engine's keep-alive timeout may close a connection at the instant it is reused, before the close
+    is visible: one idle that long is replaced instead (the engine keeps it open here, so only age decides)."""
+    client = Upstreams(connect_timeout=timedelta(seconds=5), read_timeout=timedelta(seconds=5), max_idle=0.2)
+    try:
+        with _served(next(hosts), answer(), answer(), answer()) as server:
+            for pause in (0.0, 0.4):
+                time.sleep(pause)
+                assert b"".join(body_chunks(client.open(server.url, "GET", "/", {}, None))) == b"{}"
+            assert server.accepted == 2
+    finally:
+        client.close()
