@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from gateway import continuation, errors
 from gateway.access import Exchange
 from gateway.auth import Principal
+from gateway.continuation import Kind
 from gateway.errors import ApiError
 from gateway.exchanges import EXCHANGE, Exchanges
 from gateway.headers import upstream_headers
@@ -145,9 +146,9 @@ def _inference_call(
     if upstream is not payload:
         body = encode_object(upstream)
     target, stream = f"/v1/{endpoint}", payload.get("stream") is True
-    continuable = stream and pool.continuation and continuation.continuable(target, upstream)
+    kind = continuation.continuable(target, upstream) if stream and pool.continuation else None
     return _call(environ, pool, "POST", target, body, stream=stream, inference=True, strip_usage=strip_usage,
-                 continuable=continuable)  # fmt: skip
+                 continues=kind)  # fmt: skip
 
 
 def _check_passthrough(pool: PoolSpec, method: str, path: str) -> None:
@@ -208,14 +209,14 @@ def _call(
     stream: bool,
     inference: bool = False,
     strip_usage: bool = False,
-    continuable: bool = False,
+    continues: Kind | None = None,
     public_prefix: str = "",
 ) -> Call:
     exchange: Exchange = environ[EXCHANGE]
     exchange.pool = pool.name
     rid = exchange.request_id
     headers = upstream_headers(environ, rid)
-    return Call(pool, method, target, headers, body, stream, rid, inference, public_prefix, strip_usage, continuable,
+    return Call(pool, method, target, headers, body, stream, rid, inference, public_prefix, strip_usage, continues,
                 client_socket(environ), exchange)  # fmt: skip
 
 

@@ -66,10 +66,10 @@ def refusal(kind: Kind, body: dict[str, Any]) -> str | None:
     return next((reason for broken, reason in rules if broken), None)
 
 
-def continuable(target: str, body: dict[str, Any]) -> bool:
-    """Whether a stream of ``body`` to ``target`` could be continued faithfully if it were cut."""
+def continuable(target: str, body: dict[str, Any]) -> Kind | None:
+    """The endpoint kind if a stream of ``body`` to ``target`` could be continued faithfully when cut, else None."""
     kind = kind_of(target)
-    return kind is not None and refusal(kind, body) is None
+    return kind if kind is not None and refusal(kind, body) is None else None
 
 
 @dataclass(slots=True)

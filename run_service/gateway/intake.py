@@ -127,11 +127,9 @@ class BodyReader:
         finally:
             self._budget.end_upload(key, held[0])
 
-    def hold_parsed(
-        self, size: int, on_release: Callable[[Callable[[], None]], None], held: list[Callable[[], None]]
-    ) -> None:
-        """Take ``size`` bytes of the budget for a body's parsed form; what frees them (once: a second call
-        does nothing) goes to ``on_release`` and is appended to ``held``.
+    def hold_parsed(self, size: int) -> Release:
+        """Take ``size`` bytes of the budget for a body's parsed form; the ``Release`` frees them (once: a second
+        call does nothing).
 
         Raises ApiError 503 when they do not fit now, 400 when they never could (more than the whole budget).
         """
@@ -139,9 +137,7 @@ class BodyReader:
             raise errors.bad_request("The body's JSON is too large to parse here.", code="json_too_large")
         if not self._budget.reserve(size):
             raise _busy()
-        parsed = Release(functools.partial(self._budget.give_back, size))
-        on_release(parsed)
-        held.append(parsed)
+        return Release(functools.partial(self._budget.give_back, size))
 
     def _reserve(self, size: int, held: list[int], key: str) -> None:
         if not self._budget.reserve_upload(key, size):

@@ -30,9 +30,10 @@ from typing import Any
 
 from flask import Response
 
-from gateway import continuation, errors
+from gateway import errors
 from gateway.access import Exchange
 from gateway.activity import ActivityRecorder
+from gateway.continuation import Kind
 from gateway.continued_stream import continued_stream
 from gateway.hangup import watch
 from gateway.headers import SSE_HEADERS
@@ -66,7 +67,7 @@ class Call:
     inference: bool = False  # an OpenAI endpoint (not pass-through): the pool may allow its replay
     public_prefix: str = ""  # the gateway path the backend's paths appear under (pass-through: /pools/<pool>)
     strip_usage: bool = False  # the gateway asked the engine for stream usage the caller did not ask for
-    continuable: bool = False  # a stream the pool may continue elsewhere if cut (``continuation.continuable``)
+    continuation: Kind | None = None  # a stream the pool may continue elsewhere if cut: its endpoint's kind
     client: Any = None  # the caller's socket, watched for a hang-up while a plain request waits
     exchange: Exchange = field(default_factory=lambda: Exchange("", "", "", 0.0))  # the access-log record
 
@@ -322,9 +323,8 @@ class Forwarder:
         self, call: Call, opened: _Opened, current: list[_Opened]
     ) -> Callable[[Iterator[bytes]], Iterator[bytes]] | None:
         """How to relay this call's SSE so that a cut answer continues elsewhere; None if it may not."""
-        kind = continuation.kind_of(call.target)
-        raw = call.body
-        if not (call.continuable and call.inference and call.stream and call.pool.continuation and kind and raw):
+        kind, raw = call.continuation, call.body  # set only for an inference stream its pool may continue
+        if kind is None or not raw:
             return None
         original: Callable[[], dict[str, Any]] = functools.partial(json.loads, raw)  # parsed only at a cut
         tried = {opened.route.key}

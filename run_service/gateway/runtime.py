@@ -7,7 +7,6 @@ two steps every proxied request takes after its body has been validated.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from gateway.access import Exchange
 from gateway.activity import ActivityRecorder
 from gateway.auth import Authenticator, Principal
 from gateway.intake import BodyBudget, BodyReader
-from gateway.limits import Admission, KeyLimiter
+from gateway.limits import Admission, KeyLimiter, Release
 from gateway.payload import parse_object
 from gateway.proxy import Call, Forwarder
 from gateway.selection import Balancer
@@ -139,8 +138,12 @@ class Gateway:
         given back earlier (once the request no longer holds the parsed object).
         """
         s = self.settings
-        held: list[Callable[[], None]] = []
-        reserve = functools.partial(self.bodies.hold_parsed, on_release=admission.hold, held=held)
+        held: list[Release] = []  # the reservation parse_object makes (it reserves before parsing, once)
+
+        def reserve(size: int) -> None:
+            held.append(self.bodies.hold_parsed(size))
+            admission.hold(held[-1])
+
         payload = parse_object(body, max_depth=s.max_json_depth, max_elements=s.max_json_elements, reserve=reserve)
         return payload, held[0]
 
